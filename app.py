@@ -1,0 +1,232 @@
+"""The ASGI application: GraphQL at /graphql, the seed REST adapters, health and metrics.
+
+Run with `uvicorn app:create_app --factory`; `make dev` does that for you.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from prometheus_client import generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from strawberry.asgi import GraphQL
+from strawberry.http import GraphQLHTTPResponse
+from strawberry.types import ExecutionResult
+
+from core.errors import BadInput, ChirpError
+from resolvers import timelines, tweets
+from resolvers.context import Context, build_context
+from runtime import metrics
+from runtime.container import Services, open_services
+from runtime.settings import Settings, load
+from schema import build_schema
+from schema.errors import formatted
+from storage import outbox
+
+log = logging.getLogger("chirp.app")
+
+
+class GraphQLApp(GraphQL):
+    def __init__(self, services: Services) -> None:
+        super().__init__(build_schema(services.settings), graphql_ide="graphiql")
+        self.services = services
+
+    async def get_context(self, request: Any, response: Any) -> Context:
+        return build_context(
+            self.services, request.headers.get("authorization"),
+            request=request, response=response,
+        )
+
+    async def process_result(self, request: Any, result: ExecutionResult) -> GraphQLHTTPResponse:
+        out: GraphQLHTTPResponse = {"data": result.data}
+        if result.errors:
+            out["errors"] = [formatted(e) for e in result.errors]
+        extensions = dict(result.extensions or {})
+        context = getattr(request, "state", None)
+        if getattr(context, "chirp_degraded", False):
+            extensions["degraded"] = True
+        if extensions:
+            out["extensions"] = extensions
+        return out
+
+    def encode_json(self, data: object) -> bytes:
+        return orjson.dumps(data)
+
+
+# ----------------------------------------------------------------------- REST adapters
+
+_STATUS = {
+    "BAD_USER_INPUT": 400, "UNAUTHENTICATED": 401, "FORBIDDEN": 403, "NOT_FOUND": 404,
+    "CONFLICT": 409, "RATE_LIMITED": 429, "UNAVAILABLE": 503,
+}
+
+
+def _json(data: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(data), status, headers, media_type="application/json")
+
+
+def _error(e: ChirpError) -> Response:
+    headers = {"Retry-After": str(e.extensions["retryAfter"])} if e.code == "RATE_LIMITED" else None
+    body = {"error": {"code": e.code, "message": e.message, **e.extensions}}
+    return _json(body, _STATUS.get(e.code, 500), headers)
+
+
+def _tweet_json(t, author) -> dict[str, Any]:
+    return {
+        "id": str(t.id), "text": t.text, "created_at": t.created_at.isoformat(),
+        "author": {"id": str(author.id), "handle": author.handle,
+                   "display_name": author.display_name} if author else None,
+    }
+
+
+def _rest_context(request: Request) -> Context:
+    services: Services = request.app.state.services
+    return build_context(services, request.headers.get("authorization"), request=request)
+
+
+async def post_tweet(request: Request) -> Response:
+    ctx = _rest_context(request)
+    try:
+        try:
+            body = orjson.loads(await request.body())
+        except orjson.JSONDecodeError:
+            raise BadInput("body must be JSON: {\"text\": \"...\"}") from None
+        if not isinstance(body, dict) or not isinstance(body.get("text"), str):
+            raise BadInput("body must be JSON: {\"text\": \"...\"}", field="text")
+        tweet = await tweets.post(ctx, body["text"], request.headers.get("idempotency-key"))
+        author = await ctx.loaders.users.load(tweet.author_id)
+    except ChirpError as e:
+        return _error(e)
+    return _json(_tweet_json(tweet, author), 201)
+
+
+async def home_timeline(request: Request) -> Response:
+    ctx = _rest_context(request)
+    q = request.query_params
+    try:
+        limit = q.get("limit", "20")
+        if not limit.isdigit():
+            raise BadInput("limit must be an integer between 1 and 100", field="limit")
+        page = await timelines.home(ctx, int(limit), q.get("cursor"), q.get("since_id"))
+        authors = await ctx.loaders.users.load_many([t.author_id for t in page.tweets])
+    except ChirpError as e:
+        return _error(e)
+    from core import cursor
+
+    items = [_tweet_json(t, a) for t, a in zip(page.tweets, authors, strict=True)]
+    next_cursor = cursor.encode(cursor.TWEET, page.tweets[-1].id) if page.has_next else None
+    return _json({"tweets": items, "next_cursor": next_cursor, "degraded": page.degraded})
+
+
+# ----------------------------------------------------------------------- operations
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    services: Services = request.app.state.services
+    checks: dict[str, str] = {}
+
+    async def check(name: str, probe) -> None:
+        try:
+            await asyncio.wait_for(probe(), 2.0)
+            checks[name] = "ok"
+        except Exception as e:  # any failure means not ready; say which and why
+            checks[name] = f"error: {type(e).__name__}: {e}"[:200]
+
+    await asyncio.gather(
+        check("postgres", lambda: services.pool.fetchval("SELECT 1")),
+        check("redis", services.redis.ping),
+    )
+    ready = all(v == "ok" for v in checks.values())
+    return JSONResponse({"ready": ready, "checks": checks}, 200 if ready else 503)
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    services: Services = request.app.state.services
+    with contextlib.suppress(Exception):
+        metrics.FANOUT_LAG.set(await services.bus.lag())
+        metrics.FANOUT_DELIVERIES.set(int(await services.redis.get(metrics.DELIVERIES_KEY) or 0))
+        metrics.DEAD_LETTERS.set(await services.redis.xlen("chirp:events:dead"))
+    with contextlib.suppress(Exception):
+        metrics.OUTBOX_PENDING.set(await outbox.pending(services.pool))
+    return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+
+class LatencyMiddleware:
+    """Request latency by route; a plain ASGI wrapper, cheap on the hot path."""
+
+    ROUTES = {"/graphql", "/v1/tweets", "/v1/timeline/home", "/healthz", "/readyz", "/metrics"}
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start = time.perf_counter()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            route = scope["path"] if scope["path"] in self.ROUTES else "other"
+            metrics.REQUEST_SECONDS.labels(route, scope["method"]).observe(
+                time.perf_counter() - start
+            )
+
+
+def create_app(settings: Settings | None = None, services: Services | None = None) -> Starlette:
+    """The app; with `services` given (tests) it uses them instead of opening its own."""
+    settings = settings or (services.settings if services else load())
+    holder: dict[str, Services] = {}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        owned = services is None
+        app.state.services = services or await open_services(settings)
+        holder["s"] = app.state.services
+        try:
+            yield
+        finally:
+            if owned:
+                await app.state.services.close()
+
+    class LazyGraphQL:
+        """The GraphQL app needs the services, which exist only once lifespan has run."""
+
+        def __init__(self) -> None:
+            self.app: GraphQLApp | None = None
+
+        async def __call__(self, scope, receive, send) -> None:
+            if self.app is None:
+                self.app = GraphQLApp(holder["s"])
+            await self.app(scope, receive, send)
+
+    graphql = LazyGraphQL()
+    app = Starlette(
+        routes=[
+            Route("/graphql", graphql, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", graphql),
+            Route("/v1/tweets", post_tweet, methods=["POST"]),
+            Route("/v1/timeline/home", home_timeline, methods=["GET"]),
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/metrics", metrics_endpoint),
+        ],
+        lifespan=lifespan,
+    )
+    if services is not None:
+        app.state.services = services
+        holder["s"] = services
+    app.add_middleware(LatencyMiddleware)
+    return app

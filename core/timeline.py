@@ -1,0 +1,89 @@
+"""Pure timeline rules: the Redis entry encoding, and the merge of partial sources.
+
+A home timeline page is assembled from several sources, each newest first: the viewer's
+cached timeline, the recent tweets of each followed celebrity, and the tweet store. A
+source read with a bound knows every entry down to some `floor` and nothing below it.
+Merging is only exact above the highest floor; below it the caller must read further.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+ENTRY_BYTES = 8  # one big-endian unsigned tweet id; byte order == numeric order
+
+NEWEST = (1 << 63) - 1  # `before` bound meaning "from the head"
+
+
+def pack(ids: Iterable[int]) -> bytes:
+    """Entries newest first, as stored in Redis."""
+    return b"".join(i.to_bytes(ENTRY_BYTES, "big") for i in ids)
+
+
+def unpack(blob: bytes) -> list[int]:
+    n = len(blob) - len(blob) % ENTRY_BYTES
+    return [int.from_bytes(blob[i : i + ENTRY_BYTES], "big") for i in range(0, n, ENTRY_BYTES)]
+
+
+@dataclass(frozen=True, slots=True)
+class Slice:
+    """Entries of one source strictly between (since, before), newest first.
+
+    `floor` is the lowest id down to which the slice is complete: every entry of the
+    source in [floor, before) is in `ids`. 0 means the slice holds everything down to
+    `since`.
+    """
+
+    ids: Sequence[int]
+    floor: int
+
+
+def slice_of(ids: Sequence[int], wanted: int, source_complete: bool, before: int) -> Slice:
+    """Describe a bounded read: `ids` is what a source returned when asked for `wanted`.
+
+    A full answer may have more below its last entry; a short one from a complete source
+    ends the source; a short one from a truncated source (a capped cache) knows nothing
+    below its last entry, or below `before` if it returned nothing.
+    """
+    if len(ids) >= wanted:
+        return Slice(ids, ids[-1])
+    if source_complete:
+        return Slice(ids, 0)
+    return Slice(ids, ids[-1] if ids else before)
+
+
+def merge_desc(sources: Iterable[Sequence[int]]) -> list[int]:
+    """Union of newest-first id lists, newest first, without duplicates."""
+    out: list[int] = []
+    last = None
+    for i in heapq.merge(*sources, reverse=True):
+        if i != last:
+            out.append(i)
+            last = i
+    return out
+
+
+def exact_merge(slices: Sequence[Slice]) -> tuple[list[int], int]:
+    """The merged ids every source agrees on, and the boundary below which none are known.
+
+    Ids at or above the boundary are exact: no source can hold an unseen id there. When the
+    boundary is 0 the merge is complete down to `since`.
+    """
+    boundary = max((s.floor for s in slices), default=0)
+    merged = merge_desc(s.ids for s in slices)
+    if boundary:
+        merged = [i for i in merged if i >= boundary]
+    return merged, boundary
+
+
+def insert(entries: Sequence[int], tweet_id: int, cap: int) -> list[int]:
+    """Reference model of the Redis insert script: ordered, idempotent, capped."""
+    return merge_desc([entries, [tweet_id]])[:cap]
+
+
+def remove(entries: Sequence[int], doomed: Iterable[int]) -> list[int]:
+    """Reference model of the Redis remove script."""
+    gone = set(doomed)
+    return [i for i in entries if i not in gone]

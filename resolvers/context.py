@@ -1,0 +1,55 @@
+"""What every resolver gets: the services, the viewer and this request's loaders."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.errors import Unauthenticated
+from loaders import Loaders, make_loaders
+from runtime.container import Services
+
+
+@dataclass
+class Context:
+    services: Services
+    viewer_id: int | None
+    loaders: Loaders
+    request: Any = None
+    response: Any = None
+    # Set when any part of the answer came from the database because Redis was down.
+    degraded: bool = False
+    # A bad token: only raised when something needs the viewer, so public reads still work
+    # for a client with a stale token, while any authenticated field says why it failed.
+    auth_error: Exception | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def mark_degraded(self) -> None:
+        self.degraded = True
+        if self.request is not None and hasattr(self.request, "state"):
+            self.request.state.chirp_degraded = True
+
+    def require_viewer(self) -> int:
+        if self.auth_error is not None:
+            raise self.auth_error
+        if self.viewer_id is None:
+            raise Unauthenticated("sign in: send Authorization: Bearer <token>")
+        return self.viewer_id
+
+    # Strawberry's WebSocket handlers store connection params by item assignment.
+    def __getitem__(self, key: str) -> Any:
+        return self.extra[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.extra[key] = value
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.extra.get(key, default)
+
+
+def build_context(services: Services, authorization: str | None, **kw: Any) -> Context:
+    try:
+        viewer_id, error = services.accounts.user_id_from(authorization), None
+    except Unauthenticated as e:
+        viewer_id, error = None, e
+    return Context(services, viewer_id, make_loaders(services, viewer_id), auth_error=error, **kw)

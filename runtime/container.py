@@ -1,0 +1,104 @@
+"""Builds the object graph from Settings: connections, stores, caches and services."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import asyncpg
+from redis.asyncio import Redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from runtime.settings import Settings
+from services.accounts import Accounts
+from services.feed import FeedManager
+from services.social import Social
+from services.tweeting import Tweeting
+from storage import postgres
+from storage.eventbus import RedisStreamBus
+from storage.graph import SocialGraph
+from storage.idlease import LeasedIds
+from storage.ratelimit import RateLimiter
+from storage.timeline_cache import TimelineCache
+from storage.tweets import PostgresTweetStore
+from storage.users import UserStore
+
+
+@dataclass
+class Services:
+    settings: Settings
+    pool: asyncpg.Pool
+    redis: Redis
+    ids: LeasedIds
+    users: UserStore
+    graph: SocialGraph
+    tweets: PostgresTweetStore
+    home: TimelineCache
+    recents: TimelineCache
+    feed: FeedManager
+    bus: RedisStreamBus
+    accounts: Accounts
+    tweeting: Tweeting
+    social: Social
+
+    async def close(self) -> None:
+        await self.ids.close()
+        with contextlib.suppress(Exception):
+            await self.redis.aclose()
+        await self.pool.close()
+
+
+def redis_client(url: str) -> Redis:
+    # Fail fast when Redis is down: reads then degrade to the database instead of hanging.
+    return Redis.from_url(
+        url,
+        socket_connect_timeout=1.0,
+        socket_timeout=2.0,
+        retry=Retry(ExponentialBackoff(cap=0.05, base=0.01), 1),
+        max_connections=256,
+    )
+
+
+async def open_services(
+    settings: Settings,
+    *,
+    migrate: bool = True,
+    on_query: Callable[[object], None] | None = None,
+    claim_idle_ms: int = 30_000,
+) -> Services:
+    if not settings.postgres_url or not settings.redis_url:
+        raise RuntimeError("CHIRP_POSTGRES_URL and CHIRP_REDIS_URL must be set")
+    pool = await postgres.connect(settings.postgres_url, settings.pg_pool_size, on_query)
+    if migrate:
+        await postgres.migrate(pool)
+    redis = redis_client(settings.redis_url)
+    ids = LeasedIds(redis)
+    await ids.start()
+    users = UserStore(pool)
+    graph = SocialGraph(pool)
+    tweets = PostgresTweetStore(pool)
+    home = TimelineCache(redis, "tl", settings.timeline_max, settings.timeline_ttl_seconds)
+    recents = TimelineCache(redis, "ut", settings.timeline_max, settings.timeline_ttl_seconds)
+    feed = FeedManager(
+        home, recents, tweets, graph, users, settings.celebrity_threshold, settings.active_days
+    )
+    return Services(
+        settings=settings,
+        pool=pool,
+        redis=redis,
+        ids=ids,
+        users=users,
+        graph=graph,
+        tweets=tweets,
+        home=home,
+        recents=recents,
+        feed=feed,
+        bus=RedisStreamBus(redis, claim_idle_ms=claim_idle_ms),
+        accounts=Accounts(users, ids.next_id, settings.jwt_secret, settings.jwt_ttl_seconds),
+        tweeting=Tweeting(
+            pool, tweets, feed, RateLimiter(redis), ids.next_id, settings.tweet_rate_per_hour
+        ),
+        social=Social(graph, users, feed, ids.next_id, settings.celebrity_threshold),
+    )

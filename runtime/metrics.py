@@ -1,0 +1,49 @@
+"""Prometheus metrics. Counters the worker process owns are kept in Redis and read at
+scrape time, so one /metrics on the API shows the whole deployment."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+REQUEST_SECONDS = Histogram(
+    "chirp_request_seconds",
+    "HTTP request latency by route",
+    ["route", "method"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1, 2.5, 5),
+    registry=REGISTRY,
+)
+DEGRADED_READS = Counter(
+    "chirp_degraded_reads_total",
+    "Timeline reads answered from the database because Redis was unreachable",
+    registry=REGISTRY,
+)
+TIMELINE_REBUILDS = Counter(
+    "chirp_timeline_rebuilds_total", "Cached timelines rebuilt from the store", ["kind"],
+    registry=REGISTRY,
+)
+STORE_FALLBACK_READS = Counter(
+    "chirp_timeline_store_pages_total",
+    "Timeline pages continued from the store past the cached window",
+    registry=REGISTRY,
+)
+FANOUT_LAG = Gauge(
+    "chirp_fanout_lag_events", "Events on the bus not yet applied by fan-out workers",
+    registry=REGISTRY,
+)
+OUTBOX_PENDING = Gauge(
+    "chirp_outbox_pending_events", "Events committed but not yet relayed to the bus",
+    registry=REGISTRY,
+)
+FANOUT_DELIVERIES = Gauge(
+    "chirp_fanout_deliveries_total",
+    "Tweet ids pushed into followers' cached timelines (all workers, since Redis start)",
+    registry=REGISTRY,
+)
+DEAD_LETTERS = Gauge(
+    "chirp_dead_letter_events", "Events in the dead-letter stream", registry=REGISTRY
+)
+
+# Redis keys the worker increments.
+DELIVERIES_KEY = "chirp:stats:deliveries"

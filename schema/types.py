@@ -1,0 +1,143 @@
+"""GraphQL object types. Each wraps a domain record; fields that need I/O delegate to
+resolvers, which batch through the request's DataLoaders."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import strawberry
+from strawberry.types import Info
+
+from core import cursor, fanout
+from core.models import Tweet as TweetModel
+from core.models import User as UserModel
+from resolvers import timelines, tweets, users
+from resolvers.users import UserPage
+from services.feed import Page
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    end_cursor: str | None
+    has_previous_page: bool
+    start_cursor: str | None
+
+
+@strawberry.type
+class User:
+    model: strawberry.Private[UserModel]
+    id: strawberry.ID
+    handle: str
+    display_name: str
+    bio: str
+    created_at: datetime
+    followers_count: int
+    following_count: int
+    tweets_count: int
+
+    @classmethod
+    def of(cls, m: UserModel) -> User:
+        return cls(
+            model=m, id=strawberry.ID(str(m.id)), handle=m.handle, display_name=m.display_name,
+            bio=m.bio, created_at=m.created_at, followers_count=m.followers_count,
+            following_count=m.following_count, tweets_count=m.tweets_count,
+        )
+
+    @strawberry.field
+    def is_celebrity(self, info: Info) -> bool:
+        threshold = info.context.services.settings.celebrity_threshold
+        return fanout.is_celebrity(self.model.followers_count, threshold)
+
+    @strawberry.field
+    async def viewer_is_following(self, info: Info) -> bool:
+        return await users.viewer_is_following(info.context, self.model)
+
+    @strawberry.field
+    async def tweets(
+        self, info: Info, first: int = 20, after: str | None = None
+    ) -> TweetConnection:
+        page = await timelines.of_user(info.context, self.model, first, after)
+        return TweetConnection.of(page, after)
+
+    @strawberry.field
+    async def followers(
+        self, info: Info, first: int = 20, after: str | None = None
+    ) -> UserConnection:
+        return UserConnection.of(await users.followers(info.context, self.model, first, after),
+                                 after)
+
+    @strawberry.field
+    async def following(
+        self, info: Info, first: int = 20, after: str | None = None
+    ) -> UserConnection:
+        return UserConnection.of(await users.following(info.context, self.model, first, after),
+                                 after)
+
+
+@strawberry.type
+class Tweet:
+    model: strawberry.Private[TweetModel]
+    id: strawberry.ID
+    text: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, m: TweetModel) -> Tweet:
+        return cls(model=m, id=strawberry.ID(str(m.id)), text=m.text, created_at=m.created_at)
+
+    @strawberry.field
+    async def author(self, info: Info) -> User:
+        return User.of(await tweets.author(info.context, self.model))
+
+
+@strawberry.type
+class TweetEdge:
+    cursor: str
+    node: Tweet
+
+
+@strawberry.type
+class TweetConnection:
+    edges: list[TweetEdge]
+    page_info: PageInfo
+
+    @classmethod
+    def of(cls, page: Page, after: str | None) -> TweetConnection:
+        edges = [TweetEdge(cursor=cursor.encode(cursor.TWEET, t.id), node=Tweet.of(t))
+                 for t in page.tweets]
+        return cls(edges=edges, page_info=_page_info(edges, page.has_next, after))
+
+
+@strawberry.type
+class UserEdge:
+    cursor: str
+    node: User
+
+
+@strawberry.type
+class UserConnection:
+    edges: list[UserEdge]
+    page_info: PageInfo
+
+    @classmethod
+    def of(cls, page: UserPage, after: str | None) -> UserConnection:
+        edges = [UserEdge(cursor=cursor.encode(cursor.FOLLOW, seq), node=User.of(u))
+                 for seq, u in page.edges]
+        return cls(edges=edges, page_info=_page_info(edges, page.has_next, after))
+
+
+def _page_info(edges: list, has_next: bool, after: str | None) -> PageInfo:
+    return PageInfo(
+        has_next_page=has_next,
+        end_cursor=edges[-1].cursor if edges else None,
+        # Keyset pages only know there is something newer when they were reached by paging.
+        has_previous_page=after is not None,
+        start_cursor=edges[0].cursor if edges else None,
+    )
+
+
+@strawberry.type
+class AuthPayload:
+    token: str
+    user: User

@@ -1,0 +1,355 @@
+"""FeedManager: the one place that owns the timeline rules.
+
+Write side: insert a new tweet into its author's own timeline at once, push it into
+followers' cached timelines (fan-out, never for celebrities), merge a followee's tweets on
+follow, unmerge them on unfollow, drop a deleted tweet everywhere, back-fill a demoted
+celebrity's tweets. Read side: merge the cached timeline with followed celebrities' recent
+tweets, rebuild a missing timeline once, continue from the store past the cached window,
+and pull from the store alone when Redis is unreachable.
+
+Resolvers and workers call this; none of them touch timeline keys themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+from redis.exceptions import RedisError
+
+from core import fanout
+from core.models import AUTHOR_DEMOTED, TWEET_CREATED, TWEET_DELETED, Event, Tweet
+from core.timeline import NEWEST, Slice, exact_merge, slice_of
+from runtime import metrics
+from storage.graph import SocialGraph
+from storage.timeline_cache import CachedSlice, ReadState, TimelineCache
+from storage.tweets import TweetStore
+from storage.users import UserStore
+
+log = logging.getLogger(__name__)
+
+TweetLoader = Callable[[list[int]], Awaitable[Sequence[Tweet | None]]]
+
+ACTIVE_MARK_SECONDS = 3600  # last_active_at is written at most once an hour per user
+REBUILD_WAIT_S = 1.0  # how long a reader waits for another request's rebuild
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    tweets: list[Tweet]
+    has_next: bool
+    degraded: bool = False
+
+
+class _Exhausted(Exception):
+    """A cached source reached its truncation point: continue from the store."""
+
+
+class FeedManager:
+    def __init__(
+        self,
+        home: TimelineCache,
+        recents: TimelineCache,
+        tweets: TweetStore,
+        graph: SocialGraph,
+        users: UserStore,
+        celebrity_threshold: int,
+        active_days: int,
+    ) -> None:
+        self.home = home
+        self.recents = recents
+        self.tweets = tweets
+        self.graph = graph
+        self.users = users
+        self.threshold = celebrity_threshold
+        self.active_within = timedelta(days=active_days)
+        self.redis = home.redis
+
+    # ------------------------------------------------------------------ write side
+
+    async def on_post(self, tweet: Tweet) -> None:
+        """Show a new tweet in its author's own timeline and recents at once. Best effort:
+        the fan-out worker repeats both idempotently, so a Redis blip here loses nothing."""
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for cache in (self.home, self.recents):
+                    cache._insert(
+                        keys=[cache.key(tweet.author_id)],
+                        args=[tweet.id.to_bytes(8, "big"), cache.cap],
+                        client=pipe,
+                    )
+                await pipe.execute()
+        except RedisError as e:
+            log.warning("own-timeline insert of %s deferred to fan-out: %s", tweet.id, e)
+
+    async def apply(self, event: Event) -> int:
+        """Apply one bus event; idempotent, so redelivery is harmless. Returns deliveries."""
+        if event.kind == TWEET_CREATED:
+            return await self._fan_out(event.tweet_id, event.author_id)
+        if event.kind == TWEET_DELETED:
+            await self._fan_out_delete(event.tweet_id, event.author_id)
+            return 0
+        if event.kind == AUTHOR_DEMOTED:
+            return await self._back_fill(event.author_id)
+        raise ValueError(f"unknown event kind {event.kind!r}")
+
+    async def _fan_out(self, tweet_id: int, author_id: int) -> int:
+        found = await self.tweets.get_many([tweet_id])
+        if tweet_id not in found:
+            return 0  # deleted before fan-out reached it
+        await self.home.insert(author_id, tweet_id)
+        await self.recents.insert(author_id, tweet_id)
+        author = (await self.users.get_many([author_id])).get(author_id)
+        if author is None or fanout.is_celebrity(author.followers_count, self.threshold):
+            return 0  # followers pull a celebrity's tweets at read time
+        delivered = 0
+        async for followers in self._follower_pages(author_id, active_only=True):
+            delivered += await self.home.insert_many(followers, tweet_id)
+            await self.redis.incrby(metrics.DELIVERIES_KEY, len(followers))
+        return delivered
+
+    async def _fan_out_delete(self, tweet_id: int, author_id: int) -> None:
+        await self.home.remove_many([author_id], [tweet_id])
+        await self.recents.remove_many([author_id], [tweet_id])
+        author = (await self.users.get_many([author_id])).get(author_id)
+        if author is not None and fanout.is_celebrity(author.followers_count, self.threshold):
+            return  # a celebrity's ids are few in caches; reads drop deleted tweets anyway
+        async for followers in self._follower_pages(author_id, active_only=False):
+            await self.home.remove_many(followers, [tweet_id])
+
+    async def _back_fill(self, author_id: int) -> int:
+        author = (await self.users.get_many([author_id])).get(author_id)
+        if author is None or fanout.is_celebrity(author.followers_count, self.threshold):
+            return 0  # promoted again meanwhile: reads still pull
+        ids, truncated = await self._author_window(author_id)
+        merged = 0
+        async for followers in self._follower_pages(author_id, active_only=True):
+            merged += await self.home.merge_many(followers, ids, truncated)
+        return merged
+
+    async def _follower_pages(self, author_id: int, active_only: bool):
+        before = NEWEST
+        while True:
+            page = await self.graph.followers_page(
+                author_id, before, fanout.FOLLOWER_PAGE,
+                self.active_within if active_only else None,
+            )
+            if not page:
+                return
+            yield [follower for _seq, follower in page]
+            if len(page) < fanout.FOLLOWER_PAGE:
+                return
+            before = page[-1][0]
+
+    async def _author_window(self, author_id: int) -> tuple[list[int], bool]:
+        """The author's newest tweet ids, as many as a timeline holds, and whether more
+        exist below them."""
+        tweets = await self.tweets.by_author(author_id, limit=self.home.cap)
+        return [t.id for t in tweets], len(tweets) >= self.home.cap
+
+    async def on_follow(self, follower: int, followee: int, followee_followers: int) -> None:
+        """Merge a new followee's tweets into the follower's cached timeline (if cached).
+        A celebrity's are pulled at read time instead."""
+        if fanout.is_celebrity(followee_followers, self.threshold):
+            return
+        ids, truncated = await self._author_window(followee)
+        try:
+            await self.home.merge(follower, ids, truncated)
+        except RedisError as e:
+            # The cached timeline would now be missing the followee's tweets: drop it so
+            # the next read rebuilds it, or, if that fails too, let the TTL end it.
+            log.warning("follow merge failed for %s: %s", follower, e)
+            await self._forget(follower)
+
+    async def on_unfollow(self, follower: int, followee: int) -> None:
+        """Remove an unfollowed account's tweets from the follower's cached timeline.
+        Reads also filter by the current followee set, so a racing fan-out push of the
+        unfollowed account's tweet never shows."""
+        try:
+            cached = await self.home.read(follower, count=self.home.cap, renew=False)
+            if cached.state != ReadState.OK or not cached.ids:
+                return
+            found = await self.tweets.get_many(cached.ids)
+            doomed = [i for i, t in found.items() if t.author_id == followee]
+            await self.home.remove_many([follower], doomed)
+        except RedisError as e:
+            log.warning("unfollow unmerge failed for %s: %s", follower, e)
+
+    async def _forget(self, user_id: int) -> None:
+        try:
+            await self.home.drop(user_id)
+        except RedisError:
+            pass
+
+    # ------------------------------------------------------------------ read side
+
+    async def home_page(
+        self, viewer: int, first: int, before: int, since: int, load: TweetLoader
+    ) -> Page:
+        followees = await self.graph.followees(viewer)
+        allowed = {viewer, *(f.user_id for f in followees)}
+        celebs = [
+            f.user_id for f in followees
+            if fanout.is_celebrity(f.followers_count, self.threshold)
+        ]
+
+        async def cached(before: int, count: int) -> list[CachedSlice]:
+            return await self._home_slices(viewer, celebs, before, since, count)
+
+        async def stored(before: int, count: int) -> list[Tweet]:
+            return await self.tweets.by_authors(sorted(allowed), before, since, count)
+
+        return await self._page(first, before, cached, stored, load, allowed)
+
+    async def user_page(
+        self, author: int, first: int, before: int, since: int, load: TweetLoader
+    ) -> Page:
+        async def cached(before: int, count: int) -> list[CachedSlice]:
+            return [await self._recents_slice(author, before, since, count)]
+
+        async def stored(before: int, count: int) -> list[Tweet]:
+            return await self.tweets.by_author(author, before, since, count)
+
+        return await self._page(first, before, cached, stored, load, {author})
+
+    async def _page(
+        self,
+        first: int,
+        before: int,
+        cached: Callable[[int, int], Awaitable[list[CachedSlice]]],
+        stored: Callable[[int, int], Awaitable[list[Tweet]]],
+        load: TweetLoader,
+        allowed: set[int],
+    ) -> Page:
+        """Collect first+1 visible tweets below `before` (the extra one only tells whether
+        a next page exists), from the caches while they know, then from the store."""
+        want = first + 1
+        out: list[Tweet] = []
+        degraded = False
+        use_store = False
+        while len(out) < want:
+            need = want - len(out)
+            if use_store:
+                got = await stored(before, need)
+                out.extend(t for t in got if t.author_id in allowed)
+                if len(got) < need:
+                    break
+                before = got[-1].id
+                continue
+            # Read a little extra: deleted tweets still cached are dropped on hydration.
+            count = need + need // 4 + 2
+            try:
+                got = await cached(before, count)
+            except RedisError as e:
+                log.warning("timeline read degraded to the store: %s", e)
+                metrics.DEGRADED_READS.inc()
+                degraded = use_store = True
+                continue
+            except _Exhausted:
+                metrics.STORE_FALLBACK_READS.inc()
+                use_store = True
+                continue
+            ids, boundary = exact_merge([_as_slice(g, count, before) for g in got])
+            if ids:
+                tweets = await load(ids)
+                out.extend(t for t in tweets if t is not None and t.author_id in allowed)
+            if boundary == 0:
+                break  # every source is complete down to `since`
+            before = boundary
+            if any(g.truncated for g in got):
+                # A capped list gave out: it knows nothing below here, the store does.
+                metrics.STORE_FALLBACK_READS.inc()
+                use_store = True
+        return Page(out[:first], len(out) > first, degraded)
+
+    async def _home_slices(
+        self, viewer: int, celebs: list[int], before: int, since: int, count: int
+    ) -> list[CachedSlice]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            self.home.read_into(pipe, viewer, before, since, count, renew=True)
+            for celeb in celebs:
+                self.recents.read_into(pipe, celeb, before, since, count)
+            pipe.set(f"chirp:seen:{{{viewer}}}", 1, nx=True, ex=ACTIVE_MARK_SECONDS)
+            replies = await pipe.execute()
+        if replies[-1]:
+            asyncio.get_running_loop().create_task(self._mark_active(viewer))
+        home = self.home.parse(replies[0])
+        if home.state != ReadState.OK:
+            home = await self._rebuilt(self.home, viewer, before, since, count, self._home_window)
+        slices = [home]
+        for celeb, reply in zip(celebs, replies[1:-1], strict=True):
+            got = self.recents.parse(reply)
+            if got.state != ReadState.OK:
+                got = await self._rebuilt(
+                    self.recents, celeb, before, since, count, self._recents_window
+                )
+            slices.append(got)
+        return slices
+
+    async def _recents_slice(
+        self, author: int, before: int, since: int, count: int
+    ) -> CachedSlice:
+        got = await self.recents.read(author, before, since, count)
+        if got.state != ReadState.OK:
+            got = await self._rebuilt(
+                self.recents, author, before, since, count, self._recents_window
+            )
+        return got
+
+    async def _rebuilt(
+        self,
+        cache: TimelineCache,
+        owner: int,
+        before: int,
+        since: int,
+        count: int,
+        window: Callable[[int], Awaitable[tuple[list[int], bool]]],
+    ) -> CachedSlice:
+        """Rebuild a missing list from the store, one rebuilder per list; others wait for
+        it briefly, then read the store themselves (raising _Exhausted)."""
+        state = await cache.begin_rebuild(owner)
+        if state == "started":
+            kind = "home" if cache is self.home else "recents"
+            metrics.TIMELINE_REBUILDS.labels(kind).inc()
+            try:
+                ids, truncated = await window(owner)
+            except BaseException:
+                await cache.abandon_rebuild(owner)
+                raise
+            await cache.finish_rebuild(owner, ids, truncated)
+        deadline = asyncio.get_running_loop().time() + REBUILD_WAIT_S
+        while True:
+            got = await cache.read(owner, before, since, count)
+            if got.state == ReadState.OK:
+                return got
+            if asyncio.get_running_loop().time() > deadline:
+                raise _Exhausted()
+            await asyncio.sleep(0.02)
+
+    async def _home_window(self, viewer: int) -> tuple[list[int], bool]:
+        """What a rebuilt home timeline holds: the newest tweets of the viewer and of the
+        accounts they follow that are pushed (celebrities are pulled at read time)."""
+        followees = await self.graph.followees(viewer)
+        authors = [viewer] + [
+            f.user_id for f in followees
+            if not fanout.is_celebrity(f.followers_count, self.threshold)
+        ]
+        tweets = await self.tweets.by_authors(authors, limit=self.home.cap)
+        return [t.id for t in tweets], len(tweets) >= self.home.cap
+
+    async def _recents_window(self, author: int) -> tuple[list[int], bool]:
+        tweets = await self.tweets.by_author(author, limit=self.recents.cap)
+        return [t.id for t in tweets], len(tweets) >= self.recents.cap
+
+    async def _mark_active(self, user_id: int) -> None:
+        try:
+            await self.users.mark_active(user_id)
+        except Exception as e:  # activity is advisory; never fail a read over it
+            log.warning("could not mark %s active: %s", user_id, e)
+
+
+def _as_slice(got: CachedSlice, count: int, before: int) -> Slice:
+    return slice_of(got.ids, count, not got.truncated, before)

@@ -1,0 +1,128 @@
+"""Posting and deleting tweets.
+
+A post commits the tweet, its author's counter, its idempotency key and its TweetCreated
+event in one PostgreSQL transaction, so an acknowledged tweet is never lost and never
+announced twice; fan-out happens later from the outbox.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime
+
+import asyncpg
+from redis.exceptions import RedisError
+
+from core import validation
+from core.errors import Forbidden, NotFound, RateLimited
+from core.ids import id_timestamp_ms
+from core.models import TWEET_CREATED, TWEET_DELETED, Event, Tweet
+from services.feed import FeedManager
+from storage import outbox
+from storage.ratelimit import RateLimiter
+from storage.tweets import TweetStore
+
+log = logging.getLogger(__name__)
+
+
+class Tweeting:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        store: TweetStore,
+        feed: FeedManager,
+        limiter: RateLimiter,
+        next_id,
+        rate_per_hour: int,
+    ) -> None:
+        self.pool = pool
+        self.store = store
+        self.feed = feed
+        self.limiter = limiter
+        self.next_id = next_id
+        self.rate_per_hour = rate_per_hour
+
+    async def post(self, author_id: int, text: str, idempotency_key: str | None = None) -> Tweet:
+        text = validation.tweet_text(text)
+        key = validation.idempotency_key(idempotency_key)
+        if key is not None:
+            earlier = await self._by_key(author_id, key)
+            if earlier is not None:
+                return earlier
+        await self._check_rate(author_id)
+        tweet_id = self.next_id()
+        tweet = Tweet(
+            tweet_id, author_id, text,
+            datetime.fromtimestamp(id_timestamp_ms(tweet_id) / 1000, tz=UTC),
+        )
+        try:
+            await self._commit(tweet, key)
+        except _Repeat:
+            return await self._by_key(author_id, key)  # type: ignore[arg-type]
+        await self.feed.on_post(tweet)
+        return tweet
+
+    async def _commit(self, tweet: Tweet, key: str | None) -> None:
+        tweet_id, author_id = tweet.id, tweet.author_id
+        async with self.pool.acquire() as tx, tx.transaction():
+            if key is not None:
+                claimed = await tx.fetchval(
+                    "INSERT INTO idempotency_keys (user_id, key, tweet_id) VALUES ($1, $2, $3) "
+                    "ON CONFLICT DO NOTHING RETURNING true",
+                    author_id, key, tweet_id,
+                )
+                if not claimed:  # a concurrent repeat won the race
+                    raise _Repeat()
+            await self.store.put(tweet, tx=tx)
+            await tx.execute(
+                "UPDATE users SET tweets_count = tweets_count + 1 WHERE id = $1", author_id
+            )
+            await outbox.add(tx, Event(TWEET_CREATED, tweet_id, author_id))
+
+    async def _by_key(self, author_id: int, key: str) -> Tweet | None:
+        tweet_id = await self.pool.fetchval(
+            "SELECT tweet_id FROM idempotency_keys WHERE user_id = $1 AND key = $2",
+            author_id, key,
+        )
+        if tweet_id is None:
+            return None
+        found = await self.store.get_many([tweet_id])
+        if tweet_id not in found:
+            raise NotFound("the tweet first posted with this idempotency key was deleted")
+        return found[tweet_id]
+
+    async def _check_rate(self, author_id: int) -> None:
+        try:
+            wait = await self.limiter.take(
+                f"tweet:{author_id}", self.rate_per_hour, 3600, int(time.time() * 1000)
+            )
+        except RedisError as e:
+            # Fail open: a Redis outage must not stop people posting to PostgreSQL.
+            log.warning("rate limiter unavailable, allowing post: %s", e)
+            return
+        if wait:
+            raise RateLimited(
+                f"at most {self.rate_per_hour} tweets per hour; retry in {wait} s", wait
+            )
+
+    async def delete(self, user_id: int, tweet_id: int) -> bool:
+        async with self.pool.acquire() as tx, tx.transaction():
+            found = await self.store.get_many([tweet_id])
+            tweet = found.get(tweet_id)
+            if tweet is None:
+                raise NotFound(f"no tweet {tweet_id}")
+            if tweet.author_id != user_id:
+                raise Forbidden("you can only delete your own tweets")
+            removed = await self.store.delete(tweet_id, tx=tx)
+            if removed is None:  # a concurrent delete won
+                raise NotFound(f"no tweet {tweet_id}")
+            await tx.execute(
+                "UPDATE users SET tweets_count = tweets_count - 1 WHERE id = $1", user_id
+            )
+            await outbox.add(tx, Event(TWEET_DELETED, tweet_id, user_id))
+        return True
+
+
+class _Repeat(Exception):
+    pass

@@ -1,0 +1,147 @@
+"""The event bus: a small interface and its Redis Streams adapter (Kafka arrives later).
+
+Delivery is at least once: an event is acknowledged only after its work is applied, and
+events a dead consumer held are claimed by another after `claim_idle_ms`. Events that
+keep failing move to a dead-letter stream with their error; `replay_dead` puts them back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from core.models import Event
+
+STREAM = "chirp:events"
+DEAD = "chirp:events:dead"
+GROUP = "fanout"
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    message_id: str
+    event: Event
+    attempts: int  # 1 on first delivery
+
+
+class EventBus(Protocol):
+    async def publish(self, events: list[Event]) -> None: ...
+    async def receive(self, consumer: str, count: int, block_ms: int) -> list[Delivery]: ...
+    async def ack(self, deliveries: list[Delivery]) -> None: ...
+    async def dead_letter(self, delivery: Delivery, error: str) -> None: ...
+    async def replay_dead(self) -> int: ...
+    async def lag(self) -> int: ...
+
+
+def _encode(event: Event) -> dict[str, str]:
+    return {"k": event.kind, "t": str(event.tweet_id), "a": str(event.author_id)}
+
+
+def _decode(fields: dict) -> Event:
+    f = {k.decode() if isinstance(k, bytes) else k: v for k, v in fields.items()}
+    return Event(_s(f["k"]), int(f["t"]), int(f["a"]))
+
+
+def _s(v: bytes | str) -> str:
+    return v.decode() if isinstance(v, bytes) else v
+
+
+class RedisStreamBus:
+    def __init__(self, redis: Redis, claim_idle_ms: int = 30_000) -> None:
+        self.redis = redis
+        self.claim_idle_ms = claim_idle_ms
+        self._group_ready = False
+
+    async def ensure_group(self) -> None:
+        if self._group_ready:
+            return
+        try:
+            await self.redis.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
+        except ResponseError as e:
+            if "BUSYGROUP" not in str(e):
+                raise
+        self._group_ready = True
+
+    async def publish(self, events: list[Event]) -> None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for event in events:
+                pipe.xadd(STREAM, _encode(event))
+            await pipe.execute()
+
+    async def receive(self, consumer: str, count: int, block_ms: int) -> list[Delivery]:
+        await self.ensure_group()
+        reclaimed = await self._reclaim(consumer, count)
+        if reclaimed:
+            return reclaimed
+        reply = await self.redis.xreadgroup(
+            GROUP, consumer, {STREAM: ">"}, count=count, block=block_ms
+        )
+        out: list[Delivery] = []
+        for _stream, messages in reply or []:
+            for mid, fields in messages:
+                out.append(Delivery(_s(mid), _decode(fields), 1))
+        return out
+
+    async def _reclaim(self, consumer: str, count: int) -> list[Delivery]:
+        """Take over events another consumer received but never acknowledged (it died)."""
+        pending = await self.redis.xpending_range(
+            STREAM, GROUP, min="-", max="+", count=count, idle=self.claim_idle_ms
+        )
+        if not pending:
+            return []
+        attempts = {_s(p["message_id"]): p["times_delivered"] + 1 for p in pending}
+        claimed = await self.redis.xclaim(
+            STREAM, GROUP, consumer, self.claim_idle_ms, list(attempts)
+        )
+        out = []
+        for mid, fields in claimed:
+            if fields is None:  # deleted meanwhile
+                continue
+            out.append(Delivery(_s(mid), _decode(fields), attempts.get(_s(mid), 2)))
+        return out
+
+    async def ack(self, deliveries: list[Delivery]) -> None:
+        if not deliveries:
+            return
+        ids = [d.message_id for d in deliveries]
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xack(STREAM, GROUP, *ids)
+            pipe.xdel(STREAM, *ids)
+            await pipe.execute()
+
+    async def dead_letter(self, delivery: Delivery, error: str) -> None:
+        fields = _encode(delivery.event) | {
+            "error": error[:2000], "attempts": str(delivery.attempts), "origin": delivery.message_id
+        }
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xadd(DEAD, fields)
+            pipe.xack(STREAM, GROUP, delivery.message_id)
+            pipe.xdel(STREAM, delivery.message_id)
+            await pipe.execute()
+
+    async def dead(self, count: int = 100) -> list[tuple[str, Event, str]]:
+        rows = await self.redis.xrange(DEAD, count=count)
+        out = []
+        for mid, fields in rows:
+            f = {_s(k): v for k, v in fields.items()}
+            out.append((_s(mid), _decode(fields), _s(f.get("error", b""))))
+        return out
+
+    async def replay_dead(self) -> int:
+        replayed = 0
+        while rows := await self.redis.xrange(DEAD, count=500):
+            async with self.redis.pipeline(transaction=True) as pipe:
+                for mid, fields in rows:
+                    pipe.xadd(STREAM, _encode(_decode(fields)))
+                    pipe.xdel(DEAD, mid)
+                await pipe.execute()
+            replayed += len(rows)
+        return replayed
+
+    async def lag(self) -> int:
+        """Events not yet acknowledged: waiting plus in flight."""
+        await self.ensure_group()
+        return await self.redis.xlen(STREAM)

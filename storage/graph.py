@@ -1,0 +1,125 @@
+"""The social graph in PostgreSQL: follows, with follower/following counts kept exact.
+
+Counts change in the same transaction as the follows row, and only when the row really
+appeared or disappeared (ON CONFLICT DO NOTHING / DELETE ... RETURNING), so concurrent
+follows and unfollows of one pair can neither double-count nor go negative.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+
+import asyncpg
+
+from core.models import Followee
+
+
+@dataclass(frozen=True, slots=True)
+class FollowChange:
+    changed: bool  # False: already following (follow) / not following (unfollow)
+    followers_before: int
+    followers_after: int
+
+
+class SocialGraph:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def follow(self, follower: int, followee: int, seq: int) -> FollowChange:
+        async with self.pool.acquire() as conn, conn.transaction():
+            inserted = await conn.fetchval(
+                "INSERT INTO follows (follower_id, followee_id, seq) VALUES ($1, $2, $3) "
+                "ON CONFLICT DO NOTHING RETURNING true",
+                follower, followee, seq,
+            )
+            if not inserted:
+                count = await conn.fetchval(
+                    "SELECT followers_count FROM users WHERE id = $1", followee
+                )
+                return FollowChange(False, count, count)
+            # Lock order by id avoids deadlocks between A->B and B->A follows.
+            after = await self._bump(conn, follower, followee, +1)
+            return FollowChange(True, after - 1, after)
+
+    async def unfollow(
+        self, follower: int, followee: int, on_change=None
+    ) -> FollowChange:
+        """`on_change(conn, change)` runs inside the transaction (e.g. to add an outbox row)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            deleted = await conn.fetchval(
+                "DELETE FROM follows WHERE follower_id = $1 AND followee_id = $2 RETURNING true",
+                follower, followee,
+            )
+            if not deleted:
+                count = await conn.fetchval(
+                    "SELECT followers_count FROM users WHERE id = $1", followee
+                )
+                return FollowChange(False, count, count)
+            after = await self._bump(conn, follower, followee, -1)
+            change = FollowChange(True, after + 1, after)
+            if on_change is not None:
+                await on_change(conn, change)
+            return change
+
+    @staticmethod
+    async def _bump(conn: asyncpg.Connection, follower: int, followee: int, delta: int) -> int:
+        rows = await conn.fetch(
+            "UPDATE users SET "
+            " following_count = following_count + CASE WHEN id = $1 THEN $3 ELSE 0 END,"
+            " followers_count = followers_count + CASE WHEN id = $2 THEN $3 ELSE 0 END "
+            "WHERE id IN (SELECT unnest(ARRAY[$1::bigint, $2::bigint]) ORDER BY 1) "
+            "RETURNING id, followers_count",
+            follower, followee, delta,
+        )
+        return next(r["followers_count"] for r in rows if r["id"] == followee)
+
+    async def followees(self, user_id: int) -> list[Followee]:
+        """Everyone `user_id` follows, with their follower counts (for the celebrity rule)."""
+        rows = await self.pool.fetch(
+            "SELECT u.id, u.followers_count FROM follows f JOIN users u ON u.id = f.followee_id "
+            "WHERE f.follower_id = $1",
+            user_id,
+        )
+        return [Followee(r["id"], r["followers_count"]) for r in rows]
+
+    async def following_ids_among(self, follower: int, candidates: Iterable[int]) -> set[int]:
+        rows = await self.pool.fetch(
+            "SELECT followee_id FROM follows WHERE follower_id = $1 "
+            "AND followee_id = ANY($2::bigint[])",
+            follower, list(candidates),
+        )
+        return {r["followee_id"] for r in rows}
+
+    async def followers_page(
+        self, followee: int, before_seq: int, limit: int, active_within: timedelta | None = None
+    ) -> list[tuple[int, int]]:
+        """(seq, follower id) newest follow first, below `before_seq`; optionally only
+        followers active within the window (fan-out skips the rest)."""
+        if active_within is None:
+            rows = await self.pool.fetch(
+                "SELECT seq, follower_id FROM follows WHERE followee_id = $1 AND seq < $2 "
+                "ORDER BY seq DESC LIMIT $3",
+                followee, before_seq, limit,
+            )
+        else:
+            rows = await self.pool.fetch(
+                "SELECT f.seq, f.follower_id FROM follows f "
+                "JOIN users u ON u.id = f.follower_id "
+                "WHERE f.followee_id = $1 AND f.seq < $2 "
+                "AND u.last_active_at > now() - $4::interval "
+                "ORDER BY f.seq DESC LIMIT $3",
+                followee, before_seq, limit, active_within,
+            )
+        return [(r[0], r[1]) for r in rows]
+
+    async def following_page(
+        self, follower: int, before_seq: int, limit: int
+    ) -> list[tuple[int, int]]:
+        rows = await self.pool.fetch(
+            "SELECT seq, followee_id FROM follows WHERE follower_id = $1 AND seq < $2 "
+            "ORDER BY seq DESC LIMIT $3",
+            follower, before_seq, limit,
+        )
+        return [(r[0], r[1]) for r in rows]

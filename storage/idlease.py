@@ -1,0 +1,126 @@
+"""Snowflake worker ids leased in Redis, so concurrent processes never share one.
+
+A lease is a key `chirp:idlease:<n>` holding the holder's token and its high-water
+millisecond. A new holder of a worker id starts minting after the previous holder's
+high-water mark plus the lease lifetime: whatever the old holder minted after its last
+renewal happened within that lifetime, even if the wall clock has since stepped back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+
+from redis.asyncio import Redis
+
+from core.errors import Unavailable
+from core.ids import MAX_WORKER_ID, SnowflakeGenerator, wall_clock_ms
+
+log = logging.getLogger(__name__)
+
+# Long enough that posting rides out a Redis outage of a few minutes (ids are minted
+# locally; only renewal needs Redis), short enough that a crashed process's id returns.
+LEASE_MS = 300_000
+RENEW_EVERY_S = 10.0
+
+# KEYS lease, high-water mark. Returns the floor (ms) the new holder must mint above, or
+# nil if the id is held. After a clean release the previous holder's last millisecond is
+# exact; after a crash it may have minted up to a lease lifetime past its last renewal.
+_ACQUIRE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return false end
+local floor = 0
+local last = redis.call('GET', KEYS[2])
+if last then
+  local clean, ms = string.match(last, '^(c?)(%d+)$')
+  floor = tonumber(ms) + 1
+  if clean == '' then floor = floor + tonumber(ARGV[2]) end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return tostring(floor)
+"""
+
+# KEYS lease, high-water mark; ARGV token, lease ms, hwm ('c' prefix: clean release).
+_RENEW = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[2], ARGV[3])
+if string.sub(ARGV[3], 1, 1) == 'c' then redis.call('DEL', KEYS[1])
+else redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 1
+"""
+
+
+class LeasedIds:
+    """A SnowflakeGenerator whose worker id is leased and renewed in the background."""
+
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+        self.token = secrets.token_hex(8)
+        self.generator: SnowflakeGenerator | None = None
+        self._expires_ms = 0
+        self._task: asyncio.Task | None = None
+        self._acquire = redis.register_script(_ACQUIRE)
+        self._renew = redis.register_script(_RENEW)
+
+    @staticmethod
+    def _keys(worker_id: int) -> list[str]:
+        return [f"chirp:idlease:{worker_id}", f"chirp:idlease:{worker_id}:hwm"]
+
+    async def start(self) -> int:
+        worker_id = await self._lease()
+        self._task = asyncio.create_task(self._renew_forever())
+        return worker_id
+
+    async def _lease(self) -> int:
+        start = secrets.randbelow(MAX_WORKER_ID + 1)  # spread processes over the id space
+        for i in range(MAX_WORKER_ID + 1):
+            worker_id = (start + i) % (MAX_WORKER_ID + 1)
+            floor = await self._acquire(keys=self._keys(worker_id), args=[self.token, LEASE_MS])
+            if floor is None:
+                continue
+            self.generator = SnowflakeGenerator(worker_id, floor_ms=int(floor))
+            self._expires_ms = wall_clock_ms() + LEASE_MS
+            await self._renew_once()
+            return worker_id
+        raise Unavailable("no free snowflake worker id")
+
+    async def _renew_once(self, release: bool = False) -> bool:
+        assert self.generator is not None
+        hwm = max(self.generator.last_ms, wall_clock_ms())
+        ok = await self._renew(
+            keys=self._keys(self.generator.worker_id),
+            args=[self.token, LEASE_MS, f"c{hwm}" if release else str(hwm)],
+        )
+        if ok:
+            self._expires_ms = wall_clock_ms() + LEASE_MS
+        return bool(ok)
+
+    async def _renew_forever(self) -> None:
+        while True:
+            await asyncio.sleep(RENEW_EVERY_S)
+            try:
+                if not await self._renew_once():
+                    # Lost (Redis restarted without it, or it expired): stop minting on it.
+                    log.warning("snowflake lease %s lost", self.generator.worker_id)
+                    self._expires_ms = 0
+                    await self._lease()
+            except Exception as e:  # Redis down: keep minting until the lease runs out
+                log.warning("snowflake lease renewal failed: %s", e)
+
+    def next_id(self) -> int:
+        if self.generator is None:
+            raise Unavailable("id generator not started")
+        # Never mint on a lease that may have passed to another process.
+        if wall_clock_ms() >= self._expires_ms - 1000:
+            raise Unavailable("id lease expired; is Redis reachable?")
+        return self.generator.next_id()
+
+    async def close(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self.generator is not None:
+            with contextlib.suppress(Exception):
+                await self._renew_once(release=True)

@@ -1,0 +1,308 @@
+"""Capped, newest-first lists of tweet ids in Redis: home timelines and per-author recents.
+
+Encoding (measured in docs/timelines.md): one Redis string per list holding 8-byte
+big-endian tweet ids, newest first. About 8 bytes per entry, against ~20 for a listpack
+sorted set and 60+ once a sorted set outgrows its listpack; and ids above 2**53 do not fit
+a sorted-set score exactly. Byte order equals numeric order, so the Lua scripts below
+binary-search the string directly.
+
+A trailing all-zero entry is the truncation sentinel: the list was capped (or built from
+a capped read), so nothing below its last real entry is known and reads must continue from
+the tweet store. Without it, a capped list that later lost entries to deletes or unfollows
+would pass for complete.
+
+Every write is idempotent (insert skips a present id) so at-least-once fan-out is safe,
+and writes only touch lists that exist: a missing list is rebuilt on its next read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from redis.asyncio import Redis
+
+from core.timeline import ENTRY_BYTES, NEWEST, pack, unpack
+
+SENTINEL = bytes(ENTRY_BYTES)
+
+# Shared Lua helpers: entries compared as two 32-bit halves (exact in Lua's doubles, and
+# independent of the server's collation locale, which string comparison would not be).
+_LIB = """
+local Z = string.rep('\\0', 8)
+local function half(s, p)
+  local a, b, c, d = string.byte(s, p, p + 3)
+  return ((a * 256 + b) * 256 + c) * 256 + d
+end
+-- -1, 0, 1 as the entry at byte offset p of s is less, equal, greater than entry t
+local function cmp(s, p, t)
+  local x, y = half(s, p), half(t, 1)
+  if x ~= y then return x < y and -1 or 1 end
+  x, y = half(s, p + 4), half(t, 5)
+  if x ~= y then return x < y and -1 or 1 end
+  return 0
+end
+-- number of real entries (excluding the sentinel) and whether the list is truncated
+local function shape(v)
+  local n = #v / 8
+  if n > 0 and string.sub(v, -8) == Z then return n - 1, true end
+  return n, false
+end
+-- index (0-based) of the first entry strictly below t, among the first n entries
+local function first_below(v, n, t)
+  local lo, hi = 0, n
+  while lo < hi do
+    local mid = math.floor((lo + hi) / 2)
+    if cmp(v, mid * 8 + 1, t) >= 0 then lo = mid + 1 else hi = mid end
+  end
+  return lo
+end
+"""
+
+# KEYS[1] list; ARGV[1] id (8 bytes), ARGV[2] cap. 1 if inserted.
+_INSERT = _LIB + """
+local v = redis.call('GET', KEYS[1])
+if not v then return 0 end
+local id, cap = ARGV[1], tonumber(ARGV[2])
+local n, trunc = shape(v)
+local pos = first_below(v, n, id)
+if pos > 0 and cmp(v, (pos - 1) * 8 + 1, id) == 0 then return 0 end
+-- below the last entry of a truncated list: other unknown entries may lie in between
+if trunc and pos >= n then return 0 end
+v = string.sub(v, 1, pos * 8) .. id .. string.sub(v, pos * 8 + 1, n * 8)
+n = n + 1
+if n > cap then v, n, trunc = string.sub(v, 1, cap * 8), cap, true end
+if trunc then v = v .. Z end
+redis.call('SET', KEYS[1], v, 'KEEPTTL')
+return 1
+"""
+
+# KEYS[1] list; ARGV[1] packed ids to remove. Number removed.
+_REMOVE = _LIB + """
+local v = redis.call('GET', KEYS[1])
+if not v then return 0 end
+local doomed = {}
+for p = 1, #ARGV[1], 8 do doomed[string.sub(ARGV[1], p, p + 7)] = true end
+local n, trunc = shape(v)
+local out, removed = {}, 0
+for p = 1, n * 8, 8 do
+  local e = string.sub(v, p, p + 7)
+  if doomed[e] then removed = removed + 1 else out[#out + 1] = e end
+end
+if removed == 0 then return 0 end
+-- a truncated list emptied by removals no longer knows where it ends: rebuild it
+if trunc and #out == 0 then redis.call('DEL', KEYS[1]); return removed end
+if trunc then out[#out + 1] = Z end
+redis.call('SET', KEYS[1], table.concat(out), 'KEEPTTL')
+return removed
+"""
+
+# KEYS[1] list; ARGV[1] packed ids newest first, ARGV[2] '1' if that list is itself
+# truncated (more exist below its last entry), ARGV[3] cap, ARGV[4] ttl ms or '0' to keep.
+# Keeps only what both sides know exactly: entries at or above the higher of the floors.
+_MERGE = _LIB + """
+local v = redis.call('GET', KEYS[1])
+if not v then return -1 end
+local b, cap = ARGV[1], tonumber(ARGV[3])
+local an, atrunc = shape(v)
+local bn, btrunc = #b / 8, ARGV[2] == '1'
+local floor = nil
+if atrunc and an > 0 then floor = string.sub(v, an * 8 - 7, an * 8) end
+if btrunc and bn > 0 then
+  local bf = string.sub(b, bn * 8 - 7, bn * 8)
+  if not floor or cmp(bf, 1, floor) > 0 then floor = bf end
+end
+local trunc = (atrunc and an == 0) or (btrunc and bn == 0)
+local out, i, j = {}, 0, 0
+while i < an or j < bn do
+  local e
+  if j >= bn then e = string.sub(v, i * 8 + 1, i * 8 + 8); i = i + 1
+  elseif i >= an then e = string.sub(b, j * 8 + 1, j * 8 + 8); j = j + 1
+  else
+    local c = cmp(v, i * 8 + 1, string.sub(b, j * 8 + 1, j * 8 + 8))
+    if c >= 0 then
+      e = string.sub(v, i * 8 + 1, i * 8 + 8); i = i + 1
+      if c == 0 then j = j + 1 end
+    else e = string.sub(b, j * 8 + 1, j * 8 + 8); j = j + 1 end
+  end
+  if floor and cmp(e, 1, floor) < 0 then trunc = true; break end
+  if #out >= cap then trunc = true; break end
+  out[#out + 1] = e
+end
+if floor and (atrunc or btrunc) then trunc = true end
+if trunc then out[#out + 1] = Z end
+if ARGV[4] ~= '0' then
+  redis.call('SET', KEYS[1], table.concat(out), 'PX', ARGV[4])
+else
+  redis.call('SET', KEYS[1], table.concat(out), 'KEEPTTL')
+end
+return #out
+"""
+
+# KEYS[1] list, KEYS[2] rebuild lock; ARGV[1] before (8 bytes, exclusive),
+# ARGV[2] since (8 bytes, exclusive), ARGV[3] count, ARGV[4] ttl seconds ('0' = no renew).
+# {0} missing, {1} being rebuilt, {2, bytes} with the sentinel appended when reached.
+_READ = _LIB + """
+if redis.call('EXISTS', KEYS[2]) == 1 then return {1} end
+local v = redis.call('GET', KEYS[1])
+if not v then return {0} end
+if ARGV[4] ~= '0' then redis.call('EXPIRE', KEYS[1], ARGV[4]) end
+local n, trunc = shape(v)
+local start = first_below(v, n, ARGV[1])
+local want = tonumber(ARGV[3])
+local stop = start
+while stop < n and stop - start < want and cmp(v, stop * 8 + 1, ARGV[2]) > 0 do
+  stop = stop + 1
+end
+local out = string.sub(v, start * 8 + 1, stop * 8)
+if trunc and stop == n and stop - start < want then out = out .. Z end
+return {2, out}
+"""
+
+# KEYS[1] list, KEYS[2] lock; ARGV[1] lock ms. 'exists', 'busy' or 'started'. The list is
+# created empty with the lock's lifetime, so fan-out lands in it while the rebuild reads the
+# store, and a rebuilder that dies leaves nothing behind once the lock expires.
+_BEGIN = """
+if redis.call('EXISTS', KEYS[1]) == 1 and redis.call('EXISTS', KEYS[2]) == 0 then
+  return 'exists'
+end
+if not redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[1]) then return 'busy' end
+redis.call('SET', KEYS[1], '', 'PX', ARGV[1])
+return 'started'
+"""
+
+
+class ReadState(Enum):
+    MISSING = 0
+    BUILDING = 1
+    OK = 2
+
+
+@dataclass(frozen=True, slots=True)
+class CachedSlice:
+    state: ReadState
+    ids: list[int]
+    truncated: bool  # the read reached the sentinel: nothing known below ids[-1]
+
+
+def _id8(i: int) -> bytes:
+    return i.to_bytes(ENTRY_BYTES, "big")
+
+
+class TimelineCache:
+    """One family of capped id lists under a key prefix (`tl` home, `ut` author recents)."""
+
+    LOCK_MS = 10_000
+
+    def __init__(self, redis: Redis, prefix: str, cap: int, ttl_seconds: int) -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self.cap = cap
+        self.ttl_seconds = ttl_seconds
+        self._insert = redis.register_script(_INSERT)
+        self._remove = redis.register_script(_REMOVE)
+        self._merge = redis.register_script(_MERGE)
+        self._read = redis.register_script(_READ)
+        self._begin = redis.register_script(_BEGIN)
+
+    def key(self, owner: int) -> str:
+        # Braces are a cluster hash tag: a list and its lock share a slot.
+        return f"{self.prefix}:{{{owner}}}"
+
+    def lock_key(self, owner: int) -> str:
+        return f"{self.prefix}:{{{owner}}}:rebuild"
+
+    async def read(
+        self, owner: int, before: int = NEWEST, since: int = 0, count: int = 20, renew: bool = True
+    ) -> CachedSlice:
+        state, *rest = await self._read(
+            keys=[self.key(owner), self.lock_key(owner)],
+            args=[_id8(before), _id8(since), count, self.ttl_seconds if renew else 0],
+        )
+        return self._slice(state, rest)
+
+    def read_into(
+        self, pipe, owner: int, before: int = NEWEST, since: int = 0, count: int = 20,
+        renew: bool = False,
+    ) -> None:
+        """Queue a read on a pipeline (several lists in one round trip); see `parse`."""
+        self._read(
+            keys=[self.key(owner), self.lock_key(owner)],
+            args=[_id8(before), _id8(since), count, self.ttl_seconds if renew else 0],
+            client=pipe,
+        )
+
+    def parse(self, reply: list) -> CachedSlice:
+        state, *rest = reply
+        return self._slice(state, rest)
+
+    @staticmethod
+    def _slice(state: int, rest: list) -> CachedSlice:
+        if state != ReadState.OK.value:
+            return CachedSlice(ReadState(state), [], False)
+        blob: bytes = rest[0]
+        truncated = blob.endswith(SENTINEL)
+        ids = unpack(blob[:-ENTRY_BYTES] if truncated else blob)
+        return CachedSlice(ReadState.OK, ids, truncated)
+
+    async def insert(self, owner: int, tweet_id: int) -> bool:
+        return bool(await self._insert(keys=[self.key(owner)], args=[_id8(tweet_id), self.cap]))
+
+    async def insert_many(self, owners: list[int], tweet_id: int) -> int:
+        """Push one id into many lists in one pipelined round trip; lists inserted into."""
+        if not owners:
+            return 0
+        id8 = _id8(tweet_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for owner in owners:
+                self._insert(keys=[self.key(owner)], args=[id8, self.cap], client=pipe)
+            return sum(await pipe.execute())
+
+    async def remove_many(self, owners: list[int], tweet_ids: list[int]) -> int:
+        if not owners or not tweet_ids:
+            return 0
+        packed = pack(tweet_ids)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for owner in owners:
+                self._remove(keys=[self.key(owner)], args=[packed], client=pipe)
+            return sum(await pipe.execute())
+
+    async def merge(self, owner: int, ids: list[int], truncated: bool) -> bool:
+        """Merge newest-first `ids` into an existing list; False if there is none."""
+        n = await self._merge(
+            keys=[self.key(owner)], args=[pack(ids), "1" if truncated else "0", self.cap, 0]
+        )
+        return n >= 0
+
+    async def merge_many(self, owners: list[int], ids: list[int], truncated: bool) -> int:
+        if not owners:
+            return 0
+        packed, flag = pack(ids), "1" if truncated else "0"
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for owner in owners:
+                self._merge(keys=[self.key(owner)], args=[packed, flag, self.cap, 0], client=pipe)
+            return sum(1 for n in await pipe.execute() if n >= 0)
+
+    async def begin_rebuild(self, owner: int) -> str:
+        reply = await self._begin(
+            keys=[self.key(owner), self.lock_key(owner)], args=[self.LOCK_MS]
+        )
+        return reply.decode() if isinstance(reply, bytes) else reply
+
+    async def finish_rebuild(self, owner: int, ids: list[int], truncated: bool) -> None:
+        """Merge what the store returned with what fan-out pushed meanwhile, give the list
+        its full TTL and release the lock, in one round trip."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            self._merge(
+                keys=[self.key(owner)],
+                args=[pack(ids), "1" if truncated else "0", self.cap, self.ttl_seconds * 1000],
+                client=pipe,
+            )
+            pipe.delete(self.lock_key(owner))
+            await pipe.execute()
+
+    async def abandon_rebuild(self, owner: int) -> None:
+        await self.redis.delete(self.key(owner), self.lock_key(owner))
+
+    async def drop(self, owner: int) -> None:
+        await self.redis.delete(self.key(owner))

@@ -1,0 +1,93 @@
+"""The tweet store: a small interface, and its PostgreSQL adapter.
+
+Every adapter (Cassandra arrives later) passes tests/contract/test_tweet_store.py. Writes
+take an optional `tx`: the PostgreSQL adapter joins the caller's transaction so a tweet,
+its counters and its outbox event commit together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
+
+import asyncpg
+
+from core.models import Tweet
+from core.timeline import NEWEST
+
+
+class TweetStore(Protocol):
+    async def put(self, tweet: Tweet, tx: Any = None) -> None: ...
+
+    async def delete(self, tweet_id: int, tx: Any = None) -> Tweet | None:
+        """Remove a tweet; the removed tweet, or None if there was none."""
+
+    async def get_many(self, ids: Iterable[int]) -> dict[int, Tweet]: ...
+
+    async def by_author(
+        self, author_id: int, before: int = NEWEST, since: int = 0, limit: int = 20
+    ) -> list[Tweet]:
+        """One author's tweets with since < id < before, newest first."""
+
+    async def by_authors(
+        self, author_ids: Sequence[int], before: int = NEWEST, since: int = 0, limit: int = 20
+    ) -> list[Tweet]:
+        """The newest-first merge of several authors' tweets, since < id < before."""
+
+
+def _tweet(row: asyncpg.Record) -> Tweet:
+    return Tweet(row[0], row[1], row[2], row[3])
+
+
+class PostgresTweetStore:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def put(self, tweet: Tweet, tx: asyncpg.Connection | None = None) -> None:
+        await (tx or self.pool).execute(
+            "INSERT INTO tweets (id, author_id, text, created_at) VALUES ($1, $2, $3, $4) "
+            "ON CONFLICT (id) DO NOTHING",
+            tweet.id, tweet.author_id, tweet.text, tweet.created_at,
+        )
+
+    async def delete(self, tweet_id: int, tx: asyncpg.Connection | None = None) -> Tweet | None:
+        row = await (tx or self.pool).fetchrow(
+            "DELETE FROM tweets WHERE id = $1 RETURNING id, author_id, text, created_at", tweet_id
+        )
+        return _tweet(row) if row else None
+
+    async def get_many(self, ids: Iterable[int]) -> dict[int, Tweet]:
+        rows = await self.pool.fetch(
+            "SELECT id, author_id, text, created_at FROM tweets WHERE id = ANY($1::bigint[])",
+            list(ids),
+        )
+        return {r[0]: _tweet(r) for r in rows}
+
+    async def by_author(
+        self, author_id: int, before: int = NEWEST, since: int = 0, limit: int = 20
+    ) -> list[Tweet]:
+        rows = await self.pool.fetch(
+            "SELECT id, author_id, text, created_at FROM tweets "
+            "WHERE author_id = $1 AND id < $2 AND id > $3 ORDER BY id DESC LIMIT $4",
+            author_id, before, since, limit,
+        )
+        return [_tweet(r) for r in rows]
+
+    async def by_authors(
+        self, author_ids: Sequence[int], before: int = NEWEST, since: int = 0, limit: int = 20
+    ) -> list[Tweet]:
+        if not author_ids:
+            return []
+        # One index range scan per author, each stopping after `limit` rows, then a merge:
+        # bounded work however many tweets the authors have.
+        rows = await self.pool.fetch(
+            "SELECT t.id, t.author_id, t.text, t.created_at "
+            "FROM unnest($1::bigint[]) AS a(author_id) "
+            "CROSS JOIN LATERAL ("
+            "  SELECT id, author_id, text, created_at FROM tweets "
+            "  WHERE author_id = a.author_id AND id < $2 AND id > $3 "
+            "  ORDER BY id DESC LIMIT $4) t "
+            "ORDER BY t.id DESC LIMIT $4",
+            list(author_ids), before, since, limit,
+        )
+        return [_tweet(r) for r in rows]

@@ -1,0 +1,117 @@
+"""The fan-out worker: relays the outbox to the event bus and applies bus events through
+the FeedManager. Run as its own process: `python -m workers.fanout`.
+
+At-least-once: an event is acknowledged only after FeedManager.apply returns, and every
+apply is idempotent, so a worker killed mid-fan-out is finished by whoever claims the
+event next. An event failing MAX_ATTEMPTS times goes to the dead-letter stream.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+
+import asyncpg
+
+from runtime.container import Services, open_services
+from runtime.settings import load
+from storage import outbox
+from storage.eventbus import Delivery
+
+log = logging.getLogger("chirp.worker")
+
+MAX_ATTEMPTS = 5
+BATCH = 32
+
+
+async def relay_outbox(services: Services, stop: asyncio.Event) -> None:
+    """Move committed events from PostgreSQL to the bus; woken by NOTIFY, polling as a
+    safety net. If the bus is down, events wait in the outbox and go when it returns."""
+    wake = asyncio.Event()
+    listener: asyncpg.Connection | None = None
+    while not stop.is_set():
+        try:
+            if listener is None or listener.is_closed():
+                listener = await asyncpg.connect(services.settings.postgres_url)
+                await listener.add_listener(outbox.CHANNEL, lambda *_: wake.set())
+            while await outbox.relay_batch(services.pool, services.bus.publish):
+                pass
+        except Exception as e:  # bus or database down: keep the events, try again soon
+            log.warning("outbox relay paused: %s", e)
+            listener = None
+            await _sleep(stop, 1.0)
+            continue
+        wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), 1.0)
+    if listener is not None:
+        await listener.close()
+
+
+async def consume(services: Services, consumer: str, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        try:
+            deliveries = await services.bus.receive(consumer, BATCH, block_ms=1000)
+        except Exception as e:
+            log.warning("event bus unavailable: %s", e)
+            await _sleep(stop, 1.0)
+            continue
+        if not deliveries:
+            continue
+        results = await asyncio.gather(*(_apply(services, d) for d in deliveries))
+        done = [d for d, ok in zip(deliveries, results, strict=True) if ok]
+        try:
+            await services.bus.ack(done)
+        except Exception as e:  # unacked events are redelivered; applying is idempotent
+            log.warning("ack failed, events will be redelivered: %s", e)
+
+
+async def _apply(services: Services, delivery: Delivery) -> bool:
+    try:
+        await services.feed.apply(delivery.event)
+        return True
+    except Exception as e:
+        log.warning("event %s failed (attempt %d): %r", delivery.message_id, delivery.attempts, e)
+        if delivery.attempts >= MAX_ATTEMPTS:
+            with contextlib.suppress(Exception):
+                await services.bus.dead_letter(delivery, repr(e))
+        return False
+
+
+async def _sleep(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+
+
+async def run(consumer: str | None = None) -> None:
+    settings = load()
+    claim_idle = int(os.environ.get("CHIRP_WORKER_CLAIM_IDLE_MS", "30000"))
+    services = await open_services(settings, claim_idle_ms=claim_idle)
+    consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("fan-out worker %s started", consumer)
+    try:
+        await asyncio.gather(relay_outbox(services, stop), consume(services, consumer, stop))
+    finally:
+        await services.close()
+        log.info("fan-out worker %s stopped", consumer)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--consumer", help="consumer name (default host-pid)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    asyncio.run(run(args.consumer))
+
+
+if __name__ == "__main__":
+    main()
