@@ -75,12 +75,8 @@ class FeedManager:
         the fan-out worker repeats both idempotently, so a Redis blip here loses nothing."""
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
-                for cache in (self.home, self.recents):
-                    cache._insert(
-                        keys=[cache.key(tweet.author_id)],
-                        args=[tweet.id.to_bytes(8, "big"), cache.cap],
-                        client=pipe,
-                    )
+                await self.home.queue_insert(pipe, tweet.author_id, tweet.id)
+                await self.recents.queue_insert(pipe, tweet.author_id, tweet.id)
                 await pipe.execute()
         except RedisError as e:
             log.warning("own-timeline insert of %s deferred to fan-out: %s", tweet.id, e)
@@ -269,9 +265,9 @@ class FeedManager:
         self, viewer: int, celebs: list[int], before: int, since: int, count: int
     ) -> list[CachedSlice]:
         async with self.redis.pipeline(transaction=False) as pipe:
-            self.home.read_into(pipe, viewer, before, since, count, renew=True)
+            await self.home.read_into(pipe, viewer, before, since, count, renew=True)
             for celeb in celebs:
-                self.recents.read_into(pipe, celeb, before, since, count)
+                await self.recents.read_into(pipe, celeb, before, since, count)
             pipe.set(f"chirp:seen:{{{viewer}}}", 1, nx=True, ex=ACTIVE_MARK_SECONDS)
             replies = await pipe.execute()
         if replies[-1]:

@@ -221,12 +221,12 @@ class TimelineCache:
         )
         return self._slice(state, rest)
 
-    def read_into(
+    async def read_into(
         self, pipe, owner: int, before: int = NEWEST, since: int = 0, count: int = 20,
         renew: bool = False,
     ) -> None:
         """Queue a read on a pipeline (several lists in one round trip); see `parse`."""
-        self._read(
+        await self._read(
             keys=[self.key(owner), self.lock_key(owner)],
             args=[_id8(before), _id8(since), count, self.ttl_seconds if renew else 0],
             client=pipe,
@@ -248,6 +248,10 @@ class TimelineCache:
     async def insert(self, owner: int, tweet_id: int) -> bool:
         return bool(await self._insert(keys=[self.key(owner)], args=[_id8(tweet_id), self.cap]))
 
+    async def queue_insert(self, pipe, owner: int, tweet_id: int) -> None:
+        """Queue an insert on a pipeline shared with other lists."""
+        await self._insert(keys=[self.key(owner)], args=[_id8(tweet_id), self.cap], client=pipe)
+
     async def insert_many(self, owners: list[int], tweet_id: int) -> int:
         """Push one id into many lists in one pipelined round trip; lists inserted into."""
         if not owners:
@@ -255,7 +259,7 @@ class TimelineCache:
         id8 = _id8(tweet_id)
         async with self.redis.pipeline(transaction=False) as pipe:
             for owner in owners:
-                self._insert(keys=[self.key(owner)], args=[id8, self.cap], client=pipe)
+                await self._insert(keys=[self.key(owner)], args=[id8, self.cap], client=pipe)
             return sum(await pipe.execute())
 
     async def remove_many(self, owners: list[int], tweet_ids: list[int]) -> int:
@@ -264,7 +268,7 @@ class TimelineCache:
         packed = pack(tweet_ids)
         async with self.redis.pipeline(transaction=False) as pipe:
             for owner in owners:
-                self._remove(keys=[self.key(owner)], args=[packed], client=pipe)
+                await self._remove(keys=[self.key(owner)], args=[packed], client=pipe)
             return sum(await pipe.execute())
 
     async def merge(self, owner: int, ids: list[int], truncated: bool) -> bool:
@@ -280,7 +284,7 @@ class TimelineCache:
         packed, flag = pack(ids), "1" if truncated else "0"
         async with self.redis.pipeline(transaction=False) as pipe:
             for owner in owners:
-                self._merge(keys=[self.key(owner)], args=[packed, flag, self.cap, 0], client=pipe)
+                await self._merge(keys=[self.key(owner)], args=[packed, flag, self.cap, 0], client=pipe)
             return sum(1 for n in await pipe.execute() if n >= 0)
 
     async def begin_rebuild(self, owner: int) -> str:
@@ -293,7 +297,7 @@ class TimelineCache:
         """Merge what the store returned with what fan-out pushed meanwhile, give the list
         its full TTL and release the lock, in one round trip."""
         async with self.redis.pipeline(transaction=True) as pipe:
-            self._merge(
+            await self._merge(
                 keys=[self.key(owner)],
                 args=[pack(ids), "1" if truncated else "0", self.cap, self.ttl_seconds * 1000],
                 client=pipe,
