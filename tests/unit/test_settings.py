@@ -1,0 +1,40 @@
+import pytest
+
+from runtime.settings import ConfigError, load
+
+
+def base(tmp_path, **extra):
+    return {"CHIRP_DATA_DIR": str(tmp_path), **extra}
+
+
+def test_defaults(tmp_path):
+    s = load(base(tmp_path))
+    assert (s.port, s.timeline_max, s.timeline_ttl_seconds) == (8000, 800, 72 * 3600)
+    assert (s.active_days, s.tweet_rate_per_hour) == (30, 100)
+    # the generated dev secret is kept, so tokens survive a restart
+    assert load(base(tmp_path)).jwt_secret == s.jwt_secret
+
+
+@pytest.mark.parametrize(
+    "name,value",
+    [
+        ("CHIRP_PORT", "eighty"),
+        ("CHIRP_PORT", "70000"),
+        ("CHIRP_TIMELINE_MAX", "0"),
+        ("CHIRP_CELEBRITY_THRESHOLD", "-3"),
+        ("CHIRP_TWEET_RATE_PER_HOUR", "1.5"),
+        ("CHIRP_POSTGRES_URL", "mysql://x"),
+        ("CHIRP_REDIS_URL", "http://x"),
+        ("CHIRP_ENV", "staging"),
+    ],
+)
+def test_bad_values_name_the_variable(tmp_path, name, value):
+    with pytest.raises(ConfigError, match=name):
+        load(base(tmp_path, **{name: value}))
+
+
+def test_production_requires_a_secret(tmp_path):
+    with pytest.raises(ConfigError, match="CHIRP_JWT_SECRET"):
+        load(base(tmp_path, CHIRP_ENV="production"))
+    s = load(base(tmp_path, CHIRP_ENV="production", CHIRP_JWT_SECRET="s" * 40))
+    assert s.production
