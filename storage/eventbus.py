@@ -73,12 +73,17 @@ class RedisStreamBus:
 
     async def receive(self, consumer: str, count: int, block_ms: int) -> list[Delivery]:
         await self.ensure_group()
-        reclaimed = await self._reclaim(consumer, count)
-        if reclaimed:
-            return reclaimed
-        reply = await self.redis.xreadgroup(
-            GROUP, consumer, {STREAM: ">"}, count=count, block=block_ms
-        )
+        try:
+            reclaimed = await self._reclaim(consumer, count)
+            if reclaimed:
+                return reclaimed
+            reply = await self.redis.xreadgroup(
+                GROUP, consumer, {STREAM: ">"}, count=count, block=block_ms
+            )
+        except ResponseError as e:
+            if "NOGROUP" in str(e):  # Redis restarted empty: recreate the group next time
+                self._group_ready = False
+            raise
         out: list[Delivery] = []
         for _stream, messages in reply or []:
             for mid, fields in messages:

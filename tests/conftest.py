@@ -1,0 +1,170 @@
+"""Real servers for the whole suite: an embedded PostgreSQL and Valkey (Redis-compatible)
+started once per session on free ports, plus helpers to talk GraphQL to the app."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from app import create_app
+from deploy.local.postgres import EmbeddedPostgres
+from deploy.local.valkey import EmbeddedValkey
+from runtime.container import Services, open_services
+from runtime.settings import Settings, load
+from storage import outbox
+from workers.fanout import _apply
+
+
+@dataclass
+class Stack:
+    root: Path
+    postgres: EmbeddedPostgres
+    valkey: EmbeddedValkey
+    postgres_url: str
+    redis_url: str
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory) -> Stack:
+    root = tmp_path_factory.mktemp("stack")
+    pg = EmbeddedPostgres(root / "pg")
+    vk = EmbeddedValkey(root / "valkey")
+    pg_url = pg.start()
+    try:
+        redis_url = vk.start()
+    except BaseException:
+        pg.stop()
+        raise
+    yield Stack(root, pg, vk, pg_url, redis_url)
+    vk.stop()
+    pg.stop()
+
+
+def make_settings(stack: Stack, redis_url: str | None = None, **overrides: Any) -> Settings:
+    env = {
+        "CHIRP_ENV": "test",
+        "CHIRP_POSTGRES_URL": stack.postgres_url,
+        "CHIRP_REDIS_URL": redis_url or stack.redis_url,
+        "CHIRP_DATA_DIR": str(stack.root / "data"),
+        "CHIRP_CELEBRITY_THRESHOLD": "5",
+        "CHIRP_TWEET_RATE_PER_HOUR": "100000",
+    }
+    env.update({f"CHIRP_{k.upper()}": str(v) for k, v in overrides.items()})
+    return load(env)
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def services(stack) -> AsyncIterator[Services]:
+    svc = await open_services(make_settings(stack), claim_idle_ms=500)
+    yield svc
+    await svc.close()
+
+
+class Api:
+    """A GraphQL client over the real app (in-process ASGI), with shortcuts."""
+
+    def __init__(self, client: httpx.AsyncClient, services: Services) -> None:
+        self.client = client
+        self.services = services
+
+    async def gql(self, query: str, variables: dict | None = None, token: str | None = None):
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        r = await self.client.post(
+            "/graphql", json={"query": query, "variables": variables or {}}, headers=headers
+        )
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    async def ok(self, query: str, variables: dict | None = None, token: str | None = None):
+        body = await self.gql(query, variables, token)
+        assert "errors" not in body, body
+        return body["data"]
+
+    async def sign_up(self, prefix: str = "u") -> tuple[str, int, str]:
+        handle = f"{prefix}{secrets.token_hex(4)}"[:15]
+        d = await self.ok(
+            "mutation($h:String!){signUp(handle:$h,password:\"password123\"){token user{id}}}",
+            {"h": handle},
+        )
+        return d["signUp"]["token"], int(d["signUp"]["user"]["id"]), handle
+
+    async def post(self, token: str, text: str = "hello") -> int:
+        d = await self.ok(
+            "mutation($t:String!){postTweet(text:$t){id}}", {"t": text}, token
+        )
+        return int(d["postTweet"]["id"])
+
+    async def follow(self, token: str, user_id: int) -> dict:
+        d = await self.ok(
+            "mutation($u:ID!){follow(userId:$u){id followersCount}}", {"u": str(user_id)}, token
+        )
+        return d["follow"]
+
+    async def unfollow(self, token: str, user_id: int) -> dict:
+        d = await self.ok(
+            "mutation($u:ID!){unfollow(userId:$u){id followersCount}}", {"u": str(user_id)}, token
+        )
+        return d["unfollow"]
+
+    async def home_ids(self, token: str, page: int = 20) -> list[int]:
+        """The whole home timeline, read page by page to the end."""
+        out: list[int] = []
+        after = None
+        while True:
+            d = await self.ok(
+                "query($f:Int!,$a:String){homeTimeline(first:$f,after:$a){"
+                "edges{cursor node{id}} pageInfo{hasNextPage endCursor}}}",
+                {"f": page, "a": after}, token,
+            )
+            conn = d["homeTimeline"]
+            out += [int(e["node"]["id"]) for e in conn["edges"]]
+            if not conn["pageInfo"]["hasNextPage"]:
+                return out
+            after = conn["pageInfo"]["endCursor"]
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def api(services) -> AsyncIterator[Api]:
+    app = create_app(services=services)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://chirp.test") as client:
+        yield Api(client, services)
+
+
+async def drain(services: Services, consumer: str = "test-drain") -> int:
+    """Relay the outbox and apply every bus event, as the worker does, until both are
+    empty. Returns events applied."""
+    applied = 0
+    while True:
+        moved = await outbox.relay_batch(services.pool, services.bus.publish)
+        deliveries = await services.bus.receive(consumer, 200, block_ms=10)
+        ok = []
+        for d in deliveries:
+            if await _apply(services, d):
+                ok.append(d)
+        await services.bus.ack(ok)
+        applied += len(ok)
+        if not moved and not deliveries:
+            return applied
+
+
+def worker_env(stack: Stack, redis_url: str | None = None, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        CHIRP_ENV="test",
+        CHIRP_POSTGRES_URL=stack.postgres_url,
+        CHIRP_REDIS_URL=redis_url or stack.redis_url,
+        CHIRP_DATA_DIR=str(stack.root / "data"),
+        CHIRP_CELEBRITY_THRESHOLD="5",
+        CHIRP_WORKER_CLAIM_IDLE_MS="1000",
+    )
+    env.update(extra)
+    return env
