@@ -1,0 +1,98 @@
+"""`make dev`: the whole service in one foreground command.
+
+Starts an embedded PostgreSQL and Valkey under CHIRP_DATA_DIR (unless CHIRP_POSTGRES_URL
+and CHIRP_REDIS_URL name servers to use), applies migrations, then runs the API and the
+fan-out worker as child processes. Ctrl-C stops everything, servers last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from runtime.settings import ConfigError, Settings, load
+from storage import postgres
+
+
+def _children(settings: Settings, env: dict[str, str]) -> list[subprocess.Popen]:
+    api = [
+        sys.executable, "-m", "uvicorn", "app:create_app", "--factory",
+        "--host", settings.host, "--port", str(settings.port),
+        "--no-access-log", "--lifespan", "on",
+    ]
+    worker = [sys.executable, "-m", "workers.fanout"]
+    return [subprocess.Popen(cmd, env=env) for cmd in (api, worker)]
+
+
+async def _migrate(url: str) -> list[str]:
+    pool = await postgres.connect(url, 2)
+    try:
+        return await postgres.migrate(pool)
+    finally:
+        await pool.close()
+
+
+def main() -> int:
+    try:
+        settings = load()
+    except ConfigError as e:
+        print(f"configuration error: {e}", file=sys.stderr)
+        return 2
+    env = dict(os.environ, CHIRP_DATA_DIR=str(settings.data_dir))
+    stack = None
+    if not settings.postgres_url or not settings.redis_url:
+        from deploy.local.stack import LocalStack
+
+        stack = LocalStack(
+            settings.data_dir,
+            pg_port=int(os.environ.get("CHIRP_DEV_PG_PORT", "54329")),
+            redis_port=int(os.environ.get("CHIRP_DEV_REDIS_PORT", "63799")),
+        )
+        stack.start()
+        env["CHIRP_POSTGRES_URL"] = settings.postgres_url or stack.postgres_url
+        env["CHIRP_REDIS_URL"] = settings.redis_url or stack.redis_url
+    children: list[subprocess.Popen] = []
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        applied = asyncio.run(_migrate(env["CHIRP_POSTGRES_URL"]))
+        if applied:
+            print(f"applied migrations: {', '.join(applied)}")
+        children = _children(settings, env)
+        print(
+            f"Chirp is up: GraphiQL at http://{settings.host}:{settings.port}/graphql "
+            f"(data in {settings.data_dir}); Ctrl-C stops it.",
+            flush=True,
+        )
+        while not stopping:
+            if any(c.poll() is not None for c in children):
+                print("a child process exited; stopping", file=sys.stderr)
+                break
+            time.sleep(0.2)
+    finally:
+        for c in children:
+            with contextlib.suppress(ProcessLookupError):
+                c.send_signal(signal.SIGTERM)
+        for c in children:
+            try:
+                c.wait(10)
+            except subprocess.TimeoutExpired:
+                c.kill()
+        if stack is not None:
+            stack.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

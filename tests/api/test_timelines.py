@@ -1,0 +1,127 @@
+import pytest
+
+from tests.conftest import drain
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+PAGE = """query($f:Int,$a:String,$s:ID){homeTimeline(first:$f,after:$a,sinceId:$s){
+  edges{cursor node{id text author{handle}}} pageInfo{hasNextPage endCursor hasPreviousPage startCursor}}}"""
+
+
+def code(body):
+    return [e["extensions"]["code"] for e in body["errors"]]
+
+
+async def test_pages_neither_repeat_nor_skip_while_tweets_arrive(api, services):
+    reader, _, _ = await api.sign_up("reader")
+    writer, wid, _ = await api.sign_up("writer")
+    await api.follow(reader, wid)
+    posted = [await api.post(writer, f"t{i}") for i in range(9)]
+    await drain(services)
+    seen, after = [], None
+    while True:
+        d = (await api.ok(PAGE, {"f": 2, "a": after}, reader))["homeTimeline"]
+        seen += [int(e["node"]["id"]) for e in d["edges"]]
+        # new tweets keep arriving at the head between pages
+        await api.post(writer, "interrupting")
+        await drain(services)
+        if not d["pageInfo"]["hasNextPage"]:
+            break
+        after = d["pageInfo"]["endCursor"]
+    assert seen == sorted(posted, reverse=True)
+
+
+async def test_since_id(api, services):
+    reader, _, _ = await api.sign_up()
+    writer, wid, _ = await api.sign_up()
+    await api.follow(reader, wid)
+    old = await api.post(writer, "old")
+    new = [await api.post(writer, f"new {i}") for i in range(3)]
+    await drain(services)
+    d = (await api.ok(PAGE, {"s": str(old)}, reader))["homeTimeline"]
+    assert [int(e["node"]["id"]) for e in d["edges"]] == new[::-1]
+    d = (await api.ok(PAGE, {"s": str(old), "f": 2}, reader))["homeTimeline"]
+    assert d["pageInfo"]["hasNextPage"]
+    d2 = (await api.ok(PAGE, {"s": str(old), "f": 2, "a": d["pageInfo"]["endCursor"]}, reader))
+    assert [int(e["node"]["id"]) for e in d2["homeTimeline"]["edges"]] == [new[0]]
+    assert d2["homeTimeline"]["pageInfo"]["hasPreviousPage"]
+
+
+@pytest.mark.parametrize(
+    "variables", [{"f": 0}, {"f": 101}, {"f": -1}, {"a": "garbage!"}, {"a": "dDox"}, {"s": "x"}]
+)
+async def test_bad_paging_arguments(api, variables):
+    token, _, _ = await api.sign_up()
+    assert code(await api.gql(PAGE, variables, token)) == ["BAD_USER_INPUT"]
+
+
+async def test_user_timeline_and_user_tweets(api, services):
+    token, uid, handle = await api.sign_up()
+    ids = [await api.post(token, f"n{i}") for i in range(5)]
+    q = 'query($h:String!,$a:String){userTimeline(handle:$h,first:3,after:$a){edges{node{id}} pageInfo{hasNextPage endCursor}}}'
+    d = (await api.ok(q, {"h": handle}))["userTimeline"]
+    assert [int(e["node"]["id"]) for e in d["edges"]] == ids[::-1][:3]
+    d2 = (await api.ok(q, {"h": handle, "a": d["pageInfo"]["endCursor"]}))["userTimeline"]
+    assert [int(e["node"]["id"]) for e in d2["edges"]] == ids[::-1][3:]
+    assert not d2["pageInfo"]["hasNextPage"]
+    q = 'query($h:String!){user(handle:$h){tweets(first:2){edges{node{id author{id}}}}}}'
+    d = await api.ok(q, {"h": handle.upper()})
+    assert [int(e["node"]["id"]) for e in d["user"]["tweets"]["edges"]] == ids[::-1][:2]
+
+
+async def test_celebrity_tweets_are_pulled_not_pushed(api, services):
+    # The suite's threshold is 5 followers.
+    celeb, cid, ch = await api.sign_up("celeb")
+    fans = [await api.sign_up("fan") for _ in range(5)]
+    for t, _, _ in fans:
+        await api.follow(t, cid)
+        await api.home_ids(t)  # every fan has a cached timeline
+    d = await api.ok('query($h:String!){user(handle:$h){isCelebrity}}', {"h": ch})
+    assert d["user"]["isCelebrity"]
+    tid = await api.post(celeb, "to the masses")
+    await drain(services)
+    for t, fid, _ in fans:
+        cached = await services.home.read(fid, count=50)
+        assert tid not in cached.ids  # not pushed...
+        assert (await api.home_ids(t))[0] == tid  # ...but merged in at read time
+
+
+async def test_demoted_celebrity_tweets_are_back_filled(api, services):
+    celeb, cid, _ = await api.sign_up("demote")
+    fans = [await api.sign_up("fan") for _ in range(5)]
+    for t, _, _ in fans:
+        await api.follow(t, cid)
+        await api.home_ids(t)
+    tid = await api.post(celeb, "while famous")
+    await drain(services)
+    await api.unfollow(fans[0][0], cid)  # 4 followers: below the threshold
+    await drain(services)
+    for t, fid, _ in fans[1:]:
+        assert tid in (await services.home.read(fid, count=50)).ids
+        assert (await api.home_ids(t))[0] == tid
+    assert tid not in await api.home_ids(fans[0][0])
+
+
+async def test_paging_past_the_cached_window_continues_from_the_store(api, stack):
+    import httpx
+
+    from app import create_app
+    from runtime.container import open_services
+    from tests.conftest import Api, make_settings
+
+    svc = await open_services(make_settings(stack, timeline_max=10))
+    try:
+        transport = httpx.ASGITransport(app=create_app(services=svc))
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            small = Api(client, svc)
+            reader, rid, _ = await small.sign_up()
+            writer, wid, _ = await small.sign_up()
+            await small.follow(reader, wid)
+            await small.home_ids(reader)
+            posted = [await small.post(writer, f"p{i}") for i in range(25)]
+            await drain(svc)
+            cached = await svc.home.read(rid, count=100)
+            assert len(cached.ids) == 10 and cached.truncated
+            assert await small.home_ids(reader, page=7) == posted[::-1]
+    finally:
+        await svc.close()

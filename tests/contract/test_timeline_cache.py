@@ -1,0 +1,105 @@
+"""The Redis timeline scripts against the pure reference model, on a real server."""
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from core.timeline import insert as model_insert
+from core.timeline import remove as model_remove
+from storage.timeline_cache import ReadState, TimelineCache
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+ids = st.integers(min_value=1, max_value=2**63 - 1)
+
+
+@pytest.fixture
+def cache(services):
+    return TimelineCache(services.redis, "test-tl", cap=8, ttl_seconds=60)
+
+
+async def fresh(cache, owner, entries, truncated=False):
+    await cache.drop(owner)
+    assert await cache.begin_rebuild(owner) == "started"
+    await cache.finish_rebuild(owner, entries, truncated)
+
+
+async def test_missing_lists_are_never_written(cache):
+    assert not await cache.insert(424242, 5)
+    assert (await cache.read(424242)).state == ReadState.MISSING
+    assert await cache.insert_many([424242, 424243], 5) == 0
+
+
+async def test_insert_is_ordered_idempotent_and_capped(cache):
+    await fresh(cache, 1, [])
+    for i in [5, 9, 7, 9, 1, 3, 12, 11, 10, 2, 8]:
+        await cache.insert(1, i)
+    got = await cache.read(1, count=100)
+    assert got.ids == [12, 11, 10, 9, 8, 7, 5, 3] and got.truncated
+    # below the oldest entry of a capped list: unknown territory, not inserted
+    assert not await cache.insert(1, 2)
+    assert await cache.insert(1, 6)
+    assert (await cache.read(1, count=100)).ids == [12, 11, 10, 9, 8, 7, 6, 5]
+
+
+async def test_read_bounds(cache):
+    await fresh(cache, 2, [50, 40, 30, 20, 10])
+    assert (await cache.read(2, before=40, count=2)).ids == [30, 20]
+    assert (await cache.read(2, before=40, since=20, count=5)).ids == [30]
+    r = await cache.read(2, before=15, count=5)
+    assert r.ids == [10] and not r.truncated
+
+
+async def test_rebuild_lock(cache):
+    await cache.drop(3)
+    assert await cache.begin_rebuild(3) == "started"
+    assert await cache.begin_rebuild(3) == "busy"
+    assert (await cache.read(3)).state == ReadState.BUILDING
+    await cache.insert(3, 99)  # fan-out during the rebuild lands...
+    await cache.finish_rebuild(3, [50, 40], False)
+    assert (await cache.read(3)).ids == [99, 50, 40]  # ...and is kept
+    assert await cache.begin_rebuild(3) == "exists"
+    ttl = await cache.redis.ttl(cache.key(3))
+    assert 50 < ttl <= 60
+
+
+async def test_merge_respects_truncation(cache):
+    await fresh(cache, 4, [100, 90, 80])
+    # the merged list knows only down to 85: nothing below is exact any more
+    await cache.merge(4, [95, 85], truncated=True)
+    got = await cache.read(4, count=10)
+    assert got.ids == [100, 95, 90, 85] and got.truncated
+
+
+async def test_removing_everything_from_a_truncated_list_drops_it(cache):
+    await fresh(cache, 5, [9, 8], truncated=True)
+    assert await cache.remove_many([5], [9, 8]) == 2
+    assert (await cache.read(5)).state == ReadState.MISSING
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    start=st.lists(ids, max_size=8, unique=True),
+    ops=st.lists(st.tuples(st.booleans(), ids), max_size=25),
+)
+async def test_scripts_match_the_model(cache, start, ops):
+    entries = sorted(start, reverse=True)
+    await fresh(cache, 6, entries)
+    model = entries
+    truncated = False
+    for is_insert, value in ops:
+        if is_insert:
+            if truncated and model and value < model[-1]:
+                continue  # the script skips these by design (tested above)
+            await cache.insert(6, value)
+            before = model
+            model = model_insert(model, value, cache.cap)
+            truncated = truncated or len(set(before) | {value}) > cache.cap
+        else:
+            victim = model[value % len(model)] if model else value
+            await cache.remove_many([6], [victim])
+            model = model_remove(model, [victim])
+            if truncated and not model:
+                break
+        got = await cache.read(6, count=100)
+        assert got.ids == model
