@@ -20,9 +20,16 @@ async def connect(
         if on_query is not None:
             conn.add_query_logger(on_query)
 
+    async def reset(conn: asyncpg.Connection) -> None:
+        # asyncpg's default reset (unlock advisory locks, CLOSE ALL, UNLISTEN, RESET ALL)
+        # is one more round trip per pooled query. Pooled connections here hold no session
+        # state: migrations unlock explicitly and LISTEN uses its own connection.
+        return None
+
     return await asyncpg.create_pool(
         url,
         init=init,
+        reset=reset,
         min_size=min(2, size),
         max_size=size,
         command_timeout=10,

@@ -48,7 +48,7 @@ async def test_since_id(api, services):
 
 
 @pytest.mark.parametrize(
-    "variables", [{"f": 0}, {"f": 101}, {"f": -1}, {"a": "garbage!"}, {"a": "dDox"}, {"s": "x"}]
+    "variables", [{"f": 0}, {"f": 101}, {"f": -1}, {"a": "garbage!"}, {"a": "dDph"}, {"s": "x"}]
 )
 async def test_bad_paging_arguments(api, variables):
     token, _, _ = await api.sign_up()
