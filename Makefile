@@ -1,5 +1,6 @@
 # Two commands on a fresh machine: `make dev` runs the service, `make test` runs the suite.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
+# Dev data (the embedded servers' clusters) lives in .chirp/; `clean` leaves it alone.
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
@@ -9,10 +10,10 @@ STAMP := $(VENV)/.installed
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml
+	@test -n "$(PYTHON)" || { echo "python3.11 or python3 must be on PATH"; exit 1; }
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 	  { echo "Python >= 3.11 is required (found $(PYTHON))"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
@@ -26,4 +27,4 @@ lint: venv
 	$(VENV)/bin/ruff check .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

