@@ -254,11 +254,11 @@ class FeedManager:
                 out.extend(t for t in tweets if t is not None and t.author_id in allowed)
             if boundary == 0:
                 break  # every source is complete down to `since`
-            before = boundary
-            if any(g.truncated for g in got):
+            if any(g.truncated for g in got) or boundary >= before:
                 # A capped list gave out: it knows nothing below here, the store does.
                 metrics.STORE_FALLBACK_READS.inc()
                 use_store = True
+            before = boundary
         return Page(out[:first], len(out) > first, degraded)
 
     async def _home_slices(
