@@ -125,3 +125,21 @@ async def test_paging_past_the_cached_window_continues_from_the_store(api, stack
             assert await small.home_ids(reader, page=7) == posted[::-1]
     finally:
         await svc.close()
+
+
+async def test_missing_timeline_is_rebuilt_once_under_a_stampede(api, services):
+    import asyncio
+
+    from runtime import metrics
+
+    reader, rid, _ = await api.sign_up()
+    writer, wid, _ = await api.sign_up()
+    await api.follow(reader, wid)
+    posted = [await api.post(writer, f"s{i}") for i in range(5)]
+    await drain(services)
+    await services.home.drop(rid)
+    rebuilds = metrics.TIMELINE_REBUILDS.labels("home")
+    before = rebuilds._value.get()
+    pages = await asyncio.gather(*(api.home_ids(reader) for _ in range(12)))
+    assert all(p == posted[::-1] for p in pages)
+    assert rebuilds._value.get() - before == 1
