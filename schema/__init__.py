@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import strawberry
 from strawberry.extensions import (
+    AddValidationRules,
     MaxAliasesLimiter,
     MaxTokensLimiter,
     ParserCache,
@@ -16,18 +16,23 @@ from schema.errors import ChirpSchema
 from schema.root import Mutation, Query
 
 
-def build_schema(settings: Settings) -> strawberry.Schema:
-    # Extension classes/factories, not instances: Strawberry builds one per request.
-    depth, tokens, aliases = (
-        settings.max_query_depth, settings.max_query_tokens, settings.max_query_aliases
-    )
+def build_schema(settings: Settings) -> ChirpSchema:
+    # The depth and alias limiters build a new validation-rule class per instance, and the
+    # validation cache is keyed by the rule classes: one limiter per request (the factory
+    # pattern) means a cache miss on every request (measured: validation was ~35 % of a
+    # homeTimeline request). Build the rules once and add the same classes each time.
+    limit_rules = [
+        *QueryDepthLimiter(max_depth=settings.max_query_depth).validation_rules,
+        *MaxAliasesLimiter(max_alias_count=settings.max_query_aliases).validation_rules,
+    ]
+    tokens = settings.max_query_tokens
+    # Extension factories, not instances: Strawberry builds one per request.
     return ChirpSchema(
         query=Query,
         mutation=Mutation,
         extensions=[
-            lambda: QueryDepthLimiter(max_depth=depth),
+            lambda: AddValidationRules(limit_rules),
             lambda: MaxTokensLimiter(max_token_count=tokens),
-            lambda: MaxAliasesLimiter(max_alias_count=aliases),
             lambda: ParserCache(maxsize=1024),
             lambda: ValidationCache(maxsize=1024),
         ],

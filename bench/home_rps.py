@@ -1,0 +1,157 @@
+"""Rough single-process homeTimeline throughput: `python -m bench.home_rps`.
+
+Starts its own PostgreSQL and Valkey (in a temporary directory), seeds a social graph
+straight into the tables, runs one uvicorn API process and a closed-loop load generator in
+another process on loopback, and prints requests/s and latency percentiles. Not a test:
+numbers depend on the machine. The full harness (open-loop, floors, fan-out) is issue 5.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+QUERY = (
+    "query($f:Int!){homeTimeline(first:$f){edges{cursor node{id text createdAt "
+    "author{id handle displayName}}} pageInfo{hasNextPage endCursor}}}"
+)
+
+
+async def seed(pg_url: str, redis_url: str, users: int, follows: int, tweets: int) -> list[int]:
+    from argon2 import PasswordHasher
+
+    from runtime.container import open_services
+    from runtime.settings import load
+
+    settings = load(dict(os.environ, CHIRP_POSTGRES_URL=pg_url, CHIRP_REDIS_URL=redis_url))
+    svc = await open_services(settings)
+    rng = random.Random(1)
+    ids = [svc.ids.next_id() for _ in range(users)]
+    pw = PasswordHasher().hash("benchmark-password")
+    async with svc.pool.acquire() as conn:
+        await conn.copy_records_to_table(
+            "users", columns=["id", "handle", "display_name", "password_hash"],
+            records=[(u, f"b{n}", f"Bench user {n}", pw) for n, u in enumerate(ids)],
+        )
+        edges = {(u, f) for u in ids for f in rng.sample(ids, follows) if f != u}
+        await conn.copy_records_to_table(
+            "follows", columns=["follower_id", "followee_id", "seq"],
+            records=[(a, b, svc.ids.next_id()) for a, b in edges],
+        )
+        rows = []
+        for _ in range(tweets):
+            tid = svc.ids.next_id()
+            rows.append((tid, rng.choice(ids), f"tweet {tid}", __import__("datetime").datetime.now(
+                __import__("datetime").UTC)))
+        await conn.copy_records_to_table(
+            "tweets", columns=["id", "author_id", "text", "created_at"], records=rows
+        )
+        await conn.execute(
+            "UPDATE users u SET followers_count = (SELECT count(*) FROM follows WHERE followee_id=u.id),"
+            " following_count = (SELECT count(*) FROM follows WHERE follower_id=u.id),"
+            " tweets_count = (SELECT count(*) FROM tweets WHERE author_id=u.id)"
+        )
+        await conn.execute("ANALYZE")
+    tokens = [svc.accounts.token_for(type("U", (), {"id": u})) for u in ids]
+    await svc.close()
+    return tokens
+
+
+async def warm(url: str, tokens: list[str], concurrency: int) -> None:
+    """Read every home timeline once, so the measured phase sees the steady state."""
+    import httpx
+
+    sem = asyncio.Semaphore(concurrency)
+    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+        async def one(token: str) -> None:
+            async with sem:
+                await client.post("/graphql", json={"query": QUERY, "variables": {"f": 20}},
+                                  headers={"authorization": f"Bearer {token}"})
+
+        await asyncio.gather(*(one(t) for t in tokens))
+
+
+async def load_gen(url: str, tokens: list[str], seconds: float, concurrency: int) -> dict:
+    import httpx
+
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.perf_counter() + seconds
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=10) as client:
+        async def one(i: int) -> None:
+            nonlocal errors
+            n = i
+            while time.perf_counter() < deadline:
+                token = tokens[n % len(tokens)]
+                n += concurrency
+                t0 = time.perf_counter()
+                r = await client.post(
+                    "/graphql", json={"query": QUERY, "variables": {"f": 20}},
+                    headers={"authorization": f"Bearer {token}"},
+                )
+                latencies.append(time.perf_counter() - t0)
+                if r.status_code != 200 or "errors" in r.json():
+                    errors += 1
+
+        start = time.perf_counter()
+        await asyncio.gather(*(one(i) for i in range(concurrency)))
+        elapsed = time.perf_counter() - start
+    latencies.sort()
+
+    def pct(p: float) -> float:
+        return round(latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000, 2)
+
+    return {"requests": len(latencies), "errors": errors, "rps": round(len(latencies) / elapsed),
+            "p50_ms": pct(0.50), "p99_ms": pct(0.99), "concurrency": concurrency}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=2000)
+    parser.add_argument("--follows", type=int, default=100)
+    parser.add_argument("--tweets", type=int, default=40000)
+    parser.add_argument("--seconds", type=float, default=15)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--port", type=int, default=8765)
+    args = parser.parse_args()
+
+    from deploy.local.stack import LocalStack
+
+    with tempfile.TemporaryDirectory(prefix="chirp-bench-") as tmp, LocalStack(Path(tmp)) as st:
+        env = dict(os.environ, CHIRP_POSTGRES_URL=st.postgres_url, CHIRP_REDIS_URL=st.redis_url,
+                   CHIRP_DATA_DIR=tmp, CHIRP_JWT_SECRET="b" * 48, CHIRP_ENV="test",
+                   CHIRP_PORT=str(args.port))
+        os.environ.update(env)
+        tokens = asyncio.run(seed(st.postgres_url, st.redis_url, args.users, args.follows,
+                                  args.tweets))
+        api = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "app:create_app", "--factory", "--port",
+             str(args.port), "--no-access-log", "--log-level", "warning"], cwd=ROOT, env=env)
+        try:
+            time.sleep(3)
+            url = f"http://127.0.0.1:{args.port}"
+            # Warm: every timeline cached (the steady state; rebuild cost is separate).
+            t0 = time.perf_counter()
+            asyncio.run(warm(url, tokens, args.concurrency))
+            warm_s = time.perf_counter() - t0
+            result = asyncio.run(load_gen(url, tokens, args.seconds, args.concurrency))
+            result["cold_reads_per_s"] = round(len(tokens) / warm_s)
+            print(json.dumps(result))
+        finally:
+            api.terminate()
+            api.wait(10)
+
+
+if __name__ == "__main__":
+    main()
