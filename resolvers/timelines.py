@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from core.errors import NotFound
 from core.models import User
 from resolvers import args
 from resolvers.context import Context
 from services.feed import Page
+
+
+async def _with_authors(ctx: Context, page: Page) -> Page:
+    """Load every author of the page in one batch up front, so `author` fields resolve
+    synchronously instead of one awaitable per tweet."""
+    ids = list({t.author_id for t in page.tweets})
+    users = await ctx.loaders.users.load_many(ids)
+    return dataclasses.replace(
+        page, authors={i: u for i, u in zip(ids, users, strict=True) if u is not None}
+    )
 
 
 async def home(ctx: Context, first: int | None, after: str | None, since_id: str | None) -> Page:
@@ -17,7 +29,7 @@ async def home(ctx: Context, first: int | None, after: str | None, since_id: str
     )
     if page.degraded:
         ctx.mark_degraded()
-    return page
+    return await _with_authors(ctx, page)
 
 
 async def of_user(
@@ -29,7 +41,7 @@ async def of_user(
     )
     if page.degraded:
         ctx.mark_degraded()
-    return page
+    return await _with_authors(ctx, page)
 
 
 async def of_handle(ctx: Context, handle: str, first: int | None, after: str | None) -> Page:

@@ -78,17 +78,27 @@ class User:
 @strawberry.type
 class Tweet:
     model: strawberry.Private[TweetModel]
+    # Set when the author was loaded with the whole page: the field then resolves without
+    # an awaitable per tweet (graphql-core's per-value async overhead dominates a page).
+    author_model: strawberry.Private[UserModel | None]
     id: strawberry.ID
     text: str
     created_at: datetime
 
     @classmethod
-    def of(cls, m: TweetModel) -> Tweet:
-        return cls(model=m, id=strawberry.ID(str(m.id)), text=m.text, created_at=m.created_at)
+    def of(cls, m: TweetModel, author: UserModel | None = None) -> Tweet:
+        return cls(model=m, author_model=author, id=strawberry.ID(str(m.id)), text=m.text,
+                   created_at=m.created_at)
 
     @strawberry.field
-    async def author(self, info: Info) -> User:
-        return User.of(await tweets.author(info.context, self.model))
+    def author(self, info: Info) -> User:
+        if self.author_model is not None:
+            return User.of(self.author_model)
+        return _load_author(info, self.model)  # type: ignore[return-value]  # awaited by graphql-core
+
+
+async def _load_author(info: Info, tweet: TweetModel) -> User:
+    return User.of(await tweets.author(info.context, tweet))
 
 
 @strawberry.type
@@ -104,7 +114,9 @@ class TweetConnection:
 
     @classmethod
     def of(cls, page: Page, after: str | None) -> TweetConnection:
-        edges = [TweetEdge(cursor=cursor.encode(cursor.TWEET, t.id), node=Tweet.of(t))
+        authors = page.authors or {}
+        edges = [TweetEdge(cursor=cursor.encode(cursor.TWEET, t.id),
+                           node=Tweet.of(t, authors.get(t.author_id)))
                  for t in page.tweets]
         return cls(edges=edges, page_info=_page_info(edges, page.has_next, after))
 

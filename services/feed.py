@@ -21,7 +21,7 @@ from datetime import timedelta
 from redis.exceptions import RedisError
 
 from core import fanout
-from core.models import AUTHOR_DEMOTED, TWEET_CREATED, TWEET_DELETED, Event, Tweet
+from core.models import AUTHOR_DEMOTED, TWEET_CREATED, TWEET_DELETED, Event, Tweet, User
 from core.timeline import NEWEST, Slice, exact_merge, slice_of
 from runtime import metrics
 from storage.graph import SocialGraph
@@ -42,6 +42,7 @@ class Page:
     tweets: list[Tweet]
     has_next: bool
     degraded: bool = False
+    authors: dict[int, User] | None = None  # filled by the API layer when it preloads them
 
 
 class _Exhausted(Exception):
