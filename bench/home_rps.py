@@ -59,7 +59,8 @@ async def seed(pg_url: str, redis_url: str, users: int, follows: int, tweets: in
             "tweets", columns=["id", "author_id", "text", "created_at"], records=rows
         )
         await conn.execute(
-            "UPDATE users u SET followers_count = (SELECT count(*) FROM follows WHERE followee_id=u.id),"
+            "UPDATE users u SET"
+            " followers_count = (SELECT count(*) FROM follows WHERE followee_id=u.id),"
             " following_count = (SELECT count(*) FROM follows WHERE follower_id=u.id),"
             " tweets_count = (SELECT count(*) FROM tweets WHERE author_id=u.id)"
         )
@@ -139,7 +140,7 @@ def run_wrk(url: str, tokens: list[str], seconds: float, concurrency: int, tmp: 
                         return round(float(v[: -len(unit)]) * k, 2)
         raise ValueError(f"no {label} in wrk output:\n{out}")
     requests = int(next(line.split()[0] for line in out.splitlines() if "requests in" in line))
-    rps = float(next(line.split()[1] for line in out.splitlines() if line.startswith("Requests/sec")))
+    rps = float(next(x.split()[1] for x in out.splitlines() if x.startswith("Requests/sec")))
     non_2xx = sum(int(line.split()[-1]) for line in out.splitlines() if "Non-2xx" in line)
     return {"client": "wrk", "requests": requests, "errors": non_2xx, "rps": round(rps),
             "p50_ms": grab("50%"), "p99_ms": grab("99%"), "concurrency": concurrency}

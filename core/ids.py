@@ -65,7 +65,9 @@ class SnowflakeGenerator:
             self._sequence = 0
         if self._last_ms >= 1 << 41:
             raise OverflowError("snowflake timestamp exhausted")
-        return (self._last_ms << TIMESTAMP_SHIFT) | (self.worker_id << SEQUENCE_BITS) | self._sequence
+        return (
+            (self._last_ms << TIMESTAMP_SHIFT) | (self.worker_id << SEQUENCE_BITS) | self._sequence
+        )
 
 
 def id_timestamp_ms(snowflake: int) -> int:

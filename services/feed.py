@@ -13,6 +13,7 @@ Resolvers and workers call this; none of them touch timeline keys themselves.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -176,10 +177,8 @@ class FeedManager:
             log.warning("unfollow unmerge failed for %s: %s", follower, e)
 
     async def _forget(self, user_id: int) -> None:
-        try:
+        with contextlib.suppress(RedisError):
             await self.home.drop(user_id)
-        except RedisError:
-            pass
 
     # ------------------------------------------------------------------ read side
 

@@ -38,9 +38,16 @@ async def connect(
     )
 
 
+def migration_files(directory: Path = MIGRATIONS_DIR) -> list[tuple[str, str]]:
+    """(name, SQL) of every `NNNN_name.sql` file, in order."""
+    paths = sorted(directory.glob("[0-9][0-9][0-9][0-9]_*.sql"))
+    return [(p.name, p.read_text()) for p in paths]
+
+
 async def migrate(pool: asyncpg.Pool, directory: Path = MIGRATIONS_DIR) -> list[str]:
-    """Apply pending `NNNN_name.sql` files in order, each in its own transaction."""
+    """Apply pending migrations in order, each in its own transaction."""
     applied: list[str] = []
+    files = migration_files(directory)  # a handful of small files, read once at start-up
     async with pool.acquire() as conn:
         await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
         try:
@@ -49,15 +56,13 @@ async def migrate(pool: asyncpg.Pool, directory: Path = MIGRATIONS_DIR) -> list[
                 " name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
             )
             done = {r["name"] for r in await conn.fetch("SELECT name FROM schema_migrations")}
-            for path in sorted(directory.glob("[0-9][0-9][0-9][0-9]_*.sql")):
-                if path.name in done:
+            for name, sql in files:
+                if name in done:
                     continue
                 async with conn.transaction():
-                    await conn.execute(path.read_text())
-                    await conn.execute(
-                        "INSERT INTO schema_migrations (name) VALUES ($1)", path.name
-                    )
-                applied.append(path.name)
+                    await conn.execute(sql)
+                    await conn.execute("INSERT INTO schema_migrations (name) VALUES ($1)", name)
+                applied.append(name)
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
     return applied

@@ -284,7 +284,9 @@ class TimelineCache:
         packed, flag = pack(ids), "1" if truncated else "0"
         async with self.redis.pipeline(transaction=False) as pipe:
             for owner in owners:
-                await self._merge(keys=[self.key(owner)], args=[packed, flag, self.cap, 0], client=pipe)
+                await self._merge(
+                    keys=[self.key(owner)], args=[packed, flag, self.cap, 0], client=pipe
+                )
             return sum(1 for n in await pipe.execute() if n >= 0)
 
     async def begin_rebuild(self, owner: int) -> str:

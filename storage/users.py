@@ -22,7 +22,9 @@ class UserStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
 
-    async def create(self, user_id: int, handle: str, display_name: str, password_hash: str) -> User:
+    async def create(
+        self, user_id: int, handle: str, display_name: str, password_hash: str
+    ) -> User:
         try:
             row = await self.pool.fetchrow(
                 f"INSERT INTO users (id, handle, display_name, password_hash) "

@@ -19,7 +19,8 @@ async def run(command: str) -> None:
     try:
         if command == "list":
             for mid, event, error in await bus.dead(1000):
-                print(f"{mid} {event.kind} tweet={event.tweet_id} author={event.author_id}: {error}")
+                print(f"{mid} {event.kind} tweet={event.tweet_id} "
+                      f"author={event.author_id}: {error}")
         else:
             print(f"replayed {await bus.replay_dead()} events")
     finally:

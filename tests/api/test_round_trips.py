@@ -35,7 +35,7 @@ async def test_constant_round_trips_per_page(stack, monkeypatch):
             celebs = [await api.sign_up("celeb") for _ in range(2)]
             for _t, aid, _ in authors + celebs:
                 await api.follow(viewer, aid)
-            for t, cid, _ in celebs:  # 5 followers make a celebrity in this suite
+            for _t, cid, _ in celebs:  # 5 followers make a celebrity in this suite
                 for _ in range(4):
                     fan, _, _ = await api.sign_up("fan")
                     await api.follow(fan, cid)

@@ -80,10 +80,11 @@ async def test_idempotency_key(api, services):
 
 
 async def test_rate_limit(api, stack):
+    import httpx
+
     from app import create_app
     from runtime.container import open_services
     from tests.conftest import Api, make_settings
-    import httpx
 
     svc = await open_services(make_settings(stack, tweet_rate_per_hour=3))
     try:
