@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test lint venv clean
+.PHONY: dev test lint venv clean bench-home
 
 venv: $(STAMP)
 
@@ -22,6 +22,10 @@ dev: venv
 
 test: venv
 	$(PY) -m pytest
+
+# Rough single-process homeTimeline throughput (uses wrk if installed: apt-get install wrk).
+bench-home: venv
+	$(PY) -m bench.home_rps
 
 lint: venv
 	$(VENV)/bin/ruff check .
