@@ -76,10 +76,11 @@ class FeedManager:
         """Show a new tweet in its author's own timeline and recents at once. Best effort:
         the fan-out worker repeats both idempotently, so a Redis blip here loses nothing."""
         try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                await self.home.queue_insert(pipe, tweet.author_id, tweet.id)
-                await self.recents.queue_insert(pipe, tweet.author_id, tweet.id)
-                await pipe.execute()
+            def build(pipe) -> None:
+                self.home.queue_insert(pipe, tweet.author_id, tweet.id)
+                self.recents.queue_insert(pipe, tweet.author_id, tweet.id)
+
+            await self.home.run(build)
         except RedisError as e:
             log.warning("own-timeline insert of %s deferred to fan-out: %s", tweet.id, e)
 
@@ -264,12 +265,13 @@ class FeedManager:
     async def _home_slices(
         self, viewer: int, celebs: list[int], before: int, since: int, count: int
     ) -> list[CachedSlice]:
-        async with self.redis.pipeline(transaction=False) as pipe:
-            await self.home.read_into(pipe, viewer, before, since, count, renew=True)
+        def build(pipe) -> None:
+            self.home.queue_read(pipe, viewer, before, since, count, renew=True)
             for celeb in celebs:
-                await self.recents.read_into(pipe, celeb, before, since, count)
+                self.recents.queue_read(pipe, celeb, before, since, count)
             pipe.set(f"chirp:seen:{{{viewer}}}", 1, nx=True, ex=ACTIVE_MARK_SECONDS)
-            replies = await pipe.execute()
+
+        replies = await self.home.run(build)
         if replies[-1]:
             asyncio.get_running_loop().create_task(self._mark_active(viewer))
         home = self.home.parse(replies[0])

@@ -17,10 +17,14 @@ and writes only touch lists that exist: a missing list is rebuilt on its next re
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+from redis.exceptions import NoScriptError
 
 from core.timeline import ENTRY_BYTES, NEWEST, pack, unpack
 
@@ -189,6 +193,21 @@ def _id8(i: int) -> bytes:
     return i.to_bytes(ENTRY_BYTES, "big")
 
 
+class Script:
+    """A Lua script called by SHA. redis-py's own Script objects send SCRIPT EXISTS before
+    every pipeline that uses them: one extra round trip per timeline read. We load scripts
+    once and reload only when Redis answers NOSCRIPT (after a restart or SCRIPT FLUSH)."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+
+
+_SCRIPTS = {name: Script(src) for name, src in
+            {"insert": _INSERT, "remove": _REMOVE, "merge": _MERGE, "read": _READ,
+             "begin": _BEGIN}.items()}
+
+
 class TimelineCache:
     """One family of capped id lists under a key prefix (`tl` home, `ut` author recents)."""
 
@@ -199,11 +218,6 @@ class TimelineCache:
         self.prefix = prefix
         self.cap = cap
         self.ttl_seconds = ttl_seconds
-        self._insert = redis.register_script(_INSERT)
-        self._remove = redis.register_script(_REMOVE)
-        self._merge = redis.register_script(_MERGE)
-        self._read = redis.register_script(_READ)
-        self._begin = redis.register_script(_BEGIN)
 
     def key(self, owner: int) -> str:
         # Braces are a cluster hash tag: a list and its lock share a slot.
@@ -212,32 +226,56 @@ class TimelineCache:
     def lock_key(self, owner: int) -> str:
         return f"{self.prefix}:{{{owner}}}:rebuild"
 
+    # -- running scripts: one round trip per batch, reloading scripts on NOSCRIPT
+
+    async def run(self, build: Callable[[Pipeline], None], transaction: bool = False) -> list:
+        """Queue commands with `build(pipe)` and send them in one round trip. Every script
+        here is idempotent, so a batch is simply re-sent after reloading on NOSCRIPT."""
+        for attempt in (1, 2):
+            async with self.redis.pipeline(transaction=transaction) as pipe:
+                build(pipe)
+                try:
+                    return await pipe.execute()
+                except NoScriptError:
+                    if attempt == 2:
+                        raise
+            await self.load_scripts()
+        raise AssertionError("unreachable")
+
+    async def load_scripts(self) -> None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for script in _SCRIPTS.values():
+                pipe.script_load(script.source)
+            await pipe.execute()
+
+    @staticmethod
+    def call(pipe: Pipeline, name: str, keys: list[str], args: list) -> None:
+        pipe.evalsha(_SCRIPTS[name].sha, len(keys), *keys, *args)
+
+    async def _one(self, name: str, keys: list[str], args: list):
+        (reply,) = await self.run(lambda pipe: self.call(pipe, name, keys, args))
+        return reply
+
+    # -- reads
+
+    def queue_read(
+        self, pipe: Pipeline, owner: int, before: int = NEWEST, since: int = 0, count: int = 20,
+        renew: bool = False,
+    ) -> None:
+        """Queue a read on a batch shared with other lists; see `parse`."""
+        self.call(pipe, "read", [self.key(owner), self.lock_key(owner)],
+                  [_id8(before), _id8(since), count, self.ttl_seconds if renew else 0])
+
     async def read(
         self, owner: int, before: int = NEWEST, since: int = 0, count: int = 20, renew: bool = True
     ) -> CachedSlice:
-        state, *rest = await self._read(
-            keys=[self.key(owner), self.lock_key(owner)],
-            args=[_id8(before), _id8(since), count, self.ttl_seconds if renew else 0],
+        (reply,) = await self.run(
+            lambda pipe: self.queue_read(pipe, owner, before, since, count, renew)
         )
-        return self._slice(state, rest)
-
-    async def read_into(
-        self, pipe, owner: int, before: int = NEWEST, since: int = 0, count: int = 20,
-        renew: bool = False,
-    ) -> None:
-        """Queue a read on a pipeline (several lists in one round trip); see `parse`."""
-        await self._read(
-            keys=[self.key(owner), self.lock_key(owner)],
-            args=[_id8(before), _id8(since), count, self.ttl_seconds if renew else 0],
-            client=pipe,
-        )
+        return self.parse(reply)
 
     def parse(self, reply: list) -> CachedSlice:
         state, *rest = reply
-        return self._slice(state, rest)
-
-    @staticmethod
-    def _slice(state: int, rest: list) -> CachedSlice:
         if state != ReadState.OK.value:
             return CachedSlice(ReadState(state), [], False)
         blob: bytes = rest[0]
@@ -245,67 +283,69 @@ class TimelineCache:
         ids = unpack(blob[:-ENTRY_BYTES] if truncated else blob)
         return CachedSlice(ReadState.OK, ids, truncated)
 
-    async def insert(self, owner: int, tweet_id: int) -> bool:
-        return bool(await self._insert(keys=[self.key(owner)], args=[_id8(tweet_id), self.cap]))
+    # -- writes (each touches only lists that exist)
 
-    async def queue_insert(self, pipe, owner: int, tweet_id: int) -> None:
-        """Queue an insert on a pipeline shared with other lists."""
-        await self._insert(keys=[self.key(owner)], args=[_id8(tweet_id), self.cap], client=pipe)
+    def queue_insert(self, pipe: Pipeline, owner: int, tweet_id: int) -> None:
+        self.call(pipe, "insert", [self.key(owner)], [_id8(tweet_id), self.cap])
+
+    async def insert(self, owner: int, tweet_id: int) -> bool:
+        return bool(await self._one("insert", [self.key(owner)], [_id8(tweet_id), self.cap]))
 
     async def insert_many(self, owners: list[int], tweet_id: int) -> int:
-        """Push one id into many lists in one pipelined round trip; lists inserted into."""
+        """Push one id into many lists in one round trip; returns lists inserted into."""
         if not owners:
             return 0
-        id8 = _id8(tweet_id)
-        async with self.redis.pipeline(transaction=False) as pipe:
+
+        def build(pipe: Pipeline) -> None:
             for owner in owners:
-                await self._insert(keys=[self.key(owner)], args=[id8, self.cap], client=pipe)
-            return sum(await pipe.execute())
+                self.queue_insert(pipe, owner, tweet_id)
+
+        return sum(await self.run(build))
 
     async def remove_many(self, owners: list[int], tweet_ids: list[int]) -> int:
         if not owners or not tweet_ids:
             return 0
         packed = pack(tweet_ids)
-        async with self.redis.pipeline(transaction=False) as pipe:
+
+        def build(pipe: Pipeline) -> None:
             for owner in owners:
-                await self._remove(keys=[self.key(owner)], args=[packed], client=pipe)
-            return sum(await pipe.execute())
+                self.call(pipe, "remove", [self.key(owner)], [packed])
+
+        return sum(await self.run(build))
 
     async def merge(self, owner: int, ids: list[int], truncated: bool) -> bool:
         """Merge newest-first `ids` into an existing list; False if there is none."""
-        n = await self._merge(
-            keys=[self.key(owner)], args=[pack(ids), "1" if truncated else "0", self.cap, 0]
-        )
-        return n >= 0
+        return await self.merge_many([owner], ids, truncated) == 1
 
     async def merge_many(self, owners: list[int], ids: list[int], truncated: bool) -> int:
         if not owners:
             return 0
         packed, flag = pack(ids), "1" if truncated else "0"
-        async with self.redis.pipeline(transaction=False) as pipe:
+
+        def build(pipe: Pipeline) -> None:
             for owner in owners:
-                await self._merge(
-                    keys=[self.key(owner)], args=[packed, flag, self.cap, 0], client=pipe
-                )
-            return sum(1 for n in await pipe.execute() if n >= 0)
+                self.call(pipe, "merge", [self.key(owner)], [packed, flag, self.cap, 0])
+
+        return sum(1 for n in await self.run(build) if n >= 0)
+
+    # -- rebuilds
 
     async def begin_rebuild(self, owner: int) -> str:
-        reply = await self._begin(
-            keys=[self.key(owner), self.lock_key(owner)], args=[self.LOCK_MS]
+        reply = await self._one(
+            "begin", [self.key(owner), self.lock_key(owner)], [self.LOCK_MS]
         )
         return reply.decode() if isinstance(reply, bytes) else reply
 
     async def finish_rebuild(self, owner: int, ids: list[int], truncated: bool) -> None:
         """Merge what the store returned with what fan-out pushed meanwhile, give the list
         its full TTL and release the lock, in one round trip."""
-        async with self.redis.pipeline(transaction=True) as pipe:
-            await self._merge(
-                keys=[self.key(owner)],
-                args=[pack(ids), "1" if truncated else "0", self.cap, self.ttl_seconds * 1000],
-                client=pipe,
-            )
+        args = [pack(ids), "1" if truncated else "0", self.cap, self.ttl_seconds * 1000]
+
+        def build(pipe: Pipeline) -> None:
+            self.call(pipe, "merge", [self.key(owner)], args)
             pipe.delete(self.lock_key(owner))
-            await pipe.execute()
+
+        await self.run(build, transaction=True)
 
     async def abandon_rebuild(self, owner: int) -> None:
         await self.redis.delete(self.key(owner), self.lock_key(owner))
