@@ -72,23 +72,30 @@ class RedisStreamBus:
             await pipe.execute()
 
     async def receive(self, consumer: str, count: int, block_ms: int) -> list[Delivery]:
-        await self.ensure_group()
         try:
-            reclaimed = await self._reclaim(consumer, count)
-            if reclaimed:
-                return reclaimed
-            reply = await self.redis.xreadgroup(
-                GROUP, consumer, {STREAM: ">"}, count=count, block=block_ms
-            )
+            return await self._receive(consumer, count, block_ms)
         except ResponseError as e:
-            if "NOGROUP" in str(e):  # Redis restarted empty: recreate the group next time
-                self._group_ready = False
-            raise
-        out: list[Delivery] = []
-        for _stream, messages in reply or []:
-            for mid, fields in messages:
-                out.append(Delivery(_s(mid), _decode(fields), 1))
-        return out
+            if "NOGROUP" not in str(e):
+                raise
+            # Redis came back empty (its data lost): recreate the group. What the stream
+            # held is gone with the cached timelines it would have updated, and those are
+            # rebuilt from the store on read; newer events are still in the outbox.
+            self._group_ready = False
+            return await self._receive(consumer, count, block_ms)
+
+    async def _receive(self, consumer: str, count: int, block_ms: int) -> list[Delivery]:
+        await self.ensure_group()
+        reclaimed = await self._reclaim(consumer, count)
+        if reclaimed:
+            return reclaimed
+        reply = await self.redis.xreadgroup(
+            GROUP, consumer, {STREAM: ">"}, count=count, block=block_ms
+        )
+        return [
+            Delivery(_s(mid), _decode(fields), 1)
+            for _stream, messages in reply or []
+            for mid, fields in messages
+        ]
 
     async def _reclaim(self, consumer: str, count: int) -> list[Delivery]:
         """Take over events another consumer received but never acknowledged (it died)."""

@@ -12,12 +12,23 @@ from typing import Any, Protocol
 
 import asyncpg
 
+from core.errors import Unavailable
 from core.models import Tweet
 from core.timeline import NEWEST
 
 
+class IdCollision(Unavailable):
+    """Another tweet already has this id (only possible if two processes held one worker id,
+    e.g. after Redis lost the id leases). Never overwrite: the post fails and is retried."""
+
+    def __init__(self, tweet_id: int) -> None:
+        super().__init__(f"tweet id {tweet_id} is taken; retry the post")
+
+
 class TweetStore(Protocol):
-    async def put(self, tweet: Tweet, tx: Any = None) -> None: ...
+    async def put(self, tweet: Tweet, tx: Any = None) -> None:
+        """Store a tweet; repeating the same tweet is a no-op; IdCollision if the id holds a
+        different tweet."""
 
     async def delete(self, tweet_id: int, tx: Any = None) -> Tweet | None:
         """Remove a tweet; the removed tweet, or None if there was none."""
@@ -44,11 +55,18 @@ class PostgresTweetStore:
         self.pool = pool
 
     async def put(self, tweet: Tweet, tx: asyncpg.Connection | None = None) -> None:
-        await (tx or self.pool).execute(
+        conn = tx or self.pool
+        stored = await conn.fetchval(
             "INSERT INTO tweets (id, author_id, text, created_at) VALUES ($1, $2, $3, $4) "
-            "ON CONFLICT (id) DO NOTHING",
+            "ON CONFLICT (id) DO NOTHING RETURNING true",
             tweet.id, tweet.author_id, tweet.text, tweet.created_at,
         )
+        if not stored:
+            existing = await conn.fetchrow(
+                "SELECT author_id, text FROM tweets WHERE id = $1", tweet.id
+            )
+            if existing is None or tuple(existing) != (tweet.author_id, tweet.text):
+                raise IdCollision(tweet.id)
 
     async def delete(self, tweet_id: int, tx: asyncpg.Connection | None = None) -> Tweet | None:
         row = await (tx or self.pool).fetchrow(

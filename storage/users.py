@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 import asyncpg
 
-from core.errors import Conflict
+from core.errors import Conflict, Unavailable
 from core.models import User
 
 _COLUMNS = (
@@ -31,7 +31,9 @@ class UserStore:
                 f"VALUES ($1, $2, $3, $4) RETURNING {_COLUMNS}",
                 user_id, handle, display_name, password_hash,
             )
-        except asyncpg.UniqueViolationError:
+        except asyncpg.UniqueViolationError as e:
+            if e.constraint_name == "users_pkey":  # two processes on one worker id
+                raise Unavailable("user id collision; retry") from None
             raise Conflict(f"handle {handle!r} is already taken", field="handle") from None
         return _user(row)
 

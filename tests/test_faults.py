@@ -134,3 +134,32 @@ async def test_redis_down_reads_degrade_posts_survive_then_recover(env):
     got = [int(e["node"]["id"]) for e in body["data"]["homeTimeline"]["edges"]]
     assert got == (before + during)[::-1]
     assert (await svc.home.read(rid, count=50)).ids == got  # rebuilt or kept, and current
+
+
+async def test_redis_comes_back_empty_timelines_rebuild_and_nothing_is_lost(env):
+    """Worse than a restart: Redis loses its data (no AOF). Timelines, the event stream,
+    its consumer group and the id leases are all gone; tweets posted meanwhile must still
+    reach followers, and every timeline is rebuilt from PostgreSQL."""
+    api, svc, vk, _url = env
+    reader, rid, _ = await api.sign_up("r")
+    writer, wid, _ = await api.sign_up("w")
+    await api.follow(reader, wid)
+    before = [await api.post(writer, f"before {i}") for i in range(3)]
+    await drain(svc)
+    assert await api.home_ids(reader) == before[::-1]
+
+    vk.kill()
+    for f in vk.data_dir.rglob("*.aof*"):
+        f.unlink()
+    for d in vk.data_dir.rglob("appendonlydir"):
+        for f in d.iterdir():
+            f.unlink()
+    during = [await api.post(writer, f"during {i}") for i in range(2)]  # outbox keeps them
+    vk.start()
+    assert await svc.redis.dbsize() == 0
+    await drain(svc)
+    assert await api.home_ids(reader) == (before + during)[::-1]
+    after = await api.post(writer, "after")
+    await drain(svc)
+    assert await api.home_ids(reader) == [after, *(before + during)[::-1]]
+    assert (await svc.home.read(rid, count=50)).ids == [after, *(before + during)[::-1]]
