@@ -3,6 +3,7 @@ started once per session on free ports, plus helpers to talk GraphQL to the app.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from collections.abc import AsyncIterator
@@ -131,12 +132,34 @@ class Api:
             after = conn["pageInfo"]["endCursor"]
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def api(services) -> AsyncIterator[Api]:
-    app = create_app(services=services)
-    transport = httpx.ASGITransport(app=app)
+@contextlib.asynccontextmanager
+async def client_for(services: Services) -> AsyncIterator[Api]:
+    transport = httpx.ASGITransport(app=create_app(services=services))
     async with httpx.AsyncClient(transport=transport, base_url="http://chirp.test") as client:
         yield Api(client, services)
+
+
+@contextlib.asynccontextmanager
+async def api_with(
+    stack: Stack, redis_url: str | None = None, on_query=None, claim_idle_ms: int = 30_000,
+    **overrides: Any,
+) -> AsyncIterator[Api]:
+    """An app on services of its own, with settings overridden (e.g. timeline_max=10)."""
+    svc = await open_services(
+        make_settings(stack, redis_url, **overrides), on_query=on_query,
+        claim_idle_ms=claim_idle_ms,
+    )
+    try:
+        async with client_for(svc) as api:
+            yield api
+    finally:
+        await svc.close()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def api(services) -> AsyncIterator[Api]:
+    async with client_for(services) as client:
+        yield client
 
 
 async def drain(services: Services, consumer: str = "test-drain") -> int:

@@ -5,12 +5,9 @@ the newest-first merge of their own and their followees' surviving tweets."""
 
 import random
 
-import httpx
 import pytest
 
-from app import create_app
-from runtime.container import open_services
-from tests.conftest import Api, drain, make_settings
+from tests.conftest import api_with, drain
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -25,48 +22,43 @@ ORDER BY id DESC
 async def test_home_timelines_match_the_oracle(stack, seed):
     rng = random.Random(seed)
     # A small cap makes timelines overflow, so paging past the cache is exercised too.
-    svc = await open_services(make_settings(stack, timeline_max=12, celebrity_threshold=4))
-    try:
-        transport = httpx.ASGITransport(app=create_app(services=svc))
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-            api = Api(client, svc)
-            users = [await api.sign_up(f"c{seed}") for _ in range(12)]
-            tweets: dict[int, list[int]] = {uid: [] for _, uid, _ in users}
-            token = {uid: t for t, uid, _ in users}
-            # Two would-be celebrities everyone likes to follow.
-            stars = [users[0][1], users[1][1]]
-            for _ in range(260):
-                _t, uid, _ = rng.choice(users)
-                op = rng.random()
-                if op < 0.45:
-                    tweets[uid].append(await api.post(token[uid], f"{seed} {rng.random()}"))
-                elif op < 0.70:
-                    other = rng.choice(stars) if rng.random() < 0.5 else rng.choice(users)[1]
-                    if other != uid:
-                        await api.follow(token[uid], other)
-                elif op < 0.82:
-                    other = rng.choice(users)[1]
-                    if other != uid:
-                        await api.unfollow(token[uid], other)
-                elif op < 0.90 and tweets[uid]:
-                    victim = tweets[uid].pop(rng.randrange(len(tweets[uid])))
-                    await api.ok("mutation($i:ID!){deleteTweet(id:$i)}", {"i": str(victim)},
-                                 token[uid])
-                elif op < 0.95:
-                    await api.home_ids(token[uid], page=rng.randint(1, 9))  # cache it
-                else:
-                    await drain(svc)
-                    # Some timelines expire, so they are rebuilt on the next read.
-                    if rng.random() < 0.3:
-                        await svc.home.drop(rng.choice(users)[1])
-            await drain(svc)
-            celebs = await svc.pool.fetchval(
-                "SELECT count(*) FROM users WHERE id = ANY($1::bigint[]) AND followers_count >= 4",
-                [u for _, u, _ in users],
-            )
-            assert celebs >= 1, "the random graph should have at least one celebrity"
-            for t, uid, _ in users:
-                expected = [r["id"] for r in await svc.pool.fetch(ORACLE, uid)]
-                assert await api.home_ids(t, page=rng.randint(1, 7)) == expected, uid
-    finally:
-        await svc.close()
+    async with api_with(stack, timeline_max=12, celebrity_threshold=4) as api:
+        svc = api.services
+        users = [await api.sign_up(f"c{seed}") for _ in range(12)]
+        tweets: dict[int, list[int]] = {uid: [] for _, uid, _ in users}
+        token = {uid: t for t, uid, _ in users}
+        # Two would-be celebrities everyone likes to follow.
+        stars = [users[0][1], users[1][1]]
+        for _ in range(260):
+            _t, uid, _ = rng.choice(users)
+            op = rng.random()
+            if op < 0.45:
+                tweets[uid].append(await api.post(token[uid], f"{seed} {rng.random()}"))
+            elif op < 0.70:
+                other = rng.choice(stars) if rng.random() < 0.5 else rng.choice(users)[1]
+                if other != uid:
+                    await api.follow(token[uid], other)
+            elif op < 0.82:
+                other = rng.choice(users)[1]
+                if other != uid:
+                    await api.unfollow(token[uid], other)
+            elif op < 0.90 and tweets[uid]:
+                victim = tweets[uid].pop(rng.randrange(len(tweets[uid])))
+                await api.ok("mutation($i:ID!){deleteTweet(id:$i)}", {"i": str(victim)},
+                             token[uid])
+            elif op < 0.95:
+                await api.home_ids(token[uid], page=rng.randint(1, 9))  # cache it
+            else:
+                await drain(svc)
+                # Some timelines expire, so they are rebuilt on the next read.
+                if rng.random() < 0.3:
+                    await svc.home.drop(rng.choice(users)[1])
+        await drain(svc)
+        celebs = await svc.pool.fetchval(
+            "SELECT count(*) FROM users WHERE id = ANY($1::bigint[]) AND followers_count >= 4",
+            [u for _, u, _ in users],
+        )
+        assert celebs >= 1, "the random graph should have at least one celebrity"
+        for t, uid, _ in users:
+            expected = [r["id"] for r in await svc.pool.fetch(ORACLE, uid)]
+            assert await api.home_ids(t, page=rng.randint(1, 7)) == expected, uid

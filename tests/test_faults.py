@@ -7,14 +7,11 @@ import subprocess
 import sys
 import time
 
-import httpx
 import pytest
 import pytest_asyncio
 
-from app import create_app
 from deploy.local.valkey import EmbeddedValkey
-from runtime.container import open_services
-from tests.conftest import Api, drain, make_settings, worker_env
+from tests.conftest import api_with, drain, worker_env
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -32,11 +29,8 @@ def own_redis(stack):
 @pytest_asyncio.fixture(loop_scope="session")
 async def env(stack, own_redis):
     vk, url = own_redis
-    svc = await open_services(make_settings(stack, redis_url=url), claim_idle_ms=1000)
-    transport = httpx.ASGITransport(app=create_app(services=svc))
-    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-        yield Api(client, svc), svc, vk, url
-    await svc.close()
+    async with api_with(stack, redis_url=url, claim_idle_ms=1000) as api:
+        yield api, api.services, vk, url
 
 
 def start_worker(env_vars: dict[str, str]) -> subprocess.Popen:
@@ -62,6 +56,17 @@ async def bulk_followers(svc, author: int, n: int) -> list[int]:
             pipe.set(svc.home.key(i), b"", ex=3600)
         await pipe.execute()
     return ids
+
+
+async def reader_of_three_tweets(api, svc) -> tuple[str, int, str, list[int]]:
+    """A reader following a writer with three tweets, the reader's timeline cached."""
+    reader, rid, _ = await api.sign_up("r")
+    writer, wid, _ = await api.sign_up("w")
+    await api.follow(reader, wid)
+    before = [await api.post(writer, f"before {i}") for i in range(3)]
+    await drain(svc)
+    assert await api.home_ids(reader) == before[::-1]
+    return reader, rid, writer, before
 
 
 async def test_worker_killed_mid_fan_out_finishes_after_restart(stack, env):
@@ -107,12 +112,7 @@ async def test_worker_killed_mid_fan_out_finishes_after_restart(stack, env):
 
 async def test_redis_down_reads_degrade_posts_survive_then_recover(env):
     api, svc, vk, _url = env
-    reader, rid, _ = await api.sign_up("r")
-    writer, wid, _ = await api.sign_up("w")
-    await api.follow(reader, wid)
-    before = [await api.post(writer, f"before {i}") for i in range(3)]
-    await drain(svc)
-    assert await api.home_ids(reader) == before[::-1]
+    reader, rid, writer, before = await reader_of_three_tweets(api, svc)
 
     vk.stop()
     try:
@@ -141,12 +141,7 @@ async def test_redis_comes_back_empty_timelines_rebuild_and_nothing_is_lost(env)
     its consumer group and the id leases are all gone; tweets posted meanwhile must still
     reach followers, and every timeline is rebuilt from PostgreSQL."""
     api, svc, vk, _url = env
-    reader, rid, _ = await api.sign_up("r")
-    writer, wid, _ = await api.sign_up("w")
-    await api.follow(reader, wid)
-    before = [await api.post(writer, f"before {i}") for i in range(3)]
-    await drain(svc)
-    assert await api.home_ids(reader) == before[::-1]
+    reader, rid, writer, before = await reader_of_three_tweets(api, svc)
 
     vk.kill()
     for f in vk.data_dir.rglob("*.aof*"):

@@ -1,6 +1,6 @@
 import pytest
 
-from tests.conftest import drain
+from tests.conftest import api_with, drain
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -102,29 +102,17 @@ async def test_demoted_celebrity_tweets_are_back_filled(api, services):
     assert tid not in await api.home_ids(fans[0][0])
 
 
-async def test_paging_past_the_cached_window_continues_from_the_store(api, stack):
-    import httpx
-
-    from app import create_app
-    from runtime.container import open_services
-    from tests.conftest import Api, make_settings
-
-    svc = await open_services(make_settings(stack, timeline_max=10))
-    try:
-        transport = httpx.ASGITransport(app=create_app(services=svc))
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-            small = Api(client, svc)
-            reader, rid, _ = await small.sign_up()
-            writer, wid, _ = await small.sign_up()
-            await small.follow(reader, wid)
-            await small.home_ids(reader)
-            posted = [await small.post(writer, f"p{i}") for i in range(25)]
-            await drain(svc)
-            cached = await svc.home.read(rid, count=100)
-            assert len(cached.ids) == 10 and cached.truncated
-            assert await small.home_ids(reader, page=7) == posted[::-1]
-    finally:
-        await svc.close()
+async def test_paging_past_the_cached_window_continues_from_the_store(stack):
+    async with api_with(stack, timeline_max=10) as small:
+        reader, rid, _ = await small.sign_up()
+        writer, wid, _ = await small.sign_up()
+        await small.follow(reader, wid)
+        await small.home_ids(reader)
+        posted = [await small.post(writer, f"p{i}") for i in range(25)]
+        await drain(small.services)
+        cached = await small.services.home.read(rid, count=100)
+        assert len(cached.ids) == 10 and cached.truncated
+        assert await small.home_ids(reader, page=7) == posted[::-1]
 
 
 async def test_missing_timeline_is_rebuilt_once_under_a_stampede(api, services):

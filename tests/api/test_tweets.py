@@ -2,7 +2,7 @@ import asyncio
 
 import pytest
 
-from tests.conftest import drain
+from tests.conftest import api_with, drain
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -79,28 +79,16 @@ async def test_idempotency_key(api, services):
     assert other["postTweet"]["id"] != ids[0]["postTweet"]["id"]
 
 
-async def test_rate_limit(api, stack):
-    import httpx
-
-    from app import create_app
-    from runtime.container import open_services
-    from tests.conftest import Api, make_settings
-
-    svc = await open_services(make_settings(stack, tweet_rate_per_hour=3))
-    try:
-        transport = httpx.ASGITransport(app=create_app(services=svc))
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-            limited = Api(client, svc)
-            token, _, _ = await limited.sign_up()
-            for _ in range(3):
-                await limited.post(token)
-            body = await limited.gql('mutation{postTweet(text:"one too many"){id}}', token=token)
-            err = body["errors"][0]["extensions"]
-            assert err["code"] == "RATE_LIMITED"
-            assert 1 <= err["retryAfter"] <= 1200  # one token refills every 20 minutes
-            r = await client.post(
-                "/v1/tweets", json={"text": "rest too"}, headers={"authorization": f"Bearer {token}"}
-            )
-            assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
-    finally:
-        await svc.close()
+async def test_rate_limit(stack):
+    async with api_with(stack, tweet_rate_per_hour=3) as limited:
+        token, _, _ = await limited.sign_up()
+        for _ in range(3):
+            await limited.post(token)
+        body = await limited.gql('mutation{postTweet(text:"one too many"){id}}', token=token)
+        err = body["errors"][0]["extensions"]
+        assert err["code"] == "RATE_LIMITED"
+        assert 1 <= err["retryAfter"] <= 1200  # one token refills every 20 minutes
+        r = await limited.client.post(
+            "/v1/tweets", json={"text": "rest too"}, headers={"authorization": f"Bearer {token}"}
+        )
+        assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
