@@ -13,6 +13,9 @@ class ConfigError(Exception):
     pass
 
 
+ACTIVE_MARK_SECONDS = 3600  # a reader's last_active_at is written at most this often
+
+
 @dataclass(frozen=True)
 class Settings:
     env: str
@@ -92,7 +95,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
     tweet_store = env.get("CHIRP_TWEET_STORE") or "postgres"
     if tweet_store != "postgres":
         raise ConfigError(f"CHIRP_TWEET_STORE={tweet_store!r}: only 'postgres' is available")
-    return Settings(
+    settings = Settings(
         env=envname,
         data_dir=data_dir,
         postgres_url=_url(env, "CHIRP_POSTGRES_URL", ("postgresql", "postgres")),
@@ -113,3 +116,12 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         max_query_aliases=_int(env, "CHIRP_MAX_QUERY_ALIASES", 30, 1, 1000),
         pg_pool_size=_int(env, "CHIRP_PG_POOL_SIZE", 10, 1, 500),
     )
+    # Fan-out skips inactive followers. That is only safe if their cached timelines expire
+    # before they count as inactive; otherwise a live cache would silently miss tweets.
+    if settings.active_days * 86400 <= settings.timeline_ttl_seconds + ACTIVE_MARK_SECONDS:
+        raise ConfigError(
+            f"CHIRP_ACTIVE_DAYS={settings.active_days} must exceed "
+            f"CHIRP_TIMELINE_TTL_SECONDS={settings.timeline_ttl_seconds} (plus an hour): "
+            "a cached timeline must expire before its owner stops receiving fan-out"
+        )
+    return settings

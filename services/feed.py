@@ -25,6 +25,7 @@ from core import fanout
 from core.models import AUTHOR_DEMOTED, TWEET_CREATED, TWEET_DELETED, Event, Tweet, User
 from core.timeline import NEWEST, Slice, exact_merge, slice_of
 from runtime import metrics
+from runtime.settings import ACTIVE_MARK_SECONDS
 from storage.graph import SocialGraph
 from storage.timeline_cache import CachedSlice, ReadState, TimelineCache
 from storage.tweets import TweetStore
@@ -34,7 +35,6 @@ log = logging.getLogger(__name__)
 
 TweetLoader = Callable[[list[int]], Awaitable[Sequence[Tweet | None]]]
 
-ACTIVE_MARK_SECONDS = 3600  # last_active_at is written at most once an hour per user
 REBUILD_WAIT_S = 1.0  # how long a reader waits for another request's rebuild
 
 
@@ -69,6 +69,7 @@ class FeedManager:
         self.threshold = celebrity_threshold
         self.active_within = timedelta(days=active_days)
         self.redis = home.redis
+        self._background: set[asyncio.Task] = set()
 
     # ------------------------------------------------------------------ write side
 
@@ -273,7 +274,10 @@ class FeedManager:
 
         replies = await self.home.run(build)
         if replies[-1]:
-            asyncio.get_running_loop().create_task(self._mark_active(viewer))
+            # Off the read's critical path; keep a reference so the task is not collected.
+            task = asyncio.get_running_loop().create_task(self._mark_active(viewer))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
         home = self.home.parse(replies[0])
         if home.state != ReadState.OK:
             home = await self._rebuilt(self.home, viewer, before, since, count, self._home_window)

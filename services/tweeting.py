@@ -107,13 +107,14 @@ class Tweeting:
             )
 
     async def delete(self, user_id: int, tweet_id: int) -> bool:
+        # Look up outside the transaction: holding one pooled connection while waiting for
+        # another could deadlock a busy pool.
+        tweet = (await self.store.get_many([tweet_id])).get(tweet_id)
+        if tweet is None:
+            raise NotFound(f"no tweet {tweet_id}")
+        if tweet.author_id != user_id:
+            raise Forbidden("you can only delete your own tweets")
         async with self.pool.acquire() as tx, tx.transaction():
-            found = await self.store.get_many([tweet_id])
-            tweet = found.get(tweet_id)
-            if tweet is None:
-                raise NotFound(f"no tweet {tweet_id}")
-            if tweet.author_id != user_id:
-                raise Forbidden("you can only delete your own tweets")
             removed = await self.store.delete(tweet_id, tx=tx)
             if removed is None:  # a concurrent delete won
                 raise NotFound(f"no tweet {tweet_id}")

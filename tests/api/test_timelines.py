@@ -1,3 +1,5 @@
+import asyncio
+
 import pytest
 
 from tests.conftest import api_with, drain
@@ -131,3 +133,22 @@ async def test_missing_timeline_is_rebuilt_once_under_a_stampede(api, services):
     pages = await asyncio.gather(*(api.home_ids(reader) for _ in range(12)))
     assert all(p == posted[::-1] for p in pages)
     assert rebuilds._value.get() - before == 1
+
+
+async def test_fan_out_skips_inactive_followers_who_rebuild_on_return(api, services):
+    reader, rid, _ = await api.sign_up()
+    sleeper, sid, _ = await api.sign_up()
+    writer, wid, _ = await api.sign_up()
+    for t in (reader, sleeper):
+        await api.follow(t, wid)
+        await api.home_ids(t)
+    await asyncio.sleep(0.2)  # let the reads' background activity marks land first
+    await services.pool.execute(
+        "UPDATE users SET last_active_at = now() - interval '40 days' WHERE id = $1", sid
+    )
+    tid = await api.post(writer, "only for the active")
+    await drain(services)
+    assert tid in (await services.home.read(rid, count=10)).ids
+    assert tid not in (await services.home.read(sid, count=10)).ids  # skipped...
+    await services.home.drop(sid)  # ...and in real life their cache expired long ago
+    assert await api.home_ids(sleeper) == [tid]  # rebuilt on return, nothing missed

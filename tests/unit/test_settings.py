@@ -38,3 +38,9 @@ def test_production_requires_a_secret(tmp_path):
         load(base(tmp_path, CHIRP_ENV="production"))
     s = load(base(tmp_path, CHIRP_ENV="production", CHIRP_JWT_SECRET="s" * 40))
     assert s.production
+
+
+def test_active_window_must_outlive_cached_timelines(tmp_path):
+    with pytest.raises(ConfigError, match="CHIRP_ACTIVE_DAYS"):
+        load(base(tmp_path, CHIRP_ACTIVE_DAYS="3", CHIRP_TIMELINE_TTL_SECONDS=str(3 * 86400)))
+    load(base(tmp_path, CHIRP_ACTIVE_DAYS="4", CHIRP_TIMELINE_TTL_SECONDS=str(3 * 86400)))
