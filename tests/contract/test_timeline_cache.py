@@ -103,3 +103,16 @@ async def test_scripts_match_the_model(cache, start, ops):
                 break
         got = await cache.read(6, count=100)
         assert got.ids == model
+
+
+async def test_bytes_per_entry(services):
+    """The number docs/timelines.md quotes: MEMORY USAGE of a full 800-entry home timeline
+    (with its truncation sentinel), divided by 800."""
+    full = TimelineCache(services.redis, "test-mem", cap=800, ttl_seconds=60)
+    owner = 77
+    ids = [services.ids.next_id() for _ in range(801)]
+    await fresh(full, owner, ids[::-1][:800], truncated=True)
+    used = await services.redis.memory_usage(full.key(owner))
+    per_entry = used / 800
+    print(f"bytes per cached timeline entry: {per_entry:.2f} ({used} bytes for 800)")
+    assert per_entry <= 8.2
