@@ -105,10 +105,17 @@ class FeedManager:
         author = (await self.users.get_many([author_id])).get(author_id)
         if author is None or fanout.is_celebrity(author.followers_count, self.threshold):
             return 0  # followers pull a celebrity's tweets at read time
+        # Push page k while the database reads page k+1: the two round trips overlap.
         delivered = 0
+        pushing: asyncio.Task | None = None
         async for followers in self._follower_pages(author_id, active_only=True):
-            delivered += await self.home.insert_many(followers, tweet_id)
-            await self.redis.incrby(metrics.DELIVERIES_KEY, len(followers))
+            if pushing is not None:
+                delivered += await pushing
+            pushing = asyncio.ensure_future(
+                self.home.insert_many(followers, tweet_id, count_into=metrics.DELIVERIES_KEY)
+            )
+        if pushing is not None:
+            delivered += await pushing
         return delivered
 
     async def _fan_out_delete(self, tweet_id: int, author_id: int) -> None:

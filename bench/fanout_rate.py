@@ -1,0 +1,84 @@
+"""Fan-out deliveries/s of one worker process: `python -m bench.fanout_rate`.
+
+Seeds one author with N followers whose timelines are cached, starts one worker process,
+posts a tweet and times until every follower's timeline holds it. Loopback only, bounded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+async def run(followers: int) -> dict:
+    from runtime.container import open_services
+    from runtime.settings import load
+
+    svc = await open_services(load())
+    try:
+        author = svc.ids.next_id()
+        ids = [svc.ids.next_id() for _ in range(followers)]
+        async with svc.pool.acquire() as conn:
+            await conn.copy_records_to_table(
+                "users", columns=["id", "handle", "display_name", "password_hash"],
+                records=[(u, f"f{u % 10**13}", "f", "x") for u in [author, *ids]],
+            )
+            await conn.copy_records_to_table(
+                "follows", columns=["follower_id", "followee_id", "seq"],
+                records=[(u, author, svc.ids.next_id()) for u in ids],
+            )
+            await conn.execute(
+                "UPDATE users SET followers_count = $2 WHERE id = $1", author, followers
+            )
+        async with svc.redis.pipeline(transaction=False) as pipe:
+            for u in ids:
+                pipe.set(svc.home.key(u), b"", ex=3600)
+            await pipe.execute()
+        worker = subprocess.Popen([sys.executable, "-m", "workers.fanout"], cwd=ROOT)
+        try:
+            await asyncio.sleep(3)  # started, id leased, group joined
+            tweet = await svc.tweeting.post(author, "fan-out benchmark")
+            t0 = time.perf_counter()
+            last = ids[-1]
+            deadline = t0 + 120
+            # Followers are paged newest follow first: the first-seeded follower is last.
+            while tweet.id not in (await svc.home.read(ids[0], count=1, renew=False)).ids:
+                if time.perf_counter() > deadline:
+                    raise TimeoutError("fan-out did not finish in 120 s")
+                await asyncio.sleep(0.005)
+            elapsed = time.perf_counter() - t0
+            assert tweet.id in (await svc.home.read(last, count=1, renew=False)).ids
+        finally:
+            worker.terminate()
+            worker.wait(10)
+        return {"followers": followers, "seconds": round(elapsed, 3),
+                "deliveries_per_s": round(followers / elapsed)}
+    finally:
+        await svc.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--followers", type=int, default=100_000)
+    args = parser.parse_args()
+    from deploy.local.stack import LocalStack
+
+    with tempfile.TemporaryDirectory(prefix="chirp-fanout-") as tmp, LocalStack(Path(tmp)) as st:
+        os.environ.update(CHIRP_POSTGRES_URL=st.postgres_url, CHIRP_REDIS_URL=st.redis_url,
+                          CHIRP_DATA_DIR=tmp, CHIRP_JWT_SECRET="b" * 48, CHIRP_ENV="test",
+                          CHIRP_CELEBRITY_THRESHOLD=str(10**9),
+                          CHIRP_TWEET_RATE_PER_HOUR="1000000")
+        print(json.dumps(asyncio.run(run(args.followers))))
+
+
+if __name__ == "__main__":
+    main()
