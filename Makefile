@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test lint venv clean bench-home
+.PHONY: dev test lint venv clean bench-home bench-fanout
 
 venv: $(STAMP)
 
@@ -26,6 +26,10 @@ test: venv
 # Rough single-process homeTimeline throughput (uses wrk if installed: apt-get install wrk).
 bench-home: venv
 	$(PY) -m bench.home_rps
+
+# Fan-out deliveries/s of one worker process for a 100k-follower author.
+bench-fanout: venv
+	$(PY) -m bench.fanout_rate
 
 lint: venv
 	$(VENV)/bin/ruff check .

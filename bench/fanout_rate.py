@@ -10,7 +10,6 @@ import argparse
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -43,7 +42,8 @@ async def run(followers: int) -> dict:
             for u in ids:
                 pipe.set(svc.home.key(u), b"", ex=3600)
             await pipe.execute()
-        worker = subprocess.Popen([sys.executable, "-m", "workers.fanout"], cwd=ROOT)
+        worker = await asyncio.create_subprocess_exec(sys.executable, "-m", "workers.fanout",
+                                                      cwd=ROOT)
         try:
             await asyncio.sleep(3)  # started, id leased, group joined
             tweet = await svc.tweeting.post(author, "fan-out benchmark")
@@ -59,7 +59,7 @@ async def run(followers: int) -> dict:
             assert tweet.id in (await svc.home.read(last, count=1, renew=False)).ids
         finally:
             worker.terminate()
-            worker.wait(10)
+            await worker.wait()
         return {"followers": followers, "seconds": round(elapsed, 3),
                 "deliveries_per_s": round(followers / elapsed)}
     finally:
