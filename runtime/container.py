@@ -79,7 +79,9 @@ async def open_services(
     users = UserStore(pool)
     graph = SocialGraph(pool)
     tweets = PostgresTweetStore(pool)
-    home = TimelineCache(redis, "tl", settings.timeline_max, settings.timeline_ttl_seconds)
+    home = TimelineCache(
+        redis, "tl", settings.timeline_max, settings.timeline_ttl_seconds, live=True
+    )
     recents = TimelineCache(redis, "ut", settings.timeline_max, settings.timeline_ttl_seconds)
     feed = FeedManager(
         home, recents, tweets, graph, users, settings.celebrity_threshold, settings.active_days

@@ -26,6 +26,7 @@ from core.models import AUTHOR_DEMOTED, TWEET_CREATED, TWEET_DELETED, Event, Twe
 from core.timeline import NEWEST, Slice, exact_merge, slice_of
 from runtime import metrics
 from runtime.settings import ACTIVE_MARK_SECONDS
+from storage import live
 from storage.graph import SocialGraph
 from storage.timeline_cache import CachedSlice, ReadState, TimelineCache
 from storage.tweets import TweetStore
@@ -77,13 +78,19 @@ class FeedManager:
         """Show a new tweet in its author's own timeline and recents at once. Best effort:
         the fan-out worker repeats both idempotently, so a Redis blip here loses nothing."""
         try:
-            def build(pipe) -> None:
-                self.home.queue_insert(pipe, tweet.author_id, tweet.id)
-                self.recents.queue_insert(pipe, tweet.author_id, tweet.id)
-
-            await self.home.run(build)
+            await self.home.run(lambda pipe: self._queue_own(pipe, tweet.author_id, tweet.id))
         except RedisError as e:
             log.warning("own-timeline insert of %s deferred to fan-out: %s", tweet.id, e)
+
+    def _queue_own(self, pipe, author_id: int, tweet_id: int) -> None:
+        """The author's own lists, and the author's live channel (celebrity followers and
+        userTweets subscribers listen there): one round trip."""
+        self.home.queue_insert(pipe, author_id, tweet_id)
+        self.recents.queue_insert(pipe, author_id, tweet_id)
+        self.home.queue_notify(
+            pipe, live.author_presence_key(author_id), live.author_channel(author_id),
+            live.added(tweet_id),
+        )
 
     async def apply(self, event: Event) -> int:
         """Apply one bus event; idempotent, so redelivery is harmless. Returns deliveries."""
@@ -100,8 +107,9 @@ class FeedManager:
         found = await self.tweets.get_many([tweet_id])
         if tweet_id not in found:
             return 0  # deleted before fan-out reached it
-        await self.home.insert(author_id, tweet_id)
-        await self.recents.insert(author_id, tweet_id)
+        # Repeats the post path's own-list inserts (idempotent) in case those failed; a
+        # repeated live notice is dropped by the subscriber, which dedupes by id.
+        await self.home.run(lambda pipe: self._queue_own(pipe, author_id, tweet_id))
         author = (await self.users.get_many([author_id])).get(author_id)
         if author is None or fanout.is_celebrity(author.followers_count, self.threshold):
             return 0  # followers pull a celebrity's tweets at read time
@@ -119,13 +127,17 @@ class FeedManager:
         return delivered
 
     async def _fan_out_delete(self, tweet_id: int, author_id: int) -> None:
-        await self.home.remove_many([author_id], [tweet_id])
+        await self.home.remove_many([author_id], [tweet_id], deleted=True)
         await self.recents.remove_many([author_id], [tweet_id])
+        await self.home.run(lambda pipe: self.home.queue_notify(
+            pipe, live.author_presence_key(author_id), live.author_channel(author_id),
+            live.deleted(tweet_id),
+        ))
         author = (await self.users.get_many([author_id])).get(author_id)
         if author is not None and fanout.is_celebrity(author.followers_count, self.threshold):
             return  # a celebrity's ids are few in caches; reads drop deleted tweets anyway
         async for followers in self._follower_pages(author_id, active_only=False):
-            await self.home.remove_many(followers, [tweet_id])
+            await self.home.remove_many(followers, [tweet_id], deleted=True)
 
     async def _back_fill(self, author_id: int) -> int:
         author = (await self.users.get_many([author_id])).get(author_id)

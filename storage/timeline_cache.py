@@ -52,6 +52,13 @@ local function shape(v)
   if n > 0 and string.sub(v, -8) == Z then return n - 1, true end
   return n, false
 end
+-- tell a live subscriber of the list's owner (presence key renewed by its session)
+local function notify(key, payload)
+  local owner = string.match(key, '{(%d+)}')
+  if owner and redis.call('EXISTS', 'chirp:live:{' .. owner .. '}') == 1 then
+    redis.call('PUBLISH', 'chirp:live:home:{' .. owner .. '}', payload)
+  end
+end
 -- index (0-based) of the first entry strictly below t, among the first n entries
 local function first_below(v, n, t)
   local lo, hi = 0, n
@@ -64,7 +71,8 @@ end
 """
 
 # KEYS: lists (one script call per fan-out page: one command, one reply, instead of a
-# thousand of each); ARGV[1] id (8 bytes), ARGV[2] cap. Returns lists inserted into.
+# thousand of each); ARGV[1] id (8 bytes), ARGV[2] cap, ARGV[3] the id in decimal to tell
+# live owners about ('' for none). Returns lists inserted into.
 _INSERT = _LIB + """
 local function one(key)
   local v = redis.call('GET', key)
@@ -86,11 +94,13 @@ local total = 0
 for _, key in ipairs(KEYS) do
   local r = one(key)
   total = total + r
+  if r > 0 and ARGV[3] ~= '' then notify(key, 'a:' .. ARGV[3]) end
 end
 return total
 """
 
-# KEYS: lists; ARGV[1] packed ids to remove. Returns entries removed.
+# KEYS: lists; ARGV[1] packed ids to remove, ARGV[2] the deleted tweet's decimal id to tell
+# live owners about ('' for none). Returns entries removed.
 _REMOVE = _LIB + """
 local function one(key)
   local v = redis.call('GET', key)
@@ -114,6 +124,7 @@ local total = 0
 for _, key in ipairs(KEYS) do
   local r = one(key)
   total = total + r
+  if r > 0 and ARGV[2] ~= '' then notify(key, 'd:' .. ARGV[2]) end
 end
 return total
 """
@@ -189,6 +200,12 @@ if trunc and stop == n and stop - start < want then out = out .. Z end
 return {2, out}
 """
 
+# KEYS[1] presence key; ARGV[1] channel, ARGV[2] payload: publish only if someone listens.
+_NOTIFY = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('PUBLISH', ARGV[1], ARGV[2]) end
+return 0
+"""
+
 # KEYS[1] list, KEYS[2] lock; ARGV[1] lock ms. 'exists', 'busy' or 'started'. The list is
 # created empty with the lock's lifetime, so fan-out lands in it while the rebuild reads the
 # store, and a rebuilder that dies leaves nothing behind once the lock expires.
@@ -231,7 +248,7 @@ class Script:
 
 _SCRIPTS = {name: Script(src) for name, src in
             {"insert": _INSERT, "remove": _REMOVE, "merge": _MERGE, "read": _READ,
-             "begin": _BEGIN}.items()}
+             "begin": _BEGIN, "notify": _NOTIFY}.items()}
 
 
 class TimelineCache:
@@ -239,11 +256,16 @@ class TimelineCache:
 
     LOCK_MS = 10_000
 
-    def __init__(self, redis: Redis, prefix: str, cap: int, ttl_seconds: int) -> None:
+    def __init__(
+        self, redis: Redis, prefix: str, cap: int, ttl_seconds: int, live: bool = False
+    ) -> None:
         self.redis = redis
         self.prefix = prefix
         self.cap = cap
         self.ttl_seconds = ttl_seconds
+        # Home timelines tell their owner's live subscriptions about inserts and deletes,
+        # inside the same script call (no extra round trip, only for owners online).
+        self.live = live
 
     def key(self, owner: int) -> str:
         # Braces are a cluster hash tag: a list and its lock share a slot.
@@ -311,11 +333,14 @@ class TimelineCache:
 
     # -- writes (each touches only lists that exist)
 
+    def _insert_args(self, tweet_id: int) -> list:
+        return [_id8(tweet_id), self.cap, str(tweet_id) if self.live else ""]
+
     def queue_insert(self, pipe: Pipeline, owner: int, tweet_id: int) -> None:
-        self.call(pipe, "insert", [self.key(owner)], [_id8(tweet_id), self.cap])
+        self.call(pipe, "insert", [self.key(owner)], self._insert_args(tweet_id))
 
     async def insert(self, owner: int, tweet_id: int) -> bool:
-        return bool(await self._one("insert", [self.key(owner)], [_id8(tweet_id), self.cap]))
+        return bool(await self._one("insert", [self.key(owner)], self._insert_args(tweet_id)))
 
     # Many lists are written by one script call over all their keys: one command and one
     # reply per batch. Per-key calls in a pipeline cost the client a packed command and a
@@ -332,16 +357,20 @@ class TimelineCache:
         keys = [self.key(o) for o in owners]
 
         def build(pipe: Pipeline) -> None:
-            self.call(pipe, "insert", keys, [_id8(tweet_id), self.cap])
+            self.call(pipe, "insert", keys, self._insert_args(tweet_id))
             if count_into:
                 pipe.incrby(count_into, len(owners))
 
         return (await self.run(build))[0]
 
-    async def remove_many(self, owners: list[int], tweet_ids: list[int]) -> int:
+    async def remove_many(
+        self, owners: list[int], tweet_ids: list[int], deleted: bool = False
+    ) -> int:
+        """Remove ids from lists; `deleted` (one id) tells live owners it was deleted."""
         if not owners or not tweet_ids:
             return 0
-        return await self._one("remove", [self.key(o) for o in owners], [pack(tweet_ids)])
+        notice = str(tweet_ids[0]) if deleted and self.live and len(tweet_ids) == 1 else ""
+        return await self._one("remove", [self.key(o) for o in owners], [pack(tweet_ids), notice])
 
     async def merge(self, owner: int, ids: list[int], truncated: bool) -> bool:
         """Merge newest-first `ids` into an existing list; False if there is none."""
@@ -353,6 +382,10 @@ class TimelineCache:
             return 0
         args = [pack(ids), "1" if truncated else "0", self.cap, 0]
         return await self._one("merge", [self.key(o) for o in owners], args)
+
+    def queue_notify(self, pipe: Pipeline, presence: str, channel: str, payload: str) -> None:
+        """Queue a publish that happens only if `presence` exists (a session listens)."""
+        self.call(pipe, "notify", [presence], [channel, payload])
 
     # -- rebuilds
 
