@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.types import ExecutionResult
 
@@ -32,6 +33,7 @@ from runtime.settings import Settings, load
 from schema import build_schema
 from schema.errors import formatted
 from storage import outbox
+from subscriptions.hub import Hub
 
 log = logging.getLogger("chirp.app")
 
@@ -40,12 +42,35 @@ class GraphQLApp(GraphQL):
     def __init__(self, services: Services) -> None:
         super().__init__(build_schema(services.settings), graphql_ide="graphiql")
         self.services = services
+        self.hub = Hub(services.settings.redis_url)
+        self._hub_started = False
 
-    async def get_context(self, request: Any, response: Any) -> Context:
-        return build_context(
+    async def get_context(self, request: Any, response: Any = None) -> Context:
+        context = build_context(
             self.services, request.headers.get("authorization"),
             request=request, response=response,
         )
+        if request.scope.get("type") == "websocket":
+            if not self._hub_started:  # one pub/sub connection per process, on first use
+                self._hub_started = True
+                await self.hub.start()
+            context.hub = self.hub
+        return context
+
+    async def on_ws_connect(self, context: Context) -> None:
+        """Auth from the connection_init payload {"authorization": "Bearer <jwt>"}: a bad
+        token closes the socket (4403); none leaves public subscriptions usable."""
+        params = context.connection_params or {}
+        authorization = params.get("authorization") or params.get("Authorization")
+        if authorization is not None:
+            context.authenticate(authorization if isinstance(authorization, str) else "")
+            if context.auth_error is not None:
+                raise ConnectionRejectionError({"message": str(context.auth_error)})
+        return None
+
+    async def shutdown(self) -> None:
+        if self._hub_started:
+            await self.hub.stop()
 
     async def process_result(self, request: Any, result: ExecutionResult) -> GraphQLHTTPResponse:
         out: GraphQLHTTPResponse = {"data": result.data}
@@ -59,8 +84,9 @@ class GraphQLApp(GraphQL):
             out["extensions"] = extensions
         return out
 
-    def encode_json(self, data: object) -> bytes:
-        return orjson.dumps(data)
+    def encode_json(self, data: object) -> str:
+        # str, not bytes: WebSocket clients expect text frames.
+        return orjson.dumps(data).decode()
 
 
 # ----------------------------------------------------------------------- REST adapters
@@ -198,6 +224,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         try:
             yield
         finally:
+            if graphql.app is not None:
+                await graphql.app.shutdown()
             if owned:
                 await app.state.services.close()
 

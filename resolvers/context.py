@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from core.errors import Unauthenticated
@@ -22,7 +22,9 @@ class Context:
     # A bad token: only raised when something needs the viewer, so public reads still work
     # for a client with a stale token, while any authenticated field says why it failed.
     auth_error: Exception | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    # WebSocket only: the connection_init payload, and the process's pub/sub hub.
+    connection_params: dict[str, Any] | None = None
+    hub: Any = None
 
     def mark_degraded(self) -> None:
         self.degraded = True
@@ -36,15 +38,20 @@ class Context:
             raise Unauthenticated("sign in: send Authorization: Bearer <token>")
         return self.viewer_id
 
-    # Strawberry's WebSocket handlers store connection params by item assignment.
-    def __getitem__(self, key: str) -> Any:
-        return self.extra[key]
+    def authenticate(self, authorization: str | None) -> None:
+        """(Re)identify the viewer, e.g. from a WebSocket's connection_init payload."""
+        try:
+            self.viewer_id, self.auth_error = (
+                self.services.accounts.user_id_from(authorization), None
+            )
+        except Unauthenticated as e:
+            self.viewer_id, self.auth_error = None, e
+        self.fresh_loaders()
 
-    def __setitem__(self, key: str, value: Any) -> None:
-        self.extra[key] = value
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.extra.get(key, default)
+    def fresh_loaders(self) -> None:
+        """New per-request caches. A WebSocket context lives as long as the connection, so
+        subscriptions call this per event: nothing is served stale across events."""
+        self.loaders = make_loaders(self.services, self.viewer_id)
 
 
 def build_context(services: Services, authorization: str | None, **kw: Any) -> Context:

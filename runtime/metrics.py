@@ -47,3 +47,22 @@ DEAD_LETTERS = Gauge(
 
 # Redis keys the worker increments.
 DELIVERIES_KEY = "chirp:stats:deliveries"
+
+LIVE_SUBSCRIPTIONS = Gauge(
+    "chirp_live_subscriptions", "Open live subscriptions in this process", registry=REGISTRY
+)
+LIVE_CHANNELS = Gauge(
+    "chirp_live_channels", "Redis pub/sub channels this process is subscribed to",
+    registry=REGISTRY,
+)
+LIVE_OVERFLOWS = Counter(
+    "chirp_live_overflows_total", "Slow subscribers whose queue overflowed into a RESYNC",
+    registry=REGISTRY,
+)
+LIVE_RECONNECTS = Counter(
+    "chirp_live_reconnects_total", "Pub/sub reconnections (each resyncs every subscriber)",
+    registry=REGISTRY,
+)
+LIVE_DELIVERED = Counter(
+    "chirp_live_events_total", "Events sent to live subscribers", ["kind"], registry=REGISTRY
+)

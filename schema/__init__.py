@@ -13,6 +13,7 @@ from strawberry.extensions import (
 
 from runtime.settings import Settings
 from schema.errors import ChirpSchema
+from schema.live import Subscription
 from schema.root import Mutation, Query
 
 
@@ -30,6 +31,7 @@ def build_schema(settings: Settings) -> ChirpSchema:
     return ChirpSchema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         extensions=[
             lambda: AddValidationRules(limit_rules),
             lambda: MaxTokensLimiter(max_token_count=tokens),

@@ -1,0 +1,136 @@
+"""Live home timelines over GraphQL WebSockets, with the third-party `gql` client."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+
+import httpx
+import pytest
+from gql import Client, GraphQLRequest, gql
+from gql.transport.exceptions import TransportQueryError
+from gql.transport.websockets import WebsocketsTransport
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+HOME = gql("""subscription($s: ID) { homeTimeline(sinceId: $s) {
+  kind tweetId tweet { id text author { handle } } } }""")
+USER = gql("""subscription($h: String!) { userTweets(handle: $h) { kind tweetId tweet { text } } }""")
+
+
+class Http:
+    def __init__(self, base: str) -> None:
+        self.base = base
+
+    async def gql(self, query: str, variables: dict | None = None, token: str | None = None):
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        async with httpx.AsyncClient(base_url=self.base, timeout=10) as c:
+            r = await c.post("/graphql", json={"query": query, "variables": variables or {}},
+                             headers=headers)
+        body = r.json()
+        assert "errors" not in body, body
+        return body["data"]
+
+    async def sign_up(self, prefix="l") -> tuple[str, str, str]:
+        handle = f"{prefix}{secrets.token_hex(4)}"[:15]
+        d = await self.gql('mutation($h:String!){signUp(handle:$h,password:"password123")'
+                           "{token user{id}}}", {"h": handle})
+        return d["signUp"]["token"], d["signUp"]["user"]["id"], handle
+
+    async def post(self, token: str, text: str) -> str:
+        d = await self.gql("mutation($t:String!){postTweet(text:$t){id}}", {"t": text}, token)
+        return d["postTweet"]["id"]
+
+    async def follow(self, token: str, user_id: str) -> None:
+        await self.gql("mutation($u:ID!){follow(userId:$u){id}}", {"u": user_id}, token)
+
+
+def transport(live, i: int, token: str | None) -> WebsocketsTransport:
+    params = {"authorization": f"Bearer {token}"} if token else {}
+    return WebsocketsTransport(url=live.ws(i), init_payload=params)
+
+
+async def collect(session, document, variables, want: int, seconds: float = 15.0) -> list:
+    out = []
+    request = GraphQLRequest(document, variable_values=variables)
+
+    async def run():
+        async for result in session.subscribe(request):
+            out.append(result)
+            if len(out) >= want:
+                return
+
+    await asyncio.wait_for(run(), seconds)
+    return out
+
+
+async def test_tweets_reach_a_subscriber_on_another_process(live):
+    a = Http(live.apis[0])  # posts on process 0; the subscriber is on process 1
+    reader, _, _ = await a.sign_up("reader")
+    writer, wid, _ = await a.sign_up("writer")
+    await a.follow(reader, wid)
+    async with Client(transport=transport(live, 1, reader)) as session:
+        task = asyncio.create_task(collect(session, HOME, {}, 2))
+        await asyncio.sleep(1.0)  # subscribed and marked present
+        await a.post(writer, "from the other process")
+        await a.post(reader, "my own")
+        events = await task
+    kinds = [e["homeTimeline"]["kind"] for e in events]
+    texts = {e["homeTimeline"]["tweet"]["text"] for e in events}
+    assert kinds == ["TWEET_ADDED", "TWEET_ADDED"]
+    assert texts == {"from the other process", "my own"}
+
+
+async def test_since_id_is_gapless_and_deletes_arrive(live):
+    a = Http(live.apis[0])
+    reader, _, _ = await a.sign_up()
+    writer, wid, _ = await a.sign_up()
+    await a.follow(reader, wid)
+    first = await a.post(writer, "t0")
+    missed = [await a.post(writer, f"t{i}") for i in (1, 2)]
+    await asyncio.sleep(1.0)  # fanned out
+    async with Client(transport=transport(live, 1, reader)) as session:
+        task = asyncio.create_task(collect(session, HOME, {"s": first}, 4))
+        await asyncio.sleep(1.0)
+        fresh = await a.post(writer, "t3")
+        await a.gql("mutation($i:ID!){deleteTweet(id:$i)}", {"i": missed[0]}, writer)
+        events = [e["homeTimeline"] for e in await task]
+    assert [(e["kind"], e["tweetId"]) for e in events] == [
+        ("TWEET_ADDED", missed[0]), ("TWEET_ADDED", missed[1]), ("TWEET_ADDED", fresh),
+        ("TWEET_DELETED", missed[0]),
+    ]
+
+
+async def test_celebrity_tweets_arrive_live(live):
+    a = Http(live.apis[0])
+    celeb, cid, _ = await a.sign_up("celeb")
+    fans = [await a.sign_up("fan") for _ in range(5)]  # threshold 5: a celebrity
+    for t, _, _ in fans:
+        await a.follow(t, cid)
+    async with Client(transport=transport(live, 1, fans[0][0])) as session:
+        task = asyncio.create_task(collect(session, HOME, {}, 1))
+        await asyncio.sleep(1.0)
+        tid = await a.post(celeb, "hello fans")
+        (event,) = await task
+    assert event["homeTimeline"]["tweetId"] == tid
+
+
+async def test_user_tweets_is_public(live):
+    a = Http(live.apis[0])
+    author, _, handle = await a.sign_up()
+    async with Client(transport=transport(live, 0, None)) as session:
+        task = asyncio.create_task(collect(session, USER, {"h": handle}, 1))
+        await asyncio.sleep(1.0)
+        await a.post(author, "anyone may watch")
+        (event,) = await task
+    assert event["userTweets"]["tweet"]["text"] == "anyone may watch"
+
+
+async def test_home_timeline_needs_a_viewer(live):
+    async with Client(transport=transport(live, 0, None)) as session:
+        with pytest.raises(TransportQueryError) as e:
+            await collect(session, HOME, {}, 1, seconds=5)
+    assert e.value.errors[0]["extensions"]["code"] == "UNAUTHENTICATED"
+    with pytest.raises(Exception):  # noqa: B017 - the server closes the socket (4403)
+        async with Client(transport=transport(live, 0, "not-a-token")) as session:
+            await collect(session, HOME, {}, 1, seconds=5)
