@@ -134,3 +134,45 @@ async def test_home_timeline_needs_a_viewer(live):
     with pytest.raises(Exception):  # noqa: B017 - the server closes the socket (4403)
         async with Client(transport=transport(live, 0, "not-a-token")) as session:
             await collect(session, HOME, {}, 1, seconds=5)
+
+
+async def test_redis_restart_mid_subscription_loses_nothing(live):
+    """A client that follows the protocol (refetch with sinceId on RESYNC) ends up with
+    every tweet posted before, during and after a Redis restart."""
+    a = Http(live.apis[0])
+    reader, _, _ = await a.sign_up()
+    writer, wid, _ = await a.sign_up()
+    await a.follow(reader, wid)
+    got: set[str] = set()
+    resyncs = 0
+    last_seen: str | None = None
+
+    async def follow_stream(session):
+        nonlocal resyncs, last_seen
+        async for result in session.subscribe(GraphQLRequest(HOME, variable_values={})):
+            event = result["homeTimeline"]
+            if event["kind"] == "TWEET_ADDED":
+                got.add(event["tweetId"])
+                last_seen = max(last_seen or "0", event["tweetId"], key=int)
+            elif event["kind"] == "RESYNC":
+                resyncs += 1
+                d = await a.gql("query($s:ID){homeTimeline(first:100,sinceId:$s){"
+                                "edges{node{id}}}}", {"s": last_seen}, reader)
+                got.update(e["node"]["id"] for e in d["homeTimeline"]["edges"])
+
+    async with Client(transport=transport(live, 1, reader)) as session:
+        task = asyncio.create_task(follow_stream(session))
+        await asyncio.sleep(1.0)
+        posted = [await a.post(writer, "before")]
+        await asyncio.sleep(0.5)
+        live.valkey.stop()
+        posted += [await a.post(writer, f"during {i}") for i in range(2)]
+        live.valkey.start()
+        await asyncio.sleep(1.0)
+        posted.append(await a.post(writer, "after"))
+        deadline = asyncio.get_running_loop().time() + 30
+        while not set(posted) <= got and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.2)
+        task.cancel()
+    assert set(posted) <= got, (posted, got)
+    assert resyncs >= 1
