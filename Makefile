@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test lint venv clean bench-home bench-fanout
+.PHONY: dev test lint venv web browser clean bench-home bench-fanout
 
 venv: $(STAMP)
 
@@ -17,10 +17,26 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-dev: venv
+# The live page's browser client and the Node WebSocket client tests (graphql-ws from npm).
+WEB_STAMP := web/node_modules/.installed
+web: $(WEB_STAMP)
+
+$(WEB_STAMP): web/package.json web/package-lock.json
+	@command -v npm >/dev/null || { echo "Node.js and npm are required for the live page and its tests"; exit 1; }
+	npm ci --prefix web --no-audit --no-fund
+	touch $(WEB_STAMP)
+
+# The live page needs web/; without npm the API still runs and /live says what is missing.
+dev: venv $(if $(shell command -v npm),web,)
 	$(PY) -m runtime.dev
 
-test: venv
+# Headless Chromium for the live-page test: Debian's package, installed when we are root.
+browser:
+	@command -v chromium >/dev/null || { test "$$(id -u)" = 0 && \
+	  apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } || \
+	  { echo "the live-page test needs Chromium: apt-get install chromium"; exit 1; }
+
+test: venv web browser
 	$(PY) -m pytest
 
 # Rough single-process homeTimeline throughput (uses wrk if installed: apt-get install wrk).

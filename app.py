@@ -10,6 +10,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -17,7 +18,7 @@ from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
@@ -156,6 +157,24 @@ async def home_timeline(request: Request) -> Response:
 
 # ----------------------------------------------------------------------- operations
 
+# ----------------------------------------------------------------------- live page
+
+WEB = Path(__file__).resolve().parent / "web"
+GRAPHQL_WS_JS = WEB / "node_modules" / "graphql-ws" / "umd" / "graphql-ws.min.js"
+
+
+async def live_page(request: Request) -> Response:
+    return FileResponse(WEB / "live.html", media_type="text/html")
+
+
+async def live_client_js(request: Request) -> Response:
+    """The reference graphql-ws browser client, installed from npm by `make web`."""
+    if not GRAPHQL_WS_JS.exists():
+        return Response("graphql-ws is not installed: run `make web`", 404,
+                        media_type="text/plain")
+    return FileResponse(GRAPHQL_WS_JS, media_type="text/javascript")
+
+
 async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
@@ -247,6 +266,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             WebSocketRoute("/graphql", graphql),
             Route("/v1/tweets", post_tweet, methods=["POST"]),
             Route("/v1/timeline/home", home_timeline, methods=["GET"]),
+            Route("/live", live_page),
+            Route("/live/graphql-ws.js", live_client_js),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics_endpoint),
