@@ -35,6 +35,7 @@ from schema import build_schema
 from schema.errors import formatted
 from storage import outbox
 from subscriptions.hub import Hub
+from subscriptions.hydrate import EventHydrator
 
 log = logging.getLogger("chirp.app")
 
@@ -44,6 +45,7 @@ class GraphQLApp(GraphQL):
         super().__init__(build_schema(services.settings), graphql_ide="graphiql")
         self.services = services
         self.hub = Hub(services.settings.redis_url)
+        self.hydrator = EventHydrator(services)
         self._hub_started = False
 
     async def get_context(self, request: Any, response: Any = None) -> Context:
@@ -55,7 +57,7 @@ class GraphQLApp(GraphQL):
             if not self._hub_started:  # one pub/sub connection per process, on first use
                 self._hub_started = True
                 await self.hub.start()
-            context.hub = self.hub
+            context.hub, context.hydrator = self.hub, self.hydrator
         return context
 
     async def on_ws_connect(self, context: Context) -> None:

@@ -25,6 +25,7 @@ class Context:
     # WebSocket only: the connection_init payload, and the process's pub/sub hub.
     connection_params: dict[str, Any] | None = None
     hub: Any = None
+    hydrator: Any = None
 
     def mark_degraded(self) -> None:
         self.degraded = True

@@ -125,7 +125,7 @@ async def _events(
             metrics.LIVE_DELIVERED.labels(RESYNCED).inc()
             yield LiveEvent(RESYNCED)
             continue
-        _channel, data = item
+        channel, data = item
         parsed = live.parse(data)
         if parsed is None:
             continue
@@ -137,17 +137,19 @@ async def _events(
         if not seen.add(tweet_id):
             continue
         ctx.fresh_loaders()  # per-event caches: nothing stale across events
-        tweet = await ctx.loaders.tweets.load(tweet_id)
-        if tweet is None:
+        loaded = await ctx.hydrator.tweet(tweet_id)  # shared by this process's sessions
+        if loaded is None:
             continue  # deleted before we got here
+        tweet, author = loaded
         if (
             home_of is not None
             and tweet.author_id != home_of
+            and channel != live.home_channel(home_of)
             and not await ctx.loaders.viewer_follows.load(tweet.author_id)
         ):
             continue  # a celebrity's channel, but no longer followed
         metrics.LIVE_DELIVERED.labels(ADDED).inc()
-        yield await _added(ctx, tweet)
+        yield LiveEvent(ADDED, tweet.id, tweet, author)
 
 
 async def _added(ctx: Context, tweet: Tweet) -> LiveEvent:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from deploy.local.ports import free_port
-from tests.live.test_subscriptions import Http
+from tests.live.test_subscriptions import Http, home_present, present
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 async def test_node_graphql_ws_client_receives_live_tweets(live):
     a = Http(live.apis[0])
-    reader, _, _ = await a.sign_up("node")
+    reader, rid, _ = await a.sign_up("node")
     writer, wid, _ = await a.sign_up("w")
     await a.follow(reader, wid)
     proc = await asyncio.create_subprocess_exec(
@@ -31,7 +31,8 @@ async def test_node_graphql_ws_client_receives_live_tweets(live):
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     assert json.loads(await asyncio.wait_for(proc.stdout.readline(), 15)) == {"connected": True}
-    await asyncio.sleep(1.0)  # the subscription is registered and present
+    await present(live, home_present(rid))
+    await asyncio.sleep(0.2)
     tid = await a.post(writer, "hello node")
     await a.gql("mutation($i:ID!){deleteTweet(id:$i)}", {"i": tid}, writer)
     out, err = await asyncio.wait_for(proc.communicate(), 20)
@@ -55,7 +56,7 @@ async def test_live_page_in_headless_chromium(live):
     import websockets
 
     a = Http(live.apis[0])
-    reader, _, rh = await a.sign_up("page")
+    reader, rid, rh = await a.sign_up("page")
     writer, wid, _ = await a.sign_up("w")
     await a.follow(reader, wid)
     with tempfile.TemporaryDirectory() as profile:
@@ -89,7 +90,8 @@ async def test_live_page_in_headless_chromium(live):
                          "document.getElementById('login').requestSubmit(); true")
                 await _until(lambda: js("document.getElementById('status').textContent "
                                         "=== 'Live.'"))
-                await asyncio.sleep(1.0)
+                await present(live, home_present(rid))
+                await asyncio.sleep(0.2)
                 await a.post(writer, "seen in a browser")
                 text = await _until(lambda: js("document.getElementById('feed').innerText"),
                                     lambda v: v and "seen in a browser" in v)

@@ -11,6 +11,8 @@ from gql import Client, GraphQLRequest, gql
 from gql.transport.exceptions import TransportQueryError
 from gql.transport.websockets import WebsocketsTransport
 
+from storage import live as live_keys
+
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 HOME = gql("""subscription($s: ID) { homeTimeline(sinceId: $s) {
@@ -45,6 +47,24 @@ class Http:
         await self.gql("mutation($u:ID!){follow(userId:$u){id}}", {"u": user_id}, token)
 
 
+async def present(live, key: str, seconds: float = 10.0) -> None:
+    """Wait until a live session has marked itself present (it then receives everything)."""
+    from runtime.container import redis_client
+
+    redis = redis_client(live.redis_url)
+    try:
+        deadline = asyncio.get_running_loop().time() + seconds
+        while not await redis.exists(key):
+            assert asyncio.get_running_loop().time() < deadline, f"{key} never appeared"
+            await asyncio.sleep(0.05)
+    finally:
+        await redis.aclose()
+
+
+def home_present(user_id: str) -> str:
+    return live_keys.presence_key(int(user_id))
+
+
 def transport(live, i: int, token: str | None) -> WebsocketsTransport:
     params = {"authorization": f"Bearer {token}"} if token else {}
     return WebsocketsTransport(url=live.ws(i), init_payload=params)
@@ -66,12 +86,13 @@ async def collect(session, document, variables, want: int, seconds: float = 15.0
 
 async def test_tweets_reach_a_subscriber_on_another_process(live):
     a = Http(live.apis[0])  # posts on process 0; the subscriber is on process 1
-    reader, _, _ = await a.sign_up("reader")
+    reader, rid, _ = await a.sign_up("reader")
     writer, wid, _ = await a.sign_up("writer")
     await a.follow(reader, wid)
     async with Client(transport=transport(live, 1, reader)) as session:
         task = asyncio.create_task(collect(session, HOME, {}, 2))
-        await asyncio.sleep(1.0)  # subscribed and marked present
+        await present(live, home_present(rid))
+        await asyncio.sleep(0.2)  # the home timeline is cached right after
         await a.post(writer, "from the other process")
         await a.post(reader, "my own")
         events = await task
@@ -83,7 +104,7 @@ async def test_tweets_reach_a_subscriber_on_another_process(live):
 
 async def test_since_id_is_gapless_and_deletes_arrive(live):
     a = Http(live.apis[0])
-    reader, _, _ = await a.sign_up()
+    reader, rid, _ = await a.sign_up()
     writer, wid, _ = await a.sign_up()
     await a.follow(reader, wid)
     first = await a.post(writer, "t0")
@@ -91,7 +112,7 @@ async def test_since_id_is_gapless_and_deletes_arrive(live):
     await asyncio.sleep(1.0)  # fanned out
     async with Client(transport=transport(live, 1, reader)) as session:
         task = asyncio.create_task(collect(session, HOME, {"s": first}, 4))
-        await asyncio.sleep(1.0)
+        await present(live, home_present(rid))
         fresh = await a.post(writer, "t3")
         await a.gql("mutation($i:ID!){deleteTweet(id:$i)}", {"i": missed[0]}, writer)
         events = [e["homeTimeline"] for e in await task]
@@ -109,7 +130,7 @@ async def test_celebrity_tweets_arrive_live(live):
         await a.follow(t, cid)
     async with Client(transport=transport(live, 1, fans[0][0])) as session:
         task = asyncio.create_task(collect(session, HOME, {}, 1))
-        await asyncio.sleep(1.0)
+        await present(live, live_keys.author_presence_key(int(cid)))
         tid = await a.post(celeb, "hello fans")
         (event,) = await task
     assert event["homeTimeline"]["tweetId"] == tid
@@ -117,10 +138,10 @@ async def test_celebrity_tweets_arrive_live(live):
 
 async def test_user_tweets_is_public(live):
     a = Http(live.apis[0])
-    author, _, handle = await a.sign_up()
+    author, aid, handle = await a.sign_up()
     async with Client(transport=transport(live, 0, None)) as session:
         task = asyncio.create_task(collect(session, USER, {"h": handle}, 1))
-        await asyncio.sleep(1.0)
+        await present(live, live_keys.author_presence_key(int(aid)))
         await a.post(author, "anyone may watch")
         (event,) = await task
     assert event["userTweets"]["tweet"]["text"] == "anyone may watch"
@@ -140,7 +161,7 @@ async def test_redis_restart_mid_subscription_loses_nothing(live):
     """A client that follows the protocol (refetch with sinceId on RESYNC) ends up with
     every tweet posted before, during and after a Redis restart."""
     a = Http(live.apis[0])
-    reader, _, _ = await a.sign_up()
+    reader, rid, _ = await a.sign_up()
     writer, wid, _ = await a.sign_up()
     await a.follow(reader, wid)
     got: set[str] = set()
@@ -162,7 +183,8 @@ async def test_redis_restart_mid_subscription_loses_nothing(live):
 
     async with Client(transport=transport(live, 1, reader)) as session:
         task = asyncio.create_task(follow_stream(session))
-        await asyncio.sleep(1.0)
+        await present(live, home_present(rid))
+        await asyncio.sleep(0.2)
         posted = [await a.post(writer, "before")]
         await asyncio.sleep(0.5)
         live.valkey.stop()
