@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test lint venv web browser clean bench-home bench-fanout
+.PHONY: dev test lint venv web browser clean bench-home bench-fanout bench-live
 
 venv: $(STAMP)
 
@@ -46,6 +46,10 @@ bench-home: venv
 # Fan-out deliveries/s of one worker process for a 100k-follower author.
 bench-fanout: venv
 	$(PY) -m bench.fanout_rate
+
+# Live delivery latency and memory with 2,000 WebSocket subscribers on one API process.
+bench-live: venv
+	$(PY) -m bench.live_subscribers
 
 lint: venv
 	$(VENV)/bin/ruff check .
