@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SUB = "subscription { homeTimeline { kind tweetId } }"
 
 
-async def seed(n: int) -> tuple[str, list[str]]:
+async def seed(n: int) -> tuple[str, list[str], list[int]]:
     from runtime.container import open_services
     from runtime.settings import load
 
@@ -51,7 +51,7 @@ async def seed(n: int) -> tuple[str, list[str]]:
                 "UPDATE users SET following_count = 1 WHERE id = ANY($1::bigint[])", ids
             )
         token = svc.accounts.token_for(type("U", (), {"id": author}))
-        return token, [svc.accounts.token_for(type("U", (), {"id": u})) for u in ids]
+        return token, [svc.accounts.token_for(type("U", (), {"id": u})) for u in ids], ids
     finally:
         await svc.close()
 
@@ -84,7 +84,28 @@ async def subscriber(url: str, token: str, ready: asyncio.Event, arrivals: list,
                     counter[2] += 1  # a real client would refetch here
 
 
-async def run(api: str, author_token: str, tokens: list[str], tweets: int, pid: int) -> dict:
+async def all_present(user_ids: list[int], seconds: float = 300) -> None:
+    from runtime.container import redis_client
+    from storage import live
+
+    redis = redis_client(os.environ["CHIRP_REDIS_URL"])
+    try:
+        deadline = time.monotonic() + seconds
+        while True:
+            async with redis.pipeline(transaction=False) as pipe:
+                for u in user_ids:
+                    pipe.exists(live.presence_key(u))
+                if all(await pipe.execute()):
+                    return
+            if time.monotonic() > deadline:
+                raise TimeoutError("not every subscription became present")
+            await asyncio.sleep(0.5)
+    finally:
+        await redis.aclose()
+
+
+async def run(api: str, author_token: str, tokens: list[str], user_ids: list[int],
+              tweets: int, pid: int) -> dict:
     ws_url = api.replace("http://", "ws://") + "/graphql"
     proc = psutil.Process(pid)
     rss0 = proc.memory_info().rss
@@ -97,7 +118,8 @@ async def run(api: str, author_token: str, tokens: list[str], tweets: int, pid: 
         if i % 100 == 99:
             await asyncio.sleep(0.05)  # do not stampede the accept queue
     await asyncio.wait_for(ready.wait(), 300)
-    await asyncio.sleep(3)  # subscriptions registered, presence marked, timelines cached
+    await all_present(user_ids)  # every session set up: from here nothing may be missed
+    await asyncio.sleep(1)
     rss1 = proc.memory_info().rss
     async with httpx.AsyncClient(base_url=api, timeout=30) as client:
         for i in range(tweets):
@@ -139,7 +161,7 @@ def main() -> None:
                    CHIRP_DATA_DIR=tmp, CHIRP_JWT_SECRET="b" * 48, CHIRP_ENV="test",
                    CHIRP_CELEBRITY_THRESHOLD=str(10**9), CHIRP_PG_POOL_SIZE="20")
         os.environ.update(env)
-        author_token, tokens = asyncio.run(seed(args.subscribers))
+        author_token, tokens, user_ids = asyncio.run(seed(args.subscribers))
         procs = [
             subprocess.Popen([sys.executable, "-m", "uvicorn", "app:create_app", "--factory",
                               "--port", str(args.port), "--log-level", "warning",
@@ -150,13 +172,16 @@ def main() -> None:
         try:
             time.sleep(3)
             api = f"http://127.0.0.1:{args.port}"
-            print(json.dumps(asyncio.run(run(api, author_token, tokens, args.tweets,
+            print(json.dumps(asyncio.run(run(api, author_token, tokens, user_ids, args.tweets,
                                              procs[0].pid))))
         finally:
             for p in procs:
                 p.terminate()
             for p in procs:
-                p.wait(20)
+                try:
+                    p.wait(20)
+                except subprocess.TimeoutExpired:
+                    p.kill()
 
 
 if __name__ == "__main__":
