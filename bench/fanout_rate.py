@@ -15,6 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.seed import author_with_followers
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -24,20 +26,7 @@ async def run(followers: int) -> dict:
 
     svc = await open_services(load())
     try:
-        author = svc.ids.next_id()
-        ids = [svc.ids.next_id() for _ in range(followers)]
-        async with svc.pool.acquire() as conn:
-            await conn.copy_records_to_table(
-                "users", columns=["id", "handle", "display_name", "password_hash"],
-                records=[(u, f"f{u % 10**13}", "f", "x") for u in [author, *ids]],
-            )
-            await conn.copy_records_to_table(
-                "follows", columns=["follower_id", "followee_id", "seq"],
-                records=[(u, author, svc.ids.next_id()) for u in ids],
-            )
-            await conn.execute(
-                "UPDATE users SET followers_count = $2 WHERE id = $1", author, followers
-            )
+        author, ids = await author_with_followers(svc, followers)
         async with svc.redis.pipeline(transaction=False) as pipe:
             for u in ids:
                 pipe.set(svc.home.key(u), b"", ex=3600)

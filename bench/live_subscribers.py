@@ -23,6 +23,7 @@ from pathlib import Path
 import httpx
 import psutil
 
+from bench.seed import author_with_followers
 from core.ids import id_timestamp_ms
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,21 +36,7 @@ async def seed(n: int) -> tuple[str, list[str], list[int]]:
 
     svc = await open_services(load())
     try:
-        author = svc.ids.next_id()
-        ids = [svc.ids.next_id() for _ in range(n)]
-        async with svc.pool.acquire() as conn:
-            await conn.copy_records_to_table(
-                "users", columns=["id", "handle", "display_name", "password_hash"],
-                records=[(u, f"s{u % 10**13}", "s", "x") for u in [author, *ids]],
-            )
-            await conn.copy_records_to_table(
-                "follows", columns=["follower_id", "followee_id", "seq"],
-                records=[(u, author, svc.ids.next_id()) for u in ids],
-            )
-            await conn.execute("UPDATE users SET followers_count = $2 WHERE id = $1", author, n)
-            await conn.execute(
-                "UPDATE users SET following_count = 1 WHERE id = ANY($1::bigint[])", ids
-            )
+        author, ids = await author_with_followers(svc, n)
         token = svc.accounts.token_for(type("U", (), {"id": author}))
         return token, [svc.accounts.token_for(type("U", (), {"id": u})) for u in ids], ids
     finally:

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from core import fanout
@@ -60,10 +60,8 @@ async def home_timeline(ctx: Context, since_id: str | None) -> AsyncIterator[Liv
     viewer = ctx.require_viewer()
     since = args.since(since_id)
     celebs = await _celebrities(ctx, viewer)
-    sub = await ctx.hub.join(_home_channels(viewer, celebs))
-    beat = asyncio.create_task(_heartbeat(ctx, viewer, sub, celebs))
-    metrics.LIVE_SUBSCRIPTIONS.inc()
-    try:
+    async with _session(ctx, _home_channels(viewer, celebs),
+                        lambda sub: _heartbeat(ctx, viewer, sub, celebs)) as sub:
         await _mark_present(ctx, viewer, celebs)
         seen = _Seen()
         backlog = await _backlog(ctx, viewer, since) if since else None
@@ -84,27 +82,31 @@ async def home_timeline(ctx: Context, since_id: str | None) -> AsyncIterator[Liv
 
         async for event in _events(ctx, sub, seen, home_of=viewer, on_resync=rejoin):
             yield event
-    finally:
-        metrics.LIVE_SUBSCRIPTIONS.dec()
-        beat.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await beat
-        await sub.close()
 
 
 async def user_tweets(ctx: Context, handle: str) -> AsyncIterator[LiveEvent]:
     author = await ctx.loaders.users_by_handle.load(handle)
     if author is None:
         raise NotFound(f"no user @{handle}")
-    sub = await ctx.hub.join({live.author_channel(author.id)})
-    beat = asyncio.create_task(_author_heartbeat(ctx, author.id))
-    metrics.LIVE_SUBSCRIPTIONS.inc()
-    try:
+    async with _session(ctx, {live.author_channel(author.id)},
+                        lambda _sub: _author_heartbeat(ctx, author.id)) as sub:
         await ctx.services.redis.set(
             live.author_presence_key(author.id), 1, ex=live.PRESENCE_TTL_S
         )
         async for event in _events(ctx, sub, _Seen(), home_of=None):
             yield event
+
+
+@contextlib.asynccontextmanager
+async def _session(
+    ctx: Context, channels: set[str], heartbeat: Callable[[Subscriber], Awaitable[None]]
+) -> AsyncIterator[Subscriber]:
+    """Joined channels and a running heartbeat, both undone however the stream ends."""
+    sub = await ctx.hub.join(channels)
+    beat = asyncio.create_task(heartbeat(sub))
+    metrics.LIVE_SUBSCRIPTIONS.inc()
+    try:
+        yield sub
     finally:
         metrics.LIVE_SUBSCRIPTIONS.dec()
         beat.cancel()
