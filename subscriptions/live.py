@@ -77,7 +77,7 @@ async def home_timeline(ctx: Context, since_id: str | None) -> AsyncIterator[Liv
             # After a pub/sub reconnect Redis may have lost our presence marks and the
             # cached timeline (restarted empty): restore both before telling the client
             # to refetch, so nothing published after its refetch is missed.
-            await _mark_present(ctx, viewer, celebs)
+            await _mark_present(ctx, viewer, await _celebrities(ctx, viewer))
             await _ensure_cached(ctx, viewer)
 
         async for event in _events(ctx, sub, seen, home_of=viewer, on_resync=rejoin):
