@@ -198,3 +198,21 @@ async def test_redis_restart_mid_subscription_loses_nothing(live):
         task.cancel()
     assert set(posted) <= got, (posted, got)
     assert resyncs >= 1
+
+
+async def test_legacy_graphql_ws_protocol_still_works(live):
+    a = Http(live.apis[0])
+    reader, rid, _ = await a.sign_up("old")
+    writer, wid, _ = await a.sign_up("w")
+    await a.follow(reader, wid)
+    legacy = WebsocketsTransport(
+        url=live.ws(0), init_payload={"authorization": f"Bearer {reader}"},
+        subprotocols=[WebsocketsTransport.APOLLO_SUBPROTOCOL],
+    )
+    async with Client(transport=legacy) as session:
+        task = asyncio.create_task(collect(session, HOME, {}, 1))
+        await present(live, home_present(rid))
+        await asyncio.sleep(0.2)
+        tid = await a.post(writer, "old protocol")
+        (event,) = await task
+    assert event["homeTimeline"]["tweetId"] == tid
