@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -59,13 +61,14 @@ async def test_live_page_in_headless_chromium(live):
     reader, rid, rh = await a.sign_up("page")
     writer, wid, _ = await a.sign_up("w")
     await a.follow(reader, wid)
-    with tempfile.TemporaryDirectory() as profile:
+    # Chromium's helpers may still write the profile as it exits.
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
         port = free_port()
         browser = subprocess.Popen(
             [_chromium(), "--headless", "--no-sandbox", "--disable-gpu",
              "--disable-background-networking", f"--remote-debugging-port={port}",
              f"--user-data-dir={profile}", live.apis[1] + "/live"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )
         try:
             page_ws = await _page_socket(port)
@@ -97,8 +100,12 @@ async def test_live_page_in_headless_chromium(live):
                                     lambda v: v and "seen in a browser" in v)
                 assert "seen in a browser" in text
         finally:
-            browser.terminate()
-            browser.wait(10)
+            os.killpg(browser.pid, signal.SIGTERM)  # the browser and all its helpers
+            try:
+                browser.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(browser.pid, signal.SIGKILL)
+                browser.wait()
 
 
 async def _page_socket(port: int) -> str:
