@@ -27,6 +27,10 @@ from bench.seed import author_with_followers
 from core.ids import id_timestamp_ms
 
 ROOT = Path(__file__).resolve().parent.parent
+# As `make dev` runs it; BENCH_UVICORN_ARGS overrides (e.g. "--ws-per-message-deflate true").
+EXTRA_UVICORN = (
+    os.environ.get("BENCH_UVICORN_ARGS") or "--ws-per-message-deflate false"
+).split()
 SUB = "subscription { homeTimeline { kind tweetId } }"
 
 
@@ -152,7 +156,7 @@ def main() -> None:
         procs = [
             subprocess.Popen([sys.executable, "-m", "uvicorn", "app:create_app", "--factory",
                               "--port", str(args.port), "--log-level", "warning",
-                              "--backlog", "4096"], cwd=ROOT, env=env),
+                              "--backlog", "4096", *EXTRA_UVICORN], cwd=ROOT, env=env),
             subprocess.Popen([sys.executable, "-m", "workers.fanout"], cwd=ROOT, env=env,
                              stderr=subprocess.DEVNULL),
         ]

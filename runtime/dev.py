@@ -24,6 +24,9 @@ def _children(settings: Settings, env: dict[str, str]) -> list[subprocess.Popen]
         sys.executable, "-m", "uvicorn", "app:create_app", "--factory",
         "--host", settings.host, "--port", str(settings.port),
         "--no-access-log", "--lifespan", "on",
+        # Live frames are ~100 bytes: compression saves little and its per-connection
+        # zlib state costs ~40 KB of each WebSocket's ~100 KB (docs/live.md).
+        "--ws-per-message-deflate", "false",
     ]
     worker = [sys.executable, "-m", "workers.fanout"]
     return [subprocess.Popen(cmd, env=env) for cmd in (api, worker)]
