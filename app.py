@@ -25,6 +25,7 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.types import ExecutionResult
 
+from core import cursor
 from core.errors import BadInput, ChirpError
 from resolvers import timelines, tweets
 from resolvers.context import Context, build_context
@@ -147,12 +148,10 @@ async def home_timeline(request: Request) -> Response:
         if not limit.isdigit():
             raise BadInput("limit must be an integer between 1 and 100", field="limit")
         page = await timelines.home(ctx, int(limit), q.get("cursor"), q.get("since_id"))
-        authors = await ctx.loaders.users.load_many([t.author_id for t in page.tweets])
     except ChirpError as e:
         return _error(e)
-    from core import cursor
-
-    items = [_tweet_json(t, a) for t, a in zip(page.tweets, authors, strict=True)]
+    authors = page.authors or {}
+    items = [_tweet_json(t, authors.get(t.author_id)) for t in page.tweets]
     next_cursor = cursor.encode(cursor.TWEET, page.tweets[-1].id) if page.has_next else None
     return _json({"tweets": items, "next_cursor": next_cursor, "degraded": page.degraded})
 
