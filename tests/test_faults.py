@@ -158,3 +158,37 @@ async def test_redis_comes_back_empty_timelines_rebuild_and_nothing_is_lost(env)
     await drain(svc)
     assert await api.home_ids(reader) == [after, *(before + during)[::-1]]
     assert (await svc.home.read(rid, count=50)).ids == [after, *(before + during)[::-1]]
+
+
+async def test_postgres_down_answers_unavailable_then_recovers(stack, own_redis):
+    """PostgreSQL is the source of truth: while it is down requests fail cleanly with
+    UNAVAILABLE (never a 500), /readyz says so, and everything recovers by itself."""
+    from deploy.local.postgres import EmbeddedPostgres
+    from tests.conftest import Stack
+
+    pg = EmbeddedPostgres(stack.root / "faults-postgres")
+    url = pg.start()
+    try:
+        own = Stack(stack.root, pg, own_redis[0], url, own_redis[1])
+        async with api_with(own, redis_url=own_redis[1]) as api:
+            token, _, _ = await api.sign_up("pgdown")
+            await api.post(token, "before")
+            pg.stop()
+            body = await api.gql("{homeTimeline{edges{node{id}}}}", token=token)
+            assert body["errors"][0]["extensions"]["code"] == "UNAVAILABLE"
+            r = await api.client.post("/graphql", json={"query": 'mutation{postTweet(text:"x"){id}}'},
+                                      headers={"authorization": f"Bearer {token}"})
+            assert r.status_code == 200
+            assert r.json()["errors"][0]["extensions"]["code"] == "UNAVAILABLE"
+            assert (await api.client.get("/readyz")).status_code == 503
+            pg.start()
+            deadline = asyncio.get_running_loop().time() + 20
+            while True:
+                body = await api.gql("{homeTimeline{edges{node{text}}}}", token=token)
+                if "errors" not in body:
+                    break
+                assert asyncio.get_running_loop().time() < deadline, body
+                await asyncio.sleep(0.2)
+            assert [e["node"]["text"] for e in body["data"]["homeTimeline"]["edges"]] == ["before"]
+    finally:
+        pg.stop()
