@@ -17,11 +17,3 @@ def demoted(followers_before: int, followers_after: int, threshold: int) -> bool
         followers_after, threshold
     )
 
-
-def follow_merge_count(timeline_max: int) -> int:
-    """Tweets of a new followee merged into the follower's cached timeline.
-
-    The whole window, not Mastodon's quarter: the cached timeline must stay exactly the
-    newest `timeline_max` entries of the merge, or paging past it would skip tweets.
-    """
-    return timeline_max

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from core.errors import Unauthenticated
@@ -13,8 +13,8 @@ from runtime.container import Services
 @dataclass
 class Context:
     services: Services
-    viewer_id: int | None
-    loaders: Loaders
+    viewer_id: int | None = None
+    loaders: Loaders = field(init=False)  # set by authenticate()
     request: Any = None
     response: Any = None
     # Set when any part of the answer came from the database because Redis was down.
@@ -56,8 +56,6 @@ class Context:
 
 
 def build_context(services: Services, authorization: str | None, **kw: Any) -> Context:
-    try:
-        viewer_id, error = services.accounts.user_id_from(authorization), None
-    except Unauthenticated as e:
-        viewer_id, error = None, e
-    return Context(services, viewer_id, make_loaders(services, viewer_id), auth_error=error, **kw)
+    context = Context(services, **kw)
+    context.authenticate(authorization)
+    return context

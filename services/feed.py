@@ -47,6 +47,15 @@ class Page:
     authors: dict[int, User] | None = None  # filled by the API layer when it preloads them
 
 
+@dataclass(frozen=True, slots=True)
+class Followed:
+    """Who a viewer's home timeline draws on, split by the celebrity rule."""
+
+    allowed: set[int]  # the viewer and everyone they follow: what a page may show
+    pushed: list[int]  # the viewer and followed non-celebrities: what the cache holds
+    celebs: list[int]  # followed celebrities: pulled at read time
+
+
 class _Exhausted(Exception):
     """A cached source reached its truncation point: continue from the store."""
 
@@ -69,7 +78,6 @@ class FeedManager:
         self.users = users
         self.threshold = celebrity_threshold
         self.active_within = timedelta(days=active_days)
-        self.redis = home.redis
         self._background: set[asyncio.Task] = set()
 
     # ------------------------------------------------------------------ write side
@@ -165,7 +173,8 @@ class FeedManager:
 
     async def _author_window(self, author_id: int) -> tuple[list[int], bool]:
         """The author's newest tweet ids, as many as a timeline holds, and whether more
-        exist below them."""
+        exist below them. Follow merges take all of them, not Mastodon's quarter: a cached
+        timeline must stay exactly the newest N of the merge or paging past it would skip."""
         tweets = await self.tweets.by_author(author_id, limit=self.home.cap)
         return [t.id for t in tweets], len(tweets) >= self.home.cap
 
@@ -203,23 +212,26 @@ class FeedManager:
 
     # ------------------------------------------------------------------ read side
 
+    async def followed(self, viewer: int) -> Followed:
+        """One query: everyone the viewer follows, with follower counts."""
+        pushed, celebs = [viewer], []
+        for f in await self.graph.followees(viewer):
+            is_celeb = fanout.is_celebrity(f.followers_count, self.threshold)
+            (celebs if is_celeb else pushed).append(f.user_id)
+        return Followed({*pushed, *celebs}, pushed, celebs)
+
     async def home_page(
         self, viewer: int, first: int, before: int, since: int, load: TweetLoader
     ) -> Page:
-        followees = await self.graph.followees(viewer)
-        allowed = {viewer, *(f.user_id for f in followees)}
-        celebs = [
-            f.user_id for f in followees
-            if fanout.is_celebrity(f.followers_count, self.threshold)
-        ]
+        followed = await self.followed(viewer)
 
         async def cached(before: int, count: int) -> list[CachedSlice]:
-            return await self._home_slices(viewer, celebs, before, since, count)
+            return await self._home_slices(viewer, followed, before, since, count)
 
         async def stored(before: int, count: int) -> list[Tweet]:
-            return await self.tweets.by_authors(sorted(allowed), before, since, count)
+            return await self.tweets.by_authors(sorted(followed.allowed), before, since, count)
 
-        return await self._page(first, before, cached, stored, load, allowed)
+        return await self._page(first, before, cached, stored, load, followed.allowed)
 
     async def user_page(
         self, author: int, first: int, before: int, since: int, load: TweetLoader
@@ -283,8 +295,9 @@ class FeedManager:
         return Page(out[:first], len(out) > first, degraded)
 
     async def _home_slices(
-        self, viewer: int, celebs: list[int], before: int, since: int, count: int
+        self, viewer: int, followed: Followed, before: int, since: int, count: int
     ) -> list[CachedSlice]:
+        celebs = followed.celebs
         def build(pipe) -> None:
             self.home.queue_read(pipe, viewer, before, since, count, renew=True)
             for celeb in celebs:
@@ -299,13 +312,17 @@ class FeedManager:
             task.add_done_callback(self._background.discard)
         home = self.home.parse(replies[0])
         if home.state != ReadState.OK:
-            home = await self._rebuilt(self.home, viewer, before, since, count, self._home_window)
+            # The rebuilt cache holds what fan-out would have pushed: no second followee query.
+            home = await self._rebuilt(
+                self.home, viewer, before, since, count,
+                lambda _viewer: self._newest_of(followed.pushed),
+            )
         slices = [home]
         for celeb, reply in zip(celebs, replies[1:-1], strict=True):
             got = self.recents.parse(reply)
             if got.state != ReadState.OK:
                 got = await self._rebuilt(
-                    self.recents, celeb, before, since, count, self._recents_window
+                    self.recents, celeb, before, since, count, self._author_window
                 )
             slices.append(got)
         return slices
@@ -316,7 +333,7 @@ class FeedManager:
         got = await self.recents.read(author, before, since, count)
         if got.state != ReadState.OK:
             got = await self._rebuilt(
-                self.recents, author, before, since, count, self._recents_window
+                self.recents, author, before, since, count, self._author_window
             )
         return got
 
@@ -350,20 +367,11 @@ class FeedManager:
                 raise _Exhausted()
             await asyncio.sleep(0.02)
 
-    async def _home_window(self, viewer: int) -> tuple[list[int], bool]:
-        """What a rebuilt home timeline holds: the newest tweets of the viewer and of the
-        accounts they follow that are pushed (celebrities are pulled at read time)."""
-        followees = await self.graph.followees(viewer)
-        authors = [viewer] + [
-            f.user_id for f in followees
-            if not fanout.is_celebrity(f.followers_count, self.threshold)
-        ]
+    async def _newest_of(self, authors: list[int]) -> tuple[list[int], bool]:
+        """What a rebuilt home timeline holds: the newest tweets of the given (pushed)
+        authors, a timeline's worth, and whether more exist below them."""
         tweets = await self.tweets.by_authors(authors, limit=self.home.cap)
         return [t.id for t in tweets], len(tweets) >= self.home.cap
-
-    async def _recents_window(self, author: int) -> tuple[list[int], bool]:
-        tweets = await self.tweets.by_author(author, limit=self.recents.cap)
-        return [t.id for t in tweets], len(tweets) >= self.recents.cap
 
     async def _mark_active(self, user_id: int) -> None:
         try:

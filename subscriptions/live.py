@@ -15,7 +15,6 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
-from core import fanout
 from core.errors import NotFound
 from core.models import Tweet, User
 from core.timeline import NEWEST
@@ -67,9 +66,11 @@ async def home_timeline(ctx: Context, since_id: str | None) -> AsyncIterator[Liv
         backlog = await _backlog(ctx, viewer, since) if since else None
         if backlog is None and since:
             yield LiveEvent(RESYNCED)
-        for tweet in backlog or []:
+        # one users query for the whole backlog, not one per tweet
+        authors = await ctx.loaders.users.load_many([t.author_id for t in backlog or []])
+        for tweet, author in zip(backlog or [], authors, strict=True):
             seen.add(tweet.id)
-            yield await _added(ctx, tweet)
+            yield LiveEvent(ADDED, tweet.id, tweet, author)
         if not since:
             await _ensure_cached(ctx, viewer)
 
@@ -154,11 +155,6 @@ async def _events(
         yield LiveEvent(ADDED, tweet.id, tweet, author)
 
 
-async def _added(ctx: Context, tweet: Tweet) -> LiveEvent:
-    author = await ctx.loaders.users.load(tweet.author_id)
-    return LiveEvent(ADDED, tweet.id, tweet, author)
-
-
 async def _ensure_cached(ctx: Context, viewer: int) -> None:
     """The live path only reaches cached timelines (fan-out skips missing ones)."""
     ctx.fresh_loaders()
@@ -184,9 +180,7 @@ async def _backlog(ctx: Context, viewer: int, since: int) -> list[Tweet] | None:
 
 
 async def _celebrities(ctx: Context, viewer: int) -> set[int]:
-    followees = await ctx.services.graph.followees(viewer)
-    threshold = ctx.services.settings.celebrity_threshold
-    return {f.user_id for f in followees if fanout.is_celebrity(f.followers_count, threshold)}
+    return set((await ctx.services.feed.followed(viewer)).celebs)
 
 
 def _home_channels(viewer: int, celebs: set[int]) -> set[str]:
