@@ -61,6 +61,10 @@ async def home_timeline(ctx: Context, since_id: str | None) -> AsyncIterator[Liv
     celebs = await _celebrities(ctx, viewer)
     async with _session(ctx, _home_channels(viewer, celebs),
                         lambda sub: _heartbeat(ctx, viewer, sub, celebs)) as sub:
+        if not since:
+            # Fan-out only reaches cached timelines: cache this one before we count as
+            # present, or a tweet pushed in between would be neither live nor replayed.
+            await _ensure_cached(ctx, viewer)
         await _mark_present(ctx, viewer, celebs)
         seen = _Seen()
         backlog = await _backlog(ctx, viewer, since) if since else None
@@ -71,15 +75,13 @@ async def home_timeline(ctx: Context, since_id: str | None) -> AsyncIterator[Liv
         for tweet, author in zip(backlog or [], authors, strict=True):
             seen.add(tweet.id)
             yield LiveEvent(ADDED, tweet.id, tweet, author)
-        if not since:
-            await _ensure_cached(ctx, viewer)
 
         async def rejoin() -> None:
             # After a pub/sub reconnect Redis may have lost our presence marks and the
             # cached timeline (restarted empty): restore both before telling the client
             # to refetch, so nothing published after its refetch is missed.
-            await _mark_present(ctx, viewer, await _celebrities(ctx, viewer))
             await _ensure_cached(ctx, viewer)
+            await _mark_present(ctx, viewer, await _celebrities(ctx, viewer))
 
         async for event in _events(ctx, sub, seen, home_of=viewer, on_resync=rejoin):
             yield event
