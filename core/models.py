@@ -36,11 +36,26 @@ class Followee:
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """A domain event on the bus. `kind` is one of the EVENT_* names below."""
+    """A domain event on the bus. `kind` is one of the names below.
+
+    `text` carries a new tweet's text when the tweet store is not the outbox's database
+    (Cassandra): the worker then writes the tweet to the store, so a post acknowledged
+    while that store was down still reaches it. `span` marks one chunk of a big fan-out:
+    followers with floor <= follow seq < before (see FeedManager.apply)."""
 
     kind: str
     tweet_id: int
     author_id: int
+    text: str | None = None
+    span: tuple[int, int] | None = None
+
+    @property
+    def key(self) -> bytes:
+        """The partitioning key: one author's events stay in order; chunks of one fan-out
+        spread over partitions so several workers share it."""
+        if self.span is not None:
+            return f"{self.tweet_id}:{self.span[0]}".encode()
+        return str(self.author_id).encode()
 
 
 TWEET_CREATED = "TweetCreated"

@@ -17,12 +17,15 @@ from services.feed import FeedManager
 from services.social import Social
 from services.tweeting import Tweeting
 from storage import postgres
-from storage.eventbus import RedisStreamBus
+from storage.cassandra_tweets import CassandraTweetStore
+from storage.eventbus import EventBus, RedisStreamBus
 from storage.graph import SocialGraph
 from storage.idlease import LeasedIds
+from storage.kafka_bus import KafkaBus
+from storage.kafka_bus import parse_url as parse_kafka_url
 from storage.ratelimit import RateLimiter
 from storage.timeline_cache import TimelineCache
-from storage.tweets import PostgresTweetStore
+from storage.tweets import PostgresTweetStore, TweetStore
 from storage.users import UserStore
 
 
@@ -34,17 +37,21 @@ class Services:
     ids: LeasedIds
     users: UserStore
     graph: SocialGraph
-    tweets: PostgresTweetStore
+    tweets: TweetStore
     home: TimelineCache
     recents: TimelineCache
     feed: FeedManager
-    bus: RedisStreamBus
+    bus: EventBus
     accounts: Accounts
     tweeting: Tweeting
     social: Social
 
     async def close(self) -> None:
         await self.ids.close()
+        with contextlib.suppress(Exception):
+            await self.bus.close()
+        if isinstance(self.tweets, CassandraTweetStore):
+            await self.tweets.close()
         with contextlib.suppress(Exception):
             await self.redis.aclose()
         await self.pool.close()
@@ -58,6 +65,23 @@ def redis_client(url: str) -> Redis:
         socket_timeout=2.0,
         retry=Retry(ExponentialBackoff(cap=0.05, base=0.01), 1),
         max_connections=256,
+    )
+
+
+async def tweet_store(settings: Settings, pool: asyncpg.Pool) -> TweetStore:
+    if settings.tweet_store == "postgres":
+        return PostgresTweetStore(pool)
+    return await CassandraTweetStore.connect(
+        settings.tweet_store, settings.cassandra_consistency, settings.cassandra_replication
+    )
+
+
+def event_bus(settings: Settings, redis: Redis, claim_idle_ms: int) -> EventBus:
+    if settings.event_bus == "redis":
+        return RedisStreamBus(redis, claim_idle_ms=claim_idle_ms)
+    return KafkaBus(
+        parse_kafka_url(settings.event_bus), partitions=settings.kafka_partitions,
+        claim_idle_ms=claim_idle_ms,
     )
 
 
@@ -78,13 +102,20 @@ async def open_services(
     await ids.start()
     users = UserStore(pool)
     graph = SocialGraph(pool)
-    tweets = PostgresTweetStore(pool)
+    try:
+        tweets = await tweet_store(settings, pool)
+    except BaseException:
+        await ids.close()
+        await redis.aclose()
+        await pool.close()
+        raise
     home = TimelineCache(
         redis, "tl", settings.timeline_max, settings.timeline_ttl_seconds, live=True
     )
     recents = TimelineCache(redis, "ut", settings.timeline_max, settings.timeline_ttl_seconds)
     feed = FeedManager(
-        home, recents, tweets, graph, users, settings.celebrity_threshold, settings.active_days
+        home, recents, tweets, graph, users, settings.celebrity_threshold, settings.active_days,
+        settings.fanout_chunk,
     )
     return Services(
         settings=settings,
@@ -97,7 +128,7 @@ async def open_services(
         home=home,
         recents=recents,
         feed=feed,
-        bus=RedisStreamBus(redis, claim_idle_ms=claim_idle_ms),
+        bus=event_bus(settings, redis, claim_idle_ms),
         accounts=Accounts(users, ids.next_id, settings.jwt_secret, settings.jwt_ttl_seconds),
         tweeting=Tweeting(
             pool, tweets, feed, RateLimiter(redis), ids.next_id, settings.tweet_rate_per_hour

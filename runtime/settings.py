@@ -33,6 +33,10 @@ class Settings:
     tweet_rate_per_hour: int
     event_bus: str
     tweet_store: str
+    cassandra_consistency: str
+    cassandra_replication: int
+    kafka_partitions: int
+    fanout_chunk: int
     max_query_depth: int
     max_query_tokens: int
     max_query_aliases: int
@@ -83,6 +87,18 @@ def _jwt_secret(env: Mapping[str, str], envname: str, data_dir: Path) -> str:
     return secret
 
 
+_CONSISTENCY_LEVELS = (
+    "ONE", "TWO", "THREE", "QUORUM", "ALL", "LOCAL_QUORUM", "EACH_QUORUM", "LOCAL_ONE",
+)
+
+
+def _cassandra_url(url: str) -> None:
+    # Imported here: the driver is only needed when Cassandra is configured.
+    from storage.cassandra_tweets import parse_url
+
+    parse_url(url)
+
+
 def load(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
     envname = env.get("CHIRP_ENV", "development")
@@ -90,11 +106,25 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError(f"CHIRP_ENV={envname!r} must be development, test or production")
     data_dir = Path(env.get("CHIRP_DATA_DIR") or ".chirp").resolve()
     event_bus = env.get("CHIRP_EVENT_BUS") or "redis"
-    if event_bus != "redis":
-        raise ConfigError(f"CHIRP_EVENT_BUS={event_bus!r}: only 'redis' is available")
+    if event_bus != "redis" and not (event_bus.startswith("kafka://") and event_bus[8:]):
+        raise ConfigError(
+            f"CHIRP_EVENT_BUS={event_bus!r} must be 'redis' or kafka://host:port[,host:port]"
+        )
     tweet_store = env.get("CHIRP_TWEET_STORE") or "postgres"
     if tweet_store != "postgres":
-        raise ConfigError(f"CHIRP_TWEET_STORE={tweet_store!r}: only 'postgres' is available")
+        try:
+            _cassandra_url(tweet_store)
+        except ValueError as e:
+            raise ConfigError(
+                f"CHIRP_TWEET_STORE={tweet_store!r} must be 'postgres' or "
+                f"cassandra://host[,host][:port]/keyspace ({e})"
+            ) from None
+    consistency = (env.get("CHIRP_CASSANDRA_CONSISTENCY") or "LOCAL_QUORUM").upper()
+    if consistency not in _CONSISTENCY_LEVELS:
+        raise ConfigError(
+            f"CHIRP_CASSANDRA_CONSISTENCY={consistency!r} must be one of "
+            + ", ".join(_CONSISTENCY_LEVELS)
+        )
     settings = Settings(
         env=envname,
         data_dir=data_dir,
@@ -111,6 +141,10 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         tweet_rate_per_hour=_int(env, "CHIRP_TWEET_RATE_PER_HOUR", 100, 1, 10**6),
         event_bus=event_bus,
         tweet_store=tweet_store,
+        cassandra_consistency=consistency,
+        cassandra_replication=_int(env, "CHIRP_CASSANDRA_REPLICATION", 1, 1, 9),
+        kafka_partitions=_int(env, "CHIRP_KAFKA_PARTITIONS", 12, 1, 10_000),
+        fanout_chunk=_int(env, "CHIRP_FANOUT_CHUNK", 20_000, 1000, 10**7),
         max_query_depth=_int(env, "CHIRP_MAX_QUERY_DEPTH", 10, 2, 100),
         max_query_tokens=_int(env, "CHIRP_MAX_QUERY_TOKENS", 2000, 100, 100_000),
         max_query_aliases=_int(env, "CHIRP_MAX_QUERY_ALIASES", 30, 1, 1000),

@@ -14,14 +14,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from redis.exceptions import RedisError
 
 from core import fanout
+from core.ids import id_timestamp_ms
 from core.models import AUTHOR_DEMOTED, TWEET_CREATED, TWEET_DELETED, Event, Tweet, User
 from core.timeline import NEWEST, Slice, exact_merge, slice_of
 from runtime import metrics
@@ -29,12 +31,13 @@ from runtime.settings import ACTIVE_MARK_SECONDS
 from storage import live
 from storage.graph import SocialGraph
 from storage.timeline_cache import CachedSlice, ReadState, TimelineCache
-from storage.tweets import TweetStore
+from storage.tweets import IdCollision, TweetStore
 from storage.users import UserStore
 
 log = logging.getLogger(__name__)
 
 TweetLoader = Callable[[list[int]], Awaitable[Sequence[Tweet | None]]]
+Publish = Callable[[list[Event]], Awaitable[None]]
 
 REBUILD_WAIT_S = 1.0  # how long a reader waits for another request's rebuild
 
@@ -70,6 +73,7 @@ class FeedManager:
         users: UserStore,
         celebrity_threshold: int,
         active_days: int,
+        fanout_chunk: int = 20_000,
     ) -> None:
         self.home = home
         self.recents = recents
@@ -78,6 +82,7 @@ class FeedManager:
         self.users = users
         self.threshold = celebrity_threshold
         self.active_within = timedelta(days=active_days)
+        self.fanout_chunk = fanout_chunk
         self._background: set[asyncio.Task] = set()
 
     # ------------------------------------------------------------------ write side
@@ -100,18 +105,44 @@ class FeedManager:
             live.added(tweet_id),
         )
 
-    async def apply(self, event: Event) -> int:
-        """Apply one bus event; idempotent, so redelivery is harmless. Returns deliveries."""
+    async def apply(self, event: Event, publish: Publish | None = None) -> int:
+        """Apply one bus event; idempotent, so redelivery is harmless. Returns deliveries.
+
+        Given `publish` (the bus), a fan-out to more than `fanout_chunk` followers is not
+        done here: it is split into chunk events over follower ranges, published for the
+        whole worker group to share, and each chunk is applied like any other event."""
         if event.kind == TWEET_CREATED:
-            return await self._fan_out(event.tweet_id, event.author_id)
+            if event.span is not None:
+                return await self._push_span(event.tweet_id, event.author_id, event.span)
+            if event.text is not None and not await self._stored(event):
+                return 0
+            return await self._fan_out(event.tweet_id, event.author_id, publish)
         if event.kind == TWEET_DELETED:
-            await self._fan_out_delete(event.tweet_id, event.author_id)
+            if event.span is not None:
+                await self._remove_span(event.tweet_id, event.author_id, event.span)
+                return 0
+            if not self.tweets.transactional:
+                await self.tweets.delete(event.tweet_id)  # in case the API's delete failed
+            await self._fan_out_delete(event.tweet_id, event.author_id, publish)
             return 0
         if event.kind == AUTHOR_DEMOTED:
             return await self._back_fill(event.author_id)
         raise ValueError(f"unknown event kind {event.kind!r}")
 
-    async def _fan_out(self, tweet_id: int, author_id: int) -> int:
+    async def _stored(self, event: Event) -> bool:
+        """Write a tweet the event carries to the store (which the post path may have
+        failed to); False if its id turns out to hold another tweet (the post was taken
+        back: see Tweeting)."""
+        tweet = Tweet(event.tweet_id, event.author_id, event.text or "",
+                      datetime.fromtimestamp(id_timestamp_ms(event.tweet_id) / 1000, tz=UTC))
+        try:
+            await self.tweets.put(tweet)
+        except IdCollision:
+            log.error("dropping %s: tweet id %s holds another tweet", event.kind, tweet.id)
+            return False
+        return True
+
+    async def _fan_out(self, tweet_id: int, author_id: int, publish: Publish | None) -> int:
         found = await self.tweets.get_many([tweet_id])
         if tweet_id not in found:
             return 0  # deleted before fan-out reached it
@@ -121,10 +152,21 @@ class FeedManager:
         author = (await self.users.get_many([author_id])).get(author_id)
         if author is None or fanout.is_celebrity(author.followers_count, self.threshold):
             return 0  # followers pull a celebrity's tweets at read time
+        if publish is not None and author.followers_count > self.fanout_chunk:
+            await publish(await self._chunks(TWEET_CREATED, tweet_id, author_id))
+            return 0
+        return await self._push(tweet_id, author_id, None)
+
+    async def _push_span(self, tweet_id: int, author_id: int, span: tuple[int, int]) -> int:
+        if tweet_id not in await self.tweets.get_many([tweet_id]):
+            return 0  # deleted meanwhile
+        return await self._push(tweet_id, author_id, span)
+
+    async def _push(self, tweet_id: int, author_id: int, span: tuple[int, int] | None) -> int:
         # Push page k while the database reads page k+1: the two round trips overlap.
         delivered = 0
         pushing: asyncio.Task | None = None
-        async for followers in self._follower_pages(author_id, active_only=True):
+        async for followers in self._follower_pages(author_id, True, span):
             if pushing is not None:
                 delivered += await pushing
             pushing = asyncio.ensure_future(
@@ -134,7 +176,18 @@ class FeedManager:
             delivered += await pushing
         return delivered
 
-    async def _fan_out_delete(self, tweet_id: int, author_id: int) -> None:
+    async def _chunks(self, kind: str, tweet_id: int, author_id: int) -> list[Event]:
+        """One event per `fanout_chunk` followers: follow seq ranges [floor, before)."""
+        marks = await self.graph.follower_marks(author_id, self.fanout_chunk)
+        bounds = [NEWEST, *marks, 0]
+        return [
+            Event(kind, tweet_id, author_id, span=(floor, before))
+            for before, floor in itertools.pairwise(bounds)
+            if before > floor
+        ]
+
+    async def _fan_out_delete(self, tweet_id: int, author_id: int,
+                              publish: Publish | None = None) -> None:
         await self.home.remove_many([author_id], [tweet_id], deleted=True)
         await self.recents.remove_many([author_id], [tweet_id])
         await self.home.run(lambda pipe: self.home.queue_notify(
@@ -144,7 +197,15 @@ class FeedManager:
         author = (await self.users.get_many([author_id])).get(author_id)
         if author is not None and fanout.is_celebrity(author.followers_count, self.threshold):
             return  # a celebrity's ids are few in caches; reads drop deleted tweets anyway
-        async for followers in self._follower_pages(author_id, active_only=False):
+        if publish is not None and author is not None \
+                and author.followers_count > self.fanout_chunk:
+            await publish(await self._chunks(TWEET_DELETED, tweet_id, author_id))
+            return
+        await self._remove_span(tweet_id, author_id, None)
+
+    async def _remove_span(self, tweet_id: int, author_id: int,
+                           span: tuple[int, int] | None) -> None:
+        async for followers in self._follower_pages(author_id, False, span):
             await self.home.remove_many(followers, [tweet_id], deleted=True)
 
     async def _back_fill(self, author_id: int) -> int:
@@ -153,16 +214,18 @@ class FeedManager:
             return 0  # promoted again meanwhile: reads still pull
         ids, truncated = await self._author_window(author_id)
         merged = 0
-        async for followers in self._follower_pages(author_id, active_only=True):
+        async for followers in self._follower_pages(author_id, True):
             merged += await self.home.merge_many(followers, ids, truncated)
         return merged
 
-    async def _follower_pages(self, author_id: int, active_only: bool):
-        before = NEWEST
+    async def _follower_pages(
+        self, author_id: int, active_only: bool, span: tuple[int, int] | None = None
+    ):
+        floor, before = span or (0, NEWEST)
         while True:
             page = await self.graph.followers_page(
                 author_id, before, fanout.FOLLOWER_PAGE,
-                self.active_within if active_only else None,
+                self.active_within if active_only else None, floor,
             )
             if not page:
                 return

@@ -3,6 +3,12 @@
 A post commits the tweet, its author's counter, its idempotency key and its TweetCreated
 event in one PostgreSQL transaction, so an acknowledged tweet is never lost and never
 announced twice; fan-out happens later from the outbox.
+
+With a tweet store outside PostgreSQL (Cassandra) the tweet cannot join that transaction.
+The event then carries the tweet's text: once it commits, the tweet is durable, and it is
+written to the store right after (the worker writes it again, idempotently, so a store
+that was down when the post was acknowledged still receives it). A delete claims the
+tweet in `tweet_deletions` first, so two racing deletes decrement the counter once.
 """
 
 from __future__ import annotations
@@ -15,13 +21,13 @@ import asyncpg
 from redis.exceptions import RedisError
 
 from core import validation
-from core.errors import Forbidden, NotFound, RateLimited
+from core.errors import Forbidden, NotFound, RateLimited, Unavailable
 from core.ids import id_timestamp_ms
 from core.models import TWEET_CREATED, TWEET_DELETED, Event, Tweet
 from services.feed import FeedManager
 from storage import outbox
 from storage.ratelimit import RateLimiter
-from storage.tweets import TweetStore
+from storage.tweets import IdCollision, TweetStore
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +66,31 @@ class Tweeting:
             await self._commit(tweet, key)
         except _Repeat:
             return await self._by_key(author_id, key)  # type: ignore[arg-type]
+        if not self.store.transactional:
+            await self._store_after_commit(tweet, key)
         await self.feed.on_post(tweet)
         return tweet
+
+    async def _store_after_commit(self, tweet: Tweet, key: str | None) -> None:
+        try:
+            await self.store.put(tweet)
+        except IdCollision:
+            # Only possible if two processes held one worker id. Take the post back; the
+            # worker finds the id taken too and drops the event.
+            async with self.pool.acquire() as tx, tx.transaction():
+                await tx.execute("DELETE FROM outbox WHERE tweet_id = $1", tweet.id)
+                await tx.execute(
+                    "UPDATE users SET tweets_count = tweets_count - 1 WHERE id = $1",
+                    tweet.author_id,
+                )
+                if key is not None:
+                    await tx.execute(
+                        "DELETE FROM idempotency_keys WHERE user_id = $1 AND key = $2",
+                        tweet.author_id, key,
+                    )
+            raise
+        except Unavailable as e:
+            log.warning("tweet %s committed; the worker will store it: %s", tweet.id, e)
 
     async def _commit(self, tweet: Tweet, key: str | None) -> None:
         tweet_id, author_id = tweet.id, tweet.author_id
@@ -74,11 +103,15 @@ class Tweeting:
                 )
                 if not claimed:  # a concurrent repeat won the race
                     raise _Repeat()
-            await self.store.put(tweet, tx=tx)
+            if self.store.transactional:
+                await self.store.put(tweet, tx=tx)
+                event = Event(TWEET_CREATED, tweet_id, author_id)
+            else:
+                event = Event(TWEET_CREATED, tweet_id, author_id, tweet.text)
             await tx.execute(
                 "UPDATE users SET tweets_count = tweets_count + 1 WHERE id = $1", author_id
             )
-            await outbox.add(tx, Event(TWEET_CREATED, tweet_id, author_id))
+            await outbox.add(tx, event)
 
     async def _by_key(self, author_id: int, key: str) -> Tweet | None:
         tweet_id = await self.pool.fetchval(
@@ -115,13 +148,26 @@ class Tweeting:
         if tweet.author_id != user_id:
             raise Forbidden("you can only delete your own tweets")
         async with self.pool.acquire() as tx, tx.transaction():
-            removed = await self.store.delete(tweet_id, tx=tx)
-            if removed is None:  # a concurrent delete won
+            if self.store.transactional:
+                won = await self.store.delete(tweet_id, tx=tx) is not None
+            else:
+                won = await tx.fetchval(
+                    "INSERT INTO tweet_deletions (tweet_id) VALUES ($1) "
+                    "ON CONFLICT DO NOTHING RETURNING true",
+                    tweet_id,
+                )
+            if not won:  # a concurrent delete won
                 raise NotFound(f"no tweet {tweet_id}")
             await tx.execute(
                 "UPDATE users SET tweets_count = tweets_count - 1 WHERE id = $1", user_id
             )
             await outbox.add(tx, Event(TWEET_DELETED, tweet_id, user_id))
+        if not self.store.transactional:
+            try:
+                await self.store.delete(tweet_id)
+            except Unavailable as e:
+                log.warning("tweet %s deletion committed; the worker will finish it: %s",
+                            tweet_id, e)
         return True
 
 

@@ -1,8 +1,9 @@
-"""The event bus: a small interface and its Redis Streams adapter (Kafka arrives later).
+"""The event bus: a small interface and its Redis Streams adapter (Kafka: kafka_bus.py).
 
 Delivery is at least once: an event is acknowledged only after its work is applied, and
 events a dead consumer held are claimed by another after `claim_idle_ms`. Events that
 keep failing move to a dead-letter stream with their error; `replay_dead` puts them back.
+Both adapters pass tests/contract/test_event_bus.py.
 """
 
 from __future__ import annotations
@@ -32,17 +33,32 @@ class EventBus(Protocol):
     async def receive(self, consumer: str, count: int, block_ms: int) -> list[Delivery]: ...
     async def ack(self, deliveries: list[Delivery]) -> None: ...
     async def dead_letter(self, delivery: Delivery, error: str) -> None: ...
+    async def dead(self, count: int = 100) -> list[tuple[str, Event, str]]: ...
     async def replay_dead(self) -> int: ...
     async def lag(self) -> int: ...
+    async def close(self) -> None: ...
 
 
-def _encode(event: Event) -> dict[str, str]:
-    return {"k": event.kind, "t": str(event.tweet_id), "a": str(event.author_id)}
+def encode_fields(event: Event) -> dict[str, str]:
+    """An event as flat string fields (a stream entry; Kafka sends them as JSON)."""
+    fields = {"k": event.kind, "t": str(event.tweet_id), "a": str(event.author_id)}
+    if event.text is not None:
+        fields["x"] = event.text
+    if event.span is not None:
+        fields["s"] = f"{event.span[0]}:{event.span[1]}"
+    return fields
 
 
-def _decode(fields: dict) -> Event:
-    f = {k.decode() if isinstance(k, bytes) else k: v for k, v in fields.items()}
-    return Event(_s(f["k"]), int(f["t"]), int(f["a"]))
+def decode_fields(fields: dict) -> Event:
+    f = {_s(k): _s(v) for k, v in fields.items()}
+    span = None
+    if "s" in f:
+        floor, before = f["s"].split(":")
+        span = (int(floor), int(before))
+    return Event(f["k"], int(f["t"]), int(f["a"]), f.get("x"), span)
+
+
+_encode, _decode = encode_fields, decode_fields
 
 
 def _s(v: bytes | str) -> str:
@@ -157,3 +173,6 @@ class RedisStreamBus:
         """Events not yet acknowledged: waiting plus in flight."""
         await self.ensure_group()
         return await self.redis.xlen(STREAM)
+
+    async def close(self) -> None:
+        """The Redis client belongs to the caller."""

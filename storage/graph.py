@@ -93,26 +93,37 @@ class SocialGraph:
         return {r["followee_id"] for r in rows}
 
     async def followers_page(
-        self, followee: int, before_seq: int, limit: int, active_within: timedelta | None = None
+        self, followee: int, before_seq: int, limit: int,
+        active_within: timedelta | None = None, floor_seq: int = 0,
     ) -> list[tuple[int, int]]:
-        """(seq, follower id) newest follow first, below `before_seq`; optionally only
-        followers active within the window (fan-out skips the rest)."""
+        """(seq, follower id) newest follow first, floor_seq <= seq < before_seq;
+        optionally only followers active within the window (fan-out skips the rest)."""
         if active_within is None:
             rows = await self.pool.fetch(
                 "SELECT seq, follower_id FROM follows WHERE followee_id = $1 AND seq < $2 "
-                "ORDER BY seq DESC LIMIT $3",
-                followee, before_seq, limit,
+                "AND seq >= $4 ORDER BY seq DESC LIMIT $3",
+                followee, before_seq, limit, floor_seq,
             )
         else:
             rows = await self.pool.fetch(
                 "SELECT f.seq, f.follower_id FROM follows f "
                 "JOIN users u ON u.id = f.follower_id "
-                "WHERE f.followee_id = $1 AND f.seq < $2 "
+                "WHERE f.followee_id = $1 AND f.seq < $2 AND f.seq >= $5 "
                 "AND u.last_active_at > now() - $4::interval "
                 "ORDER BY f.seq DESC LIMIT $3",
-                followee, before_seq, limit, active_within,
+                followee, before_seq, limit, active_within, floor_seq,
             )
         return [(r[0], r[1]) for r in rows]
+
+    async def follower_marks(self, followee: int, every: int) -> list[int]:
+        """The follow seq of every `every`-th follower, newest first: boundaries that cut
+        a fan-out into chunks of `every` followers (one index-only scan)."""
+        rows = await self.pool.fetch(
+            "SELECT seq FROM (SELECT seq, row_number() OVER (ORDER BY seq DESC) AS n "
+            "FROM follows WHERE followee_id = $1) s WHERE n % $2 = 0 ORDER BY seq DESC",
+            followee, every,
+        )
+        return [r[0] for r in rows]
 
     async def following_page(
         self, follower: int, before_seq: int, limit: int

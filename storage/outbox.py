@@ -13,8 +13,8 @@ CHANNEL = "chirp_outbox"  # NOTIFY wakes the relay at once instead of on its nex
 
 async def add(tx: asyncpg.Connection, event: Event) -> None:
     await tx.execute(
-        "INSERT INTO outbox (kind, tweet_id, author_id) VALUES ($1, $2, $3)",
-        event.kind, event.tweet_id, event.author_id,
+        "INSERT INTO outbox (kind, tweet_id, author_id, text) VALUES ($1, $2, $3, $4)",
+        event.kind, event.tweet_id, event.author_id, event.text,
     )
     await tx.execute(f"NOTIFY {CHANNEL}")
 
@@ -27,13 +27,13 @@ async def relay_batch(
     batch (the bus consumer is idempotent anyway)."""
     async with pool.acquire() as conn, conn.transaction():
         rows = await conn.fetch(
-            "SELECT id, kind, tweet_id, author_id FROM outbox ORDER BY id LIMIT $1 "
+            "SELECT id, kind, tweet_id, author_id, text FROM outbox ORDER BY id LIMIT $1 "
             "FOR UPDATE SKIP LOCKED",
             limit,
         )
         if not rows:
             return 0
-        await publish([Event(r["kind"], r["tweet_id"], r["author_id"]) for r in rows])
+        await publish([Event(r[1], r[2], r[3], r[4]) for r in rows])
         await conn.execute(
             "DELETE FROM outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows]
         )

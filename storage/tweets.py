@@ -1,8 +1,9 @@
 """The tweet store: a small interface, and its PostgreSQL adapter.
 
-Every adapter (Cassandra arrives later) passes tests/contract/test_tweet_store.py. Writes
-take an optional `tx`: the PostgreSQL adapter joins the caller's transaction so a tweet,
-its counters and its outbox event commit together.
+Every adapter (PostgreSQL here, Cassandra in cassandra_tweets.py) passes
+tests/contract/test_tweet_store.py. Writes take an optional `tx`: the PostgreSQL adapter
+joins the caller's transaction so a tweet, its counters and its outbox event commit
+together.
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ class IdCollision(Unavailable):
 
 
 class TweetStore(Protocol):
+    # True if writes join the caller's PostgreSQL transaction (`tx`); False for stores
+    # elsewhere, whose writes Tweeting makes after committing and the worker repeats.
+    transactional: bool
+
     async def put(self, tweet: Tweet, tx: Any = None) -> None:
         """Store a tweet; repeating the same tweet is a no-op; IdCollision if the id holds a
         different tweet."""
@@ -51,6 +56,8 @@ def _tweet(row: asyncpg.Record) -> Tweet:
 
 
 class PostgresTweetStore:
+    transactional = True
+
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from runtime.container import redis_client
+from runtime.container import event_bus, redis_client
 from runtime.settings import load
-from storage.eventbus import RedisStreamBus
 
 
 async def run(command: str) -> None:
@@ -15,7 +14,7 @@ async def run(command: str) -> None:
     if not settings.redis_url:
         raise SystemExit("CHIRP_REDIS_URL must be set")
     redis = redis_client(settings.redis_url)
-    bus = RedisStreamBus(redis)
+    bus = event_bus(settings, redis, claim_idle_ms=30_000)
     try:
         if command == "list":
             for mid, event, error in await bus.dead(1000):
@@ -24,6 +23,7 @@ async def run(command: str) -> None:
         else:
             print(f"replayed {await bus.replay_dead()} events")
     finally:
+        await bus.close()
         await redis.aclose()
 
 

@@ -73,7 +73,8 @@ async def consume(services: Services, consumer: str, stop: asyncio.Event) -> Non
 
 async def _apply(services: Services, delivery: Delivery) -> bool:
     try:
-        await services.feed.apply(delivery.event)
+        # With the bus to publish to, a big fan-out is split into chunks the group shares.
+        await services.feed.apply(delivery.event, services.bus.publish)
         return True
     except Exception as e:
         log.warning("event %s failed (attempt %d): %r", delivery.message_id, delivery.attempts, e)
