@@ -80,7 +80,8 @@ def event_bus(settings: Settings, redis: Redis, claim_idle_ms: int) -> EventBus:
     if settings.event_bus == "redis":
         return RedisStreamBus(redis, claim_idle_ms=claim_idle_ms)
     return KafkaBus(
-        parse_kafka_url(settings.event_bus), partitions=settings.kafka_partitions,
+        parse_kafka_url(settings.event_bus), topic=settings.kafka_topic,
+        partitions=settings.kafka_partitions,
         claim_idle_ms=claim_idle_ms,
     )
 

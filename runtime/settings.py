@@ -36,6 +36,7 @@ class Settings:
     cassandra_consistency: str
     cassandra_replication: int
     kafka_partitions: int
+    kafka_topic: str
     fanout_chunk: int
     max_query_depth: int
     max_query_tokens: int
@@ -92,6 +93,12 @@ _CONSISTENCY_LEVELS = (
 )
 
 
+def _topic(name: str) -> str:
+    if len(name) > 200 or not all(c.isalnum() or c in "._-" for c in name):
+        raise ConfigError(f"CHIRP_KAFKA_TOPIC={name!r} must be letters, digits, '.', '_', '-'")
+    return name
+
+
 def _cassandra_url(url: str) -> None:
     # Imported here: the driver is only needed when Cassandra is configured.
     from storage.cassandra_tweets import parse_url
@@ -144,6 +151,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         cassandra_consistency=consistency,
         cassandra_replication=_int(env, "CHIRP_CASSANDRA_REPLICATION", 1, 1, 9),
         kafka_partitions=_int(env, "CHIRP_KAFKA_PARTITIONS", 12, 1, 10_000),
+        kafka_topic=_topic(env.get("CHIRP_KAFKA_TOPIC") or "chirp.events"),
         fanout_chunk=_int(env, "CHIRP_FANOUT_CHUNK", 20_000, 1000, 10**7),
         max_query_depth=_int(env, "CHIRP_MAX_QUERY_DEPTH", 10, 2, 100),
         max_query_tokens=_int(env, "CHIRP_MAX_QUERY_TOKENS", 2000, 100, 100_000),

@@ -36,6 +36,9 @@ class EventBus(Protocol):
     async def dead(self, count: int = 100) -> list[tuple[str, Event, str]]: ...
     async def replay_dead(self) -> int: ...
     async def lag(self) -> int: ...
+    async def release(self) -> None:
+        """Stop consuming until the next receive (Kafka: leave the group, so its
+        partitions go to the other consumers)."""
     async def close(self) -> None: ...
 
 
@@ -173,6 +176,9 @@ class RedisStreamBus:
         """Events not yet acknowledged: waiting plus in flight."""
         await self.ensure_group()
         return await self.redis.xlen(STREAM)
+
+    async def release(self) -> None:
+        """Nothing is held between calls: pending events are claimed by idle time."""
 
     async def close(self) -> None:
         """The Redis client belongs to the caller."""

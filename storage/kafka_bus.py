@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 GROUP = "fanout"
 REPLAY_GROUP = "fanout-replay"
 FIRST_RETRY_MS = 250
+JOIN_WAIT_S = 10.0
 
 
 def parse_url(url: str) -> str:
@@ -90,7 +91,7 @@ class _Listener(ConsumerRebalanceListener):
             self.bus._forget(tp)
 
     async def on_partitions_assigned(self, assigned) -> None:
-        return None
+        self.bus._joined.set()
 
 
 class KafkaBus:
@@ -116,6 +117,7 @@ class KafkaBus:
         self._retry: list[tuple[float, TopicPartition, int, Delivery]] = []
         self._lock = asyncio.Lock()
         self._watch: tuple[AIOKafkaAdminClient, AIOKafkaConsumer] | None = None
+        self._joined = asyncio.Event()
 
     # ------------------------------------------------------------------ set-up
 
@@ -155,6 +157,7 @@ class KafkaBus:
     async def _consumer_started(self, consumer: str) -> AIOKafkaConsumer:
         if self._consumer is None:
             await self.ensure_topics()
+            self._joined = asyncio.Event()
             c = AIOKafkaConsumer(
                 bootstrap_servers=self.bootstrap,
                 group_id=self.group,
@@ -170,6 +173,10 @@ class KafkaBus:
             c.subscribe([self.topic], listener=_Listener(self))
             await c.start()
             self._consumer = c
+            # Joining the group takes a round of rebalancing; until it is done a fetch
+            # returns nothing, which a caller would take for "no events".
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._joined.wait(), JOIN_WAIT_S)
         return self._consumer
 
     # ------------------------------------------------------------------ contract
@@ -356,13 +363,22 @@ class KafkaBus:
             with contextlib.suppress(Exception):
                 await admin.close()
 
+    async def release(self) -> None:
+        """Leave the group: commit what is done; the rest is redelivered to whoever
+        takes the partitions."""
+        async with self._lock:
+            if self._consumer is not None:
+                with contextlib.suppress(Exception):
+                    await self._commit_done()
+                consumer, self._consumer = self._consumer, None
+                await consumer.stop()
+            self._held.clear()
+            self._outstanding.clear()
+            self._retry.clear()
+
     async def close(self) -> None:
         await self._close_watch()
-        if self._consumer is not None:
-            with contextlib.suppress(Exception):
-                await self._commit_done()
-            await self._consumer.stop()
-            self._consumer = None
+        await self.release()
         if self._producer is not None:
             await self._producer.stop()
             self._producer = None

@@ -1,5 +1,10 @@
 """Real servers for the whole suite: an embedded PostgreSQL and Valkey (Redis-compatible)
-started once per session on free ports, plus helpers to talk GraphQL to the app."""
+started once per session on free ports, plus helpers to talk GraphQL to the app.
+
+CHIRP_TEST_STACK=kafka-cassandra runs the same tests with the event bus on the local
+Apache Kafka and the tweet store on the local Apache Cassandra (`make backends` starts
+them; tests/backends.py starts them if needed), each session on its own topic and
+keyspace. `make test` runs the suite both ways."""
 
 from __future__ import annotations
 
@@ -23,6 +28,10 @@ from runtime.settings import Settings, load
 from storage import outbox
 from workers.fanout import _apply
 
+SCALE_STACK = "kafka-cassandra"
+TEST_STACK = os.environ.get("CHIRP_TEST_STACK") or "default"
+assert TEST_STACK in ("default", SCALE_STACK), f"CHIRP_TEST_STACK={TEST_STACK!r}"
+
 
 @dataclass
 class Stack:
@@ -31,10 +40,33 @@ class Stack:
     valkey: EmbeddedValkey
     postgres_url: str
     redis_url: str
+    # CHIRP_* settings choosing the event bus and tweet store (empty: the defaults).
+    backend_env: dict[str, str]
+    backends: Any = None  # tests.backends.Backends when Kafka and Cassandra are in use
+
+
+def scale_backend_env(backends: Any, tag: str) -> dict[str, str]:
+    """Settings that put this session on Kafka and Cassandra, isolated by `tag`."""
+    return {
+        "CHIRP_EVENT_BUS": f"kafka://{backends.kafka_bootstrap}",
+        "CHIRP_KAFKA_TOPIC": f"chirp.test.{tag}",
+        "CHIRP_KAFKA_PARTITIONS": "6",
+        "CHIRP_TWEET_STORE": f"cassandra://{backends.cassandra_host}:"
+                             f"{backends.cassandra_port}/chirp_test_{tag}",
+        "CHIRP_CASSANDRA_CONSISTENCY": "LOCAL_QUORUM",
+    }
 
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory) -> Stack:
+    backends, backend_env = None, {}
+    if TEST_STACK == SCALE_STACK:
+        from tests.backends import ensure_backends
+
+        backends = ensure_backends()
+        if backends is None:
+            pytest.exit("CHIRP_TEST_STACK=kafka-cassandra needs Java (Kafka, Cassandra)", 3)
+        backend_env = scale_backend_env(backends, secrets.token_hex(4))
     root = tmp_path_factory.mktemp("stack")
     pg = EmbeddedPostgres(root / "pg")
     vk = EmbeddedValkey(root / "valkey")
@@ -44,7 +76,7 @@ def stack(tmp_path_factory) -> Stack:
     except BaseException:
         pg.stop()
         raise
-    yield Stack(root, pg, vk, pg_url, redis_url)
+    yield Stack(root, pg, vk, pg_url, redis_url, backend_env, backends)
     vk.stop()
     pg.stop()
 
@@ -57,6 +89,7 @@ def make_settings(stack: Stack, redis_url: str | None = None, **overrides: Any) 
         "CHIRP_DATA_DIR": str(stack.root / "data"),
         "CHIRP_CELEBRITY_THRESHOLD": "5",
         "CHIRP_TWEET_RATE_PER_HOUR": "100000",
+        **stack.backend_env,
     }
     env.update({f"CHIRP_{k.upper()}": str(v) for k, v in overrides.items()})
     return load(env)
@@ -164,19 +197,26 @@ async def api(services) -> AsyncIterator[Api]:
 
 async def drain(services: Services, consumer: str = "test-drain") -> int:
     """Relay the outbox and apply every bus event, as the worker does, until both are
-    empty. Returns events applied."""
+    empty. Returns events applied. On Kafka the consumer then leaves the group, so the
+    next drain (perhaps through other services) or a worker process gets every partition,
+    and "empty" means nothing is left uncommitted."""
     applied = 0
-    while True:
-        moved = await outbox.relay_batch(services.pool, services.bus.publish)
-        deliveries = await services.bus.receive(consumer, 200, block_ms=10)
-        ok = []
-        for d in deliveries:
-            if await _apply(services, d):
-                ok.append(d)
-        await services.bus.ack(ok)
-        applied += len(ok)
-        if not moved and not deliveries:
-            return applied
+    exact = services.settings.event_bus != "redis"
+    try:
+        while True:
+            moved = await outbox.relay_batch(services.pool, services.bus.publish)
+            deliveries = await services.bus.receive(consumer, 200, block_ms=10)
+            ok = []
+            for d in deliveries:
+                if await _apply(services, d):
+                    ok.append(d)
+            await services.bus.ack(ok)
+            applied += len(ok)
+            if not moved and not deliveries and (not exact or await services.bus.lag() == 0):
+                return applied
+    finally:
+        if exact:
+            await services.bus.release()
 
 
 def worker_env(stack: Stack, redis_url: str | None = None, **extra: str) -> dict[str, str]:
@@ -188,6 +228,32 @@ def worker_env(stack: Stack, redis_url: str | None = None, **extra: str) -> dict
         CHIRP_DATA_DIR=str(stack.root / "data"),
         CHIRP_CELEBRITY_THRESHOLD="5",
         CHIRP_WORKER_CLAIM_IDLE_MS="1000",
+        **stack.backend_env,
     )
     env.update(extra)
     return env
+
+
+@pytest.fixture(scope="session")
+def scale_backends(stack) -> Any:
+    """Kafka and Cassandra for the adapter contract suites, which run in every profile.
+    Without Java they are skipped, unless CHIRP_REQUIRE_BACKENDS=1 (CI), where
+    ensure_backends fails the run instead."""
+    if stack.backends is not None:
+        return stack.backends
+    from tests.backends import ensure_backends
+
+    backends = ensure_backends()
+    if backends is None:
+        pytest.skip("Kafka and Cassandra need Java (CHIRP_REQUIRE_BACKENDS=1 makes this fail)")
+    return backends
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def cassandra_store(scale_backends) -> AsyncIterator[Any]:
+    from storage.cassandra_tweets import CassandraTweetStore
+
+    env = scale_backend_env(scale_backends, "c" + secrets.token_hex(4))
+    store = await CassandraTweetStore.connect(env["CHIRP_TWEET_STORE"])
+    yield store
+    await store.close()

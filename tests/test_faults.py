@@ -169,7 +169,8 @@ async def test_postgres_down_answers_unavailable_then_recovers(stack, own_redis)
     pg = EmbeddedPostgres(stack.root / "faults-postgres")
     url = pg.start()
     try:
-        own = Stack(stack.root, pg, own_redis[0], url, own_redis[1])
+        own = Stack(stack.root, pg, own_redis[0], url, own_redis[1], stack.backend_env,
+                    stack.backends)
         async with api_with(own, redis_url=own_redis[1]) as api:
             token, _, _ = await api.sign_up("pgdown")
             await api.post(token, "before")

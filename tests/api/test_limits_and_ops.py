@@ -40,8 +40,7 @@ async def test_rest_adapters(api, services):
     r1 = await api.client.post("/v1/tweets", json={"text": "via rest"}, headers=headers)
     r2 = await api.client.post("/v1/tweets", json={"text": "via rest"}, headers=headers)
     assert r1.status_code == 201 and r1.json()["id"] == r2.json()["id"]
-    n = await services.pool.fetchval("SELECT count(*) FROM tweets WHERE author_id=$1", uid)
-    assert n == 1
+    assert len(await services.tweets.by_author(uid, limit=10)) == 1
     newer = await api.post(token, "newer")
     r = await api.client.get(
         "/v1/timeline/home", params={"since_id": r1.json()["id"], "limit": 5},
