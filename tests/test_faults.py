@@ -193,3 +193,43 @@ async def test_postgres_down_answers_unavailable_then_recovers(stack, own_redis)
             assert [e["node"]["text"] for e in body["data"]["homeTimeline"]["edges"]] == ["before"]
     finally:
         pg.stop()
+
+
+async def test_worker_dying_between_apply_and_commit_loses_and_duplicates_nothing(stack, env):
+    """The worker applies a batch and dies before acknowledging (committing) it. Its
+    successor gets the batch again and re-applies it: idempotent inserts mean every
+    follower ends with each tweet exactly once."""
+    api, svc, _vk, url = env
+    await drain(svc)
+    authors = [await api.sign_up("ab") for _ in range(3)]
+    followers = []
+    for _ in range(4):
+        token, fid, _ = await api.sign_up("fb")
+        for _t, aid, _h in authors:
+            await api.follow(token, aid)
+        followers.append((token, fid))
+        assert await api.home_ids(token) == []  # cached, so pushes land in Redis
+    tweets = [await api.post(t, f"t{n}") for n in range(3) for t, _a, _h in authors]
+    env_vars = worker_env(stack, url)
+    crashing = start_worker(dict(env_vars, CHIRP_FAULT_EXIT_BEFORE_ACK="1"))
+    try:
+        assert crashing.wait(60) == 70
+    finally:
+        crashing.kill()
+    assert await svc.bus.lag() > 0  # applied, never acknowledged
+    worker = start_worker(env_vars)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (await svc.bus.lag() or await _outbox(svc)):
+            await asyncio.sleep(0.2)
+        assert await svc.bus.lag() == 0
+    finally:
+        worker.terminate()
+        worker.wait(10)
+    for _token, fid in followers:
+        cached = (await svc.home.read(fid, count=50)).ids
+        assert cached == sorted(tweets, reverse=True), fid  # all there, none twice
+
+
+async def _outbox(svc) -> int:
+    return await svc.pool.fetchval("SELECT count(*) FROM outbox")

@@ -54,6 +54,8 @@ async def relay_outbox(services: Services, stop: asyncio.Event) -> None:
 
 
 async def consume(services: Services, consumer: str, stop: asyncio.Event) -> None:
+    # Fault injection for tests: die after applying a batch, before acknowledging it.
+    exit_before_ack = os.environ.get("CHIRP_FAULT_EXIT_BEFORE_ACK") == "1"
     while not stop.is_set():
         try:
             deliveries = await services.bus.receive(consumer, BATCH, block_ms=1000)
@@ -65,6 +67,9 @@ async def consume(services: Services, consumer: str, stop: asyncio.Event) -> Non
             continue
         results = await asyncio.gather(*(_apply(services, d) for d in deliveries))
         done = [d for d, ok in zip(deliveries, results, strict=True) if ok]
+        if exit_before_ack and done:
+            log.warning("fault injection: exiting before acknowledging %d events", len(done))
+            os._exit(70)
         try:
             await services.bus.ack(done)
         except Exception as e:  # unacked events are redelivered; applying is idempotent
