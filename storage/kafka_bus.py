@@ -81,6 +81,12 @@ class _Partition:
         return floor
 
 
+async def _partitions(admin: AIOKafkaAdminClient, topic: str) -> list[TopicPartition]:
+    """A topic's partitions (an unsubscribed consumer's metadata does not list them)."""
+    (described,) = await admin.describe_topics([topic])
+    return [TopicPartition(topic, p["partition"]) for p in described.get("partitions", ())]
+
+
 class _Listener(ConsumerRebalanceListener):
     def __init__(self, bus: KafkaBus) -> None:
         self.bus = bus
@@ -280,15 +286,12 @@ class KafkaBus:
     async def dead(self, count: int = 100) -> list[tuple[str, Event, str]]:
         """The oldest dead letters still in the topic (listing never moves the replay)."""
         await self.ensure_topics()
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=5000)
         c = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        await admin.start()
         await c.start()
         try:
-            parts = [TopicPartition(self.dead_topic, p)
-                     for p in c.partitions_for_topic(self.dead_topic) or ()]
-            if not parts:
-                await c.force_metadata_update()
-                parts = [TopicPartition(self.dead_topic, p)
-                         for p in c.partitions_for_topic(self.dead_topic) or ()]
+            parts = await _partitions(admin, self.dead_topic)
             c.assign(parts)
             await c.seek_to_beginning(*parts)
             ends = await c.end_offsets(parts)
@@ -302,6 +305,7 @@ class KafkaBus:
             return out
         finally:
             await c.stop()
+            await admin.close()
 
     async def replay_dead(self) -> int:
         """Send every dead letter not replayed before back to the main topic."""
@@ -339,8 +343,7 @@ class KafkaBus:
         admin, c = self._watch
         try:
             committed = await admin.list_consumer_group_offsets(self.group)
-            parts = [TopicPartition(self.topic, p)
-                     for p in c.partitions_for_topic(self.topic) or ()]
+            parts = await _partitions(admin, self.topic)
             if not parts:
                 return 0
             ends = await c.end_offsets(parts)
