@@ -27,7 +27,11 @@ from urllib.parse import urlsplit
 
 from cassandra import ConsistencyLevel, DriverException
 from cassandra.cluster import Cluster, NoHostAvailable, ResponseFuture, Session
-from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
+from cassandra.policies import (
+    DCAwareRoundRobinPolicy,
+    ExponentialReconnectionPolicy,
+    TokenAwarePolicy,
+)
 from cassandra.query import BatchStatement, BatchType, tuple_factory
 
 from core.errors import Unavailable
@@ -113,6 +117,9 @@ def connect_cluster(hosts: list[str], port: int) -> tuple[Cluster, Session]:
     cluster = Cluster(
         hosts, port=port,
         load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy()),
+        # The default backs off to 10 minutes between tries: after an outage reads would
+        # stay UNAVAILABLE long after the node is back. Retry at least every 5 s.
+        reconnection_policy=ExponentialReconnectionPolicy(0.5, 5.0),
         connect_timeout=5, control_connection_timeout=5,
     )
     session = cluster.connect()
