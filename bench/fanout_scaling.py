@@ -1,0 +1,124 @@
+"""Fan-out on Redis Streams versus Kafka, with 1 and 2 worker processes:
+`python -m bench.fanout_scaling` (`make bench-fanout-scaling`).
+
+One author with N followers (timelines cached), chunked into `--chunk`-follower events.
+For each bus and worker count: start the workers, post, and time until the deliveries
+counter has grown by N (every follower pushed once), `--runs` times; report the median.
+Starts its own PostgreSQL and Valkey in a temporary directory and uses the local Kafka
+(`make backends`, started here if needed). Loopback only, bounded in time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.seed import author_with_followers
+
+ROOT = Path(__file__).resolve().parent.parent
+DELIVERIES = "chirp:stats:deliveries"
+
+
+async def _measure(svc, author: int, followers: int, workers: int, runs: int,
+                   env: dict[str, str]) -> list[float]:
+    procs = [
+        await asyncio.create_subprocess_exec(sys.executable, "-m", "workers.fanout", cwd=ROOT,
+                                             env=env)
+        for _ in range(workers)
+    ]
+    try:
+        await asyncio.sleep(8)  # started, ids leased, group joined and balanced
+        times = []
+        for n in range(runs):
+            base = int(await svc.redis.get(DELIVERIES) or 0)
+            await svc.tweeting.post(author, f"fan-out {workers}w run {n}")
+            t0 = time.perf_counter()
+            while int(await svc.redis.get(DELIVERIES) or 0) - base < followers:
+                if time.perf_counter() - t0 > 180:
+                    raise TimeoutError("fan-out did not finish in 180 s")
+                await asyncio.sleep(0.005)
+            times.append(time.perf_counter() - t0)
+            await asyncio.sleep(0.5)
+        return times
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            await p.wait()
+
+
+async def run(followers: int, chunk: int, runs: int, buses: list[str]) -> dict:
+    from runtime.container import open_services
+    from runtime.settings import load
+
+    results: dict = {"followers": followers, "chunk": chunk, "runs": runs,
+                     "cores": os.cpu_count()}
+    seeded = None
+    for bus in buses:
+        env = dict(os.environ)
+        if bus != "redis":
+            env.update(CHIRP_EVENT_BUS=bus, CHIRP_KAFKA_TOPIC=f"bench.{secrets.token_hex(3)}",
+                       CHIRP_KAFKA_PARTITIONS="12")
+        svc = await open_services(load(env))
+        try:
+            if seeded is None:
+                author, ids = await author_with_followers(svc, followers)
+                async with svc.redis.pipeline(transaction=False) as pipe:
+                    for u in ids:
+                        pipe.set(svc.home.key(u), b"", ex=3600)
+                    await pipe.execute()
+                seeded = author
+            name = "kafka" if bus != "redis" else "redis"
+            for workers in (1, 2):
+                times = await _measure(svc, seeded, followers, workers, runs, env)
+                med = statistics.median(times)
+                results[f"{name}_{workers}w_seconds"] = round(med, 3)
+                results[f"{name}_{workers}w_deliveries_per_s"] = round(followers / med)
+            results[f"{name}_2w_vs_1w_speedup_ratio"] = round(
+                results[f"{name}_1w_seconds"] / results[f"{name}_2w_seconds"], 2)
+        finally:
+            await svc.close()
+    if "kafka_1w_seconds" in results and "redis_1w_seconds" in results:
+        results["kafka_vs_redis_1w_deliveries_ratio"] = round(
+            results["kafka_1w_deliveries_per_s"] / results["redis_1w_deliveries_per_s"], 2)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--followers", type=int, default=100_000)
+    parser.add_argument("--chunk", type=int, default=10_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--kafka", default="127.0.0.1:9092",
+                        help="bootstrap servers; 'none' measures Redis Streams only")
+    args = parser.parse_args()
+    from deploy.local.stack import LocalStack
+
+    buses = ["redis"]
+    if args.kafka != "none":
+        if args.kafka == "127.0.0.1:9092":
+            from deploy.local.backends import servers, start_all
+
+            start_all(servers(only="kafka"), report=False)
+        buses.append(f"kafka://{args.kafka}")
+    with tempfile.TemporaryDirectory(prefix="chirp-fanout-") as tmp, LocalStack(Path(tmp)) as st:
+        os.environ.update(CHIRP_POSTGRES_URL=st.postgres_url, CHIRP_REDIS_URL=st.redis_url,
+                          CHIRP_DATA_DIR=tmp, CHIRP_JWT_SECRET="b" * 48, CHIRP_ENV="test",
+                          CHIRP_CELEBRITY_THRESHOLD=str(10**9),
+                          CHIRP_FANOUT_CHUNK=str(args.chunk),
+                          CHIRP_WORKER_CLAIM_IDLE_MS="60000",
+                          CHIRP_TWEET_RATE_PER_HOUR="1000000")
+        print(json.dumps(asyncio.run(run(args.followers, args.chunk, args.runs, buses)),
+                         indent=2))
+
+
+if __name__ == "__main__":
+    main()
