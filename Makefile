@@ -5,7 +5,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test lint venv web browser clean bench-home bench-fanout bench-live
+.PHONY: dev test lint venv web browser clean bench-home bench-fanout bench-live backends \
+	backends-stop
 
 venv: $(STAMP)
 
@@ -36,7 +37,19 @@ browser:
 	  apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } || \
 	  { echo "the live-page test needs Chromium: apt-get install chromium"; exit 1; }
 
+# Kafka 9092 and Cassandra 9042 as background daemons from Maven Central jars (needs java
+# and mvn); idempotent, and they keep running: `make backends-stop` ends them.
+backends: venv
+	$(PY) -m deploy.local.backends start
+
+backends-stop: venv
+	$(PY) -m deploy.local.backends stop
+
+# Without java the backend tests skip, unless CHIRP_REQUIRE_BACKENDS=1 (CI) fails them.
 test: venv web browser
+	@if command -v java >/dev/null; then $(MAKE) --no-print-directory backends; \
+	elif [ "$$CHIRP_REQUIRE_BACKENDS" = 1 ]; then \
+	  echo "CHIRP_REQUIRE_BACKENDS=1: Kafka and Cassandra need java 17 and mvn"; exit 1; fi
 	$(PY) -m pytest
 
 # Rough single-process homeTimeline throughput (uses wrk if installed: apt-get install wrk).

@@ -1,0 +1,73 @@
+"""Kafka and Cassandra for the tests: the same long-lived local daemons `make backends`
+starts (deploy.local.backends), started here if they are not running and left running.
+
+`ensure_backends()` returns None only when java is absent and the run does not require
+the backends; with CHIRP_REQUIRE_BACKENDS=1 (CI) a missing java or a server that will
+not start raises BackendsUnavailable: a failure, never a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+
+from deploy.local.backends import servers, start_all
+from deploy.local.cassandra import LocalCassandra
+from deploy.local.kafka import LocalKafka
+
+
+class BackendsUnavailable(RuntimeError):
+    pass
+
+
+def required() -> bool:
+    return os.environ.get("CHIRP_REQUIRE_BACKENDS") == "1"
+
+
+def java_available() -> bool:
+    home = os.environ.get("JAVA_HOME")
+    return bool(shutil.which("java") or (home and os.access(f"{home}/bin/java", os.X_OK)))
+
+
+@dataclass
+class Backends:
+    """Running servers. `kafka.stop()`/`kafka.start()` (likewise `cassandra`) take one
+    down and bring it back on the same data, for fault tests; start() waits until it
+    serves clients again."""
+
+    kafka: LocalKafka
+    cassandra: LocalCassandra
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return self.kafka.bootstrap_servers  # "127.0.0.1:9092"
+
+    @property
+    def cassandra_host(self) -> str:
+        return self.cassandra.host  # "127.0.0.1"
+
+    @property
+    def cassandra_contact_points(self) -> list[str]:
+        return self.cassandra.contact_points  # ["127.0.0.1"]
+
+    @property
+    def cassandra_port(self) -> int:
+        return self.cassandra.port  # 9042
+
+
+def ensure_backends() -> Backends | None:
+    if not java_available():
+        if required():
+            raise BackendsUnavailable(
+                "CHIRP_REQUIRE_BACKENDS=1 but java is not on PATH: Kafka and Cassandra need "
+                "OpenJDK 17 and Maven (apt-get install openjdk-17-jdk-headless maven)")
+        return None
+    found = servers()
+    try:
+        start_all(found, report=False)
+    except Exception as e:
+        raise BackendsUnavailable(f"Kafka/Cassandra did not start: {e}") from e
+    kafka, cassandra = found["kafka"], found["cassandra"]
+    assert isinstance(kafka, LocalKafka) and isinstance(cassandra, LocalCassandra)
+    return Backends(kafka, cassandra)

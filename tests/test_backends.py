@@ -1,0 +1,102 @@
+"""The local Kafka and Cassandra serve clients, and come back on the same data after a
+stop: what the adapters and the fault tests rely on."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from cassandra.cluster import Cluster
+
+from tests.backends import Backends, ensure_backends
+
+KEYSPACE = "chirp_backends_test"
+
+
+@pytest.fixture(scope="module")
+def backends() -> Backends:
+    found = ensure_backends()
+    if found is None:
+        pytest.skip("java is not on PATH (CHIRP_REQUIRE_BACKENDS=1 makes this a failure)")
+    return found
+
+
+async def _produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        for value in values:
+            await producer.send_and_wait(topic, value)
+    finally:
+        await producer.stop()
+
+
+async def _consume(bootstrap: str, topic: str, count: int) -> list[bytes]:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                group_id=f"test-{uuid.uuid4().hex[:8]}")
+    await consumer.start()
+    try:
+        got: list[bytes] = []
+        async with asyncio.timeout(30):
+            while len(got) < count:
+                got.append((await consumer.getone()).value)
+        return got
+    finally:
+        await consumer.stop()
+
+
+async def test_kafka_round_trip(backends: Backends) -> None:
+    topic = f"roundtrip-{uuid.uuid4().hex[:8]}"
+    await _produce(backends.kafka_bootstrap, topic, [b"one", b"two"])
+    assert await _consume(backends.kafka_bootstrap, topic, 2) == [b"one", b"two"]
+
+
+async def test_kafka_stop_start_keeps_messages(backends: Backends) -> None:
+    topic = f"restart-{uuid.uuid4().hex[:8]}"
+    await _produce(backends.kafka_bootstrap, topic, [b"before"])
+    await asyncio.to_thread(backends.kafka.stop)
+    assert not backends.kafka.is_running()
+    assert await asyncio.to_thread(backends.kafka.start)  # launched afresh
+    await _produce(backends.kafka_bootstrap, topic, [b"after"])
+    assert await _consume(backends.kafka_bootstrap, topic, 2) == [b"before", b"after"]
+
+
+def _session(backends: Backends):  # -> (Cluster, Session)
+    cluster = Cluster(backends.cassandra_contact_points, port=backends.cassandra_port)
+    session = cluster.connect()
+    session.execute(f"CREATE KEYSPACE IF NOT EXISTS {KEYSPACE} WITH replication = "
+                    "{'class': 'SimpleStrategy', 'replication_factor': 1}")
+    session.execute(f"CREATE TABLE IF NOT EXISTS {KEYSPACE}.kv (k text PRIMARY KEY, v text)")
+    return cluster, session
+
+
+def test_cassandra_query(backends: Backends) -> None:
+    cluster, session = _session(backends)
+    try:
+        assert session.execute("SELECT release_version FROM system.local").one() \
+            .release_version.startswith("5.0")
+        key = uuid.uuid4().hex
+        session.execute(f"INSERT INTO {KEYSPACE}.kv (k, v) VALUES (%s, %s)", (key, "x"))
+        assert session.execute(f"SELECT v FROM {KEYSPACE}.kv WHERE k = %s", (key,)).one().v == "x"
+    finally:
+        cluster.shutdown()
+
+
+def test_cassandra_stop_start_keeps_rows(backends: Backends) -> None:
+    cluster, session = _session(backends)
+    key = uuid.uuid4().hex
+    try:
+        session.execute(f"INSERT INTO {KEYSPACE}.kv (k, v) VALUES (%s, %s)", (key, "kept"))
+    finally:
+        cluster.shutdown()
+    backends.cassandra.stop()
+    assert not backends.cassandra.is_running()
+    assert backends.cassandra.start()
+    cluster, session = _session(backends)
+    try:
+        assert session.execute(f"SELECT v FROM {KEYSPACE}.kv WHERE k = %s", (key,)).one().v \
+            == "kept"
+    finally:
+        cluster.shutdown()
