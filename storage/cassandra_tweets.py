@@ -26,7 +26,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from cassandra import ConsistencyLevel, DriverException
-from cassandra.cluster import Cluster, NoHostAvailable, ResponseFuture, Session
+from cassandra.cluster import (
+    EXEC_PROFILE_DEFAULT,
+    Cluster,
+    ExecutionProfile,
+    NoHostAvailable,
+    ResponseFuture,
+    Session,
+)
 from cassandra.policies import (
     DCAwareRoundRobinPolicy,
     ExponentialReconnectionPolicy,
@@ -114,18 +121,20 @@ def _settle(done: asyncio.Future, rows: Any, exc: BaseException | None) -> None:
 
 def connect_cluster(hosts: list[str], port: int) -> tuple[Cluster, Session]:
     """Blocking: run it in a thread."""
+    profile = ExecutionProfile(
+        load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy()),
+        row_factory=tuple_factory,
+        request_timeout=5,
+    )
     cluster = Cluster(
         hosts, port=port,
-        load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy()),
+        execution_profiles={EXEC_PROFILE_DEFAULT: profile},
         # The default backs off to 10 minutes between tries: after an outage reads would
         # stay UNAVAILABLE long after the node is back. Retry at least every 5 s.
         reconnection_policy=ExponentialReconnectionPolicy(0.5, 5.0),
         connect_timeout=5, control_connection_timeout=5,
     )
-    session = cluster.connect()
-    session.row_factory = tuple_factory
-    session.default_timeout = 5
-    return cluster, session
+    return cluster, cluster.connect()
 
 
 def migrate(session: Session, keyspace: str, replication: int = 1,
@@ -196,21 +205,23 @@ class CassandraTweetStore:
             "AND id < ? AND id > ? LIMIT ?")
 
     @classmethod
+    def open(cls, url: str, consistency: str = "LOCAL_QUORUM",
+             replication: int = 1) -> CassandraTweetStore:
+        """Blocking: connect, migrate and prepare."""
+        hosts, port, keyspace = parse_url(url)
+        cluster, session = connect_cluster(hosts, port)
+        try:
+            migrate(session, keyspace, replication)
+            return cls(cluster, session, keyspace, consistency)
+        except BaseException:
+            cluster.shutdown()
+            raise
+
+    @classmethod
     async def connect(cls, url: str, consistency: str = "LOCAL_QUORUM",
                       replication: int = 1) -> CassandraTweetStore:
-        hosts, port, keyspace = parse_url(url)
-
-        def setup() -> CassandraTweetStore:
-            cluster, session = connect_cluster(hosts, port)
-            try:
-                migrate(session, keyspace, replication)
-                return cls(cluster, session, keyspace, consistency)
-            except BaseException:
-                cluster.shutdown()
-                raise
-
         try:
-            return await asyncio.to_thread(setup)
+            return await asyncio.to_thread(cls.open, url, consistency, replication)
         except (DriverException, NoHostAvailable, OSError) as e:
             raise Unavailable(f"Cassandra at {url} unavailable: {e}") from e
 

@@ -51,7 +51,7 @@ def scale_backend_env(backends: Any, tag: str) -> dict[str, str]:
         "CHIRP_EVENT_BUS": f"kafka://{backends.kafka_bootstrap}",
         "CHIRP_KAFKA_TOPIC": f"chirp.test.{tag}",
         "CHIRP_KAFKA_PARTITIONS": "6",
-        "CHIRP_TWEET_STORE": f"cassandra://{backends.cassandra_host}:"
+        "CHIRP_TWEET_STORE": f"cassandra://{backends.cassandra_contact_points[0]}:"
                              f"{backends.cassandra_port}/chirp_test_{tag}",
         "CHIRP_CASSANDRA_CONSISTENCY": "LOCAL_QUORUM",
     }
@@ -249,11 +249,12 @@ def scale_backends(stack) -> Any:
     return backends
 
 
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def cassandra_store(scale_backends) -> AsyncIterator[Any]:
+@pytest.fixture(scope="session")
+def cassandra_store(scale_backends) -> Any:
+    """Synchronous, so an async fixture may ask for it with getfixturevalue."""
     from storage.cassandra_tweets import CassandraTweetStore
 
     env = scale_backend_env(scale_backends, "c" + secrets.token_hex(4))
-    store = await CassandraTweetStore.connect(env["CHIRP_TWEET_STORE"])
+    store = CassandraTweetStore.open(env["CHIRP_TWEET_STORE"])
     yield store
-    await store.close()
+    store.cluster.shutdown()
