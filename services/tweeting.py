@@ -13,6 +13,7 @@ tweet in `tweet_deletions` first, so two racing deletes decrement the counter on
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from datetime import UTC, datetime
@@ -30,6 +31,8 @@ from storage.ratelimit import RateLimiter
 from storage.tweets import IdCollision, TweetStore
 
 log = logging.getLogger(__name__)
+
+REPEAT_LOOKS = 40  # x 50 ms: how long a repeated post waits for the first to be stored
 
 
 class Tweeting:
@@ -120,10 +123,23 @@ class Tweeting:
         )
         if tweet_id is None:
             return None
-        found = await self.store.get_many([tweet_id])
-        if tweet_id not in found:
-            raise NotFound("the tweet first posted with this idempotency key was deleted")
-        return found[tweet_id]
+        # A store outside the transaction receives the tweet just after the commit: a
+        # repeat racing the first post may look before it lands, so look again briefly.
+        for _ in range(REPEAT_LOOKS):
+            found = await self.store.get_many([tweet_id])
+            if tweet_id in found:
+                return found[tweet_id]
+            if self.store.transactional or await self._deleted(tweet_id):
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise Unavailable("the tweet first posted with this key is still being stored")
+        raise NotFound("the tweet first posted with this idempotency key was deleted")
+
+    async def _deleted(self, tweet_id: int) -> bool:
+        return bool(await self.pool.fetchval(
+            "SELECT true FROM tweet_deletions WHERE tweet_id = $1", tweet_id
+        ))
 
     async def _check_rate(self, author_id: int) -> None:
         try:
