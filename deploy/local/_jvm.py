@@ -13,6 +13,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -155,6 +156,11 @@ class JvmServer:
 
     def jvm_tags(self) -> list[str]:
         return [self.tag, f"-Dchirp.data_dir={self.data_dir}"]
+
+    def user_opts(self) -> list[str]:
+        """CHIRP_BACKENDS_JVM_OPTS, last so they win: e.g. -XX:TieredStopAtLevel=1 (no C2
+        JIT) halves the CPU a start takes, at a cost to throughput (see docs/backends.md)."""
+        return shlex.split(os.environ.get("CHIRP_BACKENDS_JVM_OPTS", ""))
 
     # -- lifecycle ----------------------------------------------------------------------
 

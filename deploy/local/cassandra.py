@@ -132,7 +132,7 @@ request_timeout: 20000ms
             "-Dcassandra-foreground=yes",
             # One node: no peers' gossip to wait for.
             "-Dcassandra.skip_wait_for_gossip_to_settle=0",
-            "-cp", cp, "org.apache.cassandra.service.CassandraDaemon",
+            *self.user_opts(), "-cp", cp, "org.apache.cassandra.service.CassandraDaemon",
         ]
 
     def probe(self) -> bool:

@@ -136,7 +136,7 @@ class LocalKafka(JvmServer):
             "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-XX:InitiatingHeapOccupancyPercent=35",
             "-XX:+ExplicitGCInvokesConcurrent", "-XX:+ExitOnOutOfMemoryError",
             "-Djava.awt.headless=true", *self._logging(),
-            "-cp", cp, "kafka.Kafka", str(self.data_dir / "server.properties"),
+            *self.user_opts(), "-cp", cp, "kafka.Kafka", str(self.data_dir / "server.properties"),
         ]
 
     def probe(self) -> bool:
