@@ -3,30 +3,16 @@ and their details masked."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
-import asyncpg
 import strawberry
 from graphql import GraphQLError
-from redis.exceptions import RedisError
 
 from core.errors import ChirpError, Unavailable
+from runtime.failures import is_transient
 
 log = logging.getLogger("chirp.graphql")
-
-_UNAVAILABLE = (
-    RedisError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.exceptions.CannotConnectNowError,
-    asyncpg.exceptions.TooManyConnectionsError,
-    ConnectionError,
-    TimeoutError,
-    asyncio.TimeoutError,
-    OSError,
-)
 
 
 def classify(error: GraphQLError) -> tuple[str, str, dict[str, Any]]:
@@ -39,7 +25,7 @@ def classify(error: GraphQLError) -> tuple[str, str, dict[str, Any]]:
     if original is None:
         # Parse, validation, limiter and argument-coercion errors: the client's query.
         return "BAD_USER_INPUT", error.message, {}
-    if isinstance(original, _UNAVAILABLE):
+    if is_transient(original):
         return Unavailable.code, "a backend is unavailable; retry shortly", {}
     return "INTERNAL_SERVER_ERROR", "internal error", {}
 

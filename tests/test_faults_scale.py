@@ -77,7 +77,7 @@ async def test_cassandra_stopped_reads_unavailable_then_recover(stack, scale_bac
         reader, _rid, _ = await api.sign_up("cr")
         writer, wid, handle = await api.sign_up("cw")
         await api.follow(reader, wid)
-        first = await api.post(writer, "first")
+        assert await api.home_ids(reader) == []  # cached: only fan-out brings tweets now
         worker = subprocess.Popen([sys.executable, "-m", "workers.fanout"], cwd=ROOT,
                                   env=env_vars)
         try:
@@ -85,7 +85,8 @@ async def test_cassandra_stopped_reads_unavailable_then_recover(stack, scale_bac
                 body = await api.gql("{homeTimeline{edges{node{id text}}}}", token=reader)
                 return body
 
-            await _until(lambda: _ids_are(home, [first]), 60, "the first tweet")
+            first = await api.post(writer, "first")
+            await _until(lambda: _ids_are(home, [first]), 60, "the first tweet, fanned out")
             scale_backends.cassandra.stop()
             try:
                 body = await home()

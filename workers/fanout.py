@@ -3,7 +3,8 @@ the FeedManager. Run as its own process: `python -m workers.fanout`.
 
 At-least-once: an event is acknowledged only after FeedManager.apply returns, and every
 apply is idempotent, so a worker killed mid-fan-out is finished by whoever claims the
-event next. An event failing MAX_ATTEMPTS times goes to the dead-letter stream.
+event next. An event failing MAX_ATTEMPTS times goes to the dead-letter stream, unless it
+failed because a backend is down: that is retried until the backend is back.
 """
 
 from __future__ import annotations
@@ -17,8 +18,11 @@ import signal
 import socket
 
 import asyncpg
+from redis.exceptions import RedisError
 
+from core.errors import ChirpError
 from runtime.container import Services, open_services
+from runtime.failures import is_transient
 from runtime.settings import load
 from storage import outbox
 from storage.eventbus import Delivery
@@ -83,6 +87,8 @@ async def _apply(services: Services, delivery: Delivery) -> bool:
         return True
     except Exception as e:
         log.warning("event %s failed (attempt %d): %r", delivery.message_id, delivery.attempts, e)
+        if is_transient(e):
+            return False  # a backend is down: retried (with backoff) until it is back
         if delivery.attempts >= MAX_ATTEMPTS:
             with contextlib.suppress(Exception):
                 await services.bus.dead_letter(delivery, repr(e))
@@ -97,12 +103,24 @@ async def _sleep(stop: asyncio.Event, seconds: float) -> None:
 async def run(consumer: str | None = None) -> None:
     settings = load()
     claim_idle = int(os.environ.get("CHIRP_WORKER_CLAIM_IDLE_MS", "30000"))
-    services = await open_services(settings, claim_idle_ms=claim_idle)
     consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    # A backend down at start-up is waited for, not fatal: the worker then recovers with
+    # the rest of the system instead of needing a supervisor to restart it.
+    delay = 0.5
+    while True:
+        try:
+            services = await open_services(settings, claim_idle_ms=claim_idle)
+            break
+        except (ChirpError, OSError, asyncpg.PostgresError, RedisError) as e:
+            log.warning("fan-out worker waiting for its backends: %s", e)
+            await _sleep(stop, delay)
+            delay = min(delay * 2, 5.0)
+            if stop.is_set():
+                return
     log.info("fan-out worker %s started", consumer)
     try:
         await asyncio.gather(relay_outbox(services, stop), consume(services, consumer, stop))
