@@ -1,16 +1,31 @@
 """Live delivery with thousands of WebSocket subscribers on one API process:
 `python -m bench.live_subscribers --subscribers 2000`.
 
-Seeds one author followed by every subscriber, opens the subscriptions (raw
-graphql-transport-ws over `websockets`), posts tweets through the API one a second, and
-measures post-to-delivery latency (from the tweet's Snowflake timestamp to its arrival at
-each subscriber) and the API process's memory per connection. Loopback only, bounded.
+Seeds one author followed by every subscriber, opens the subscriptions, posts tweets through
+the API (one a second by default) and measures post-to-delivery latency: from the poster's
+clock just before it sends `postTweet` to the subscriber's clock when the frame's bytes
+reach its process. Both are `time.time()` (CLOCK_REALTIME) on the same machine.
+
+The subscribers do not run in the benchmark's own process. They run in `--clients` child
+processes, each a lean raw WebSocket client (an asyncio Protocol parsing frames itself, on
+uvloop): a full-featured client library spends more CPU per frame than the server does
+after this work, and on a 2-core machine that CPU is taken from the server under test.
+Each client reports its own CPU time during the posting window, and the benchmark the API
+process's and the worker's, so the per-delivery costs of both sides are printed next to the
+latencies.
+
+`--root DIR` runs the API and the worker from another source tree (for example an export
+of an older commit: `git archive <rev> | tar -x -C DIR`); several roots separated by commas
+run one after the other in the same invocation, each on a fresh database and Valkey, for a
+side-by-side comparison. Loopback only; every phase has a time limit.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import contextlib
 import json
 import os
 import resource
@@ -21,10 +36,8 @@ import time
 from pathlib import Path
 
 import httpx
+import orjson
 import psutil
-
-from bench.seed import author_with_followers
-from core.ids import id_timestamp_ms
 
 ROOT = Path(__file__).resolve().parent.parent
 # As `make dev` runs it; BENCH_UVICORN_ARGS overrides (e.g. "--ws-per-message-deflate true").
@@ -32,9 +45,173 @@ EXTRA_UVICORN = (
     os.environ.get("BENCH_UVICORN_ARGS") or "--ws-per-message-deflate false"
 ).split()
 SUB = "subscription { homeTimeline { kind tweetId } }"
+CONNECT_LIMIT_S = 600  # every subscription set up and present within this
+SETUP_PARALLEL = 64  # handshakes in flight per client process
+
+
+# ----------------------------------------------------------------------- the lean client
+
+
+class _Conn(asyncio.Protocol):
+    """One graphql-transport-ws subscription over a raw WebSocket: handshake, then frames
+    parsed by hand (server frames are unmasked; ours must be masked)."""
+
+    def __init__(self, client: _Client, host: str, port: int, token: str) -> None:
+        self.client, self.host, self.port, self.token = client, host, port, token
+        self.transport: asyncio.Transport | None = None
+        self.buf = b""
+        self.upgraded = False
+        self.acked = False
+        self.seen: set[int] = set()
+        self.done = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        key = base64.b64encode(os.urandom(16)).decode()
+        transport.write(
+            f"GET /graphql HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+            f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: graphql-transport-ws\r\n"
+            "\r\n".encode()
+        )
+
+    def connection_lost(self, exc) -> None:
+        self.client.closed += 1
+        if not self.done.done():
+            self.done.set_exception(ConnectionError(f"closed during setup: {exc}"))
+
+    def send(self, payload: bytes, opcode: int = 1) -> None:
+        mask = os.urandom(4)
+        n = len(payload)
+        head = bytes([0x80 | opcode])
+        if n < 126:
+            head += bytes([0x80 | n])
+        elif n < 65536:
+            head += bytes([0x80 | 126]) + n.to_bytes(2, "big")
+        else:
+            head += bytes([0x80 | 127]) + n.to_bytes(8, "big")
+        full = (mask * (n // 4 + 1))[:n]
+        masked = (int.from_bytes(payload, "big") ^ int.from_bytes(full, "big")).to_bytes(n, "big")
+        self.transport.write(head + mask + masked)
+
+    def data_received(self, data: bytes) -> None:
+        now = time.time()
+        buf = self.buf + data
+        if not self.upgraded:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                self.buf = buf
+                return
+            if not buf.startswith(b"HTTP/1.1 101"):
+                self.done.set_exception(ConnectionError(buf[:200].decode("latin-1")))
+                self.transport.close()
+                return
+            self.upgraded = True
+            buf = buf[end + 4:]
+            self.send(orjson.dumps({"type": "connection_init",
+                                    "payload": {"authorization": f"Bearer {self.token}"}}))
+        pos = 0
+        size = len(buf)
+        while size - pos >= 2:
+            b0, b1 = buf[pos], buf[pos + 1] & 0x7F
+            head = 2
+            if b1 == 126:
+                if size - pos < 4:
+                    break
+                b1, head = int.from_bytes(buf[pos + 2:pos + 4], "big"), 4
+            elif b1 == 127:
+                if size - pos < 10:
+                    break
+                b1, head = int.from_bytes(buf[pos + 2:pos + 10], "big"), 10
+            if size - pos < head + b1:
+                break
+            payload = buf[pos + head:pos + head + b1]
+            pos += head + b1
+            opcode = b0 & 0x0F
+            if opcode == 1:
+                self.on_text(payload, now)
+            elif opcode == 9:
+                self.send(payload, 10)  # pong: uvicorn drops sockets that do not answer
+            elif opcode == 8:
+                self.transport.close()
+        self.buf = buf[pos:]
+
+    def on_text(self, payload: bytes, now: float) -> None:
+        msg = orjson.loads(payload)
+        kind = msg.get("type")
+        if kind == "next":
+            event = msg["payload"]["data"]["homeTimeline"]
+            if event["kind"] == "TWEET_ADDED":
+                tweet = int(event["tweetId"])
+                if tweet in self.seen:
+                    self.client.duplicates += 1
+                    return
+                self.seen.add(tweet)
+                self.client.arrivals.setdefault(tweet, []).append(now)
+                self.client.count += 1
+                if self.client.count == self.client.expect:
+                    print("complete", flush=True)
+            elif event["kind"] == "RESYNC":
+                self.client.resyncs += 1  # a real client would refetch here
+        elif kind == "connection_ack" and not self.acked:
+            self.acked = True
+            self.send(orjson.dumps({"id": "1", "type": "subscribe",
+                                    "payload": {"query": self.client.query}}))
+            self.done.set_result(None)
+        elif kind in ("error", "complete"):
+            self.client.errors += 1
+
+
+class _Client:
+    def __init__(self, query: str, expect: int) -> None:
+        self.query = query
+        self.expect = expect  # deliveries that make the run complete
+        self.count = 0
+        self.arrivals: dict[int, list[float]] = {}
+        self.resyncs = self.duplicates = self.errors = self.closed = 0
+        self.conns: list[_Conn] = []
+
+
+async def _client_main() -> None:
+    """A client process: reads its config from stdin, prints `ready`, waits for `go` and
+    `stop` lines (printing `complete` once every expected delivery arrived), then prints
+    what arrived and its own CPU time in between."""
+    config = json.loads(sys.stdin.readline())
+    loop = asyncio.get_running_loop()
+    client = _Client(config["query"], config["expect"])
+    gate = asyncio.Semaphore(SETUP_PARALLEL)
+
+    async def open_one(token: str) -> None:
+        async with gate:
+            _t, conn = await loop.create_connection(
+                lambda: _Conn(client, config["host"], config["port"], token),
+                config["host"], config["port"],
+            )
+            client.conns.append(conn)
+            await asyncio.wait_for(conn.done, 120)
+
+    await asyncio.gather(*(open_one(t) for t in config["tokens"]))
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    print("ready", flush=True)
+    assert (await reader.readline()).strip() == b"go"
+    cpu0 = time.process_time()
+    assert (await reader.readline()).strip() == b"stop"
+    cpu = time.process_time() - cpu0
+    print(json.dumps({
+        "arrivals": {str(k): v for k, v in client.arrivals.items()},
+        "resyncs": client.resyncs, "duplicates": client.duplicates, "errors": client.errors,
+        "closed": client.closed, "cpu_s": cpu,
+    }), flush=True)
+    for conn in client.conns:
+        conn.transport.close()
+
+
+# ----------------------------------------------------------------------- the benchmark
 
 
 async def seed(n: int) -> tuple[str, list[str], list[int]]:
+    from bench.seed import author_with_followers
     from runtime.container import open_services
     from runtime.settings import load
 
@@ -47,35 +224,7 @@ async def seed(n: int) -> tuple[str, list[str], list[int]]:
         await svc.close()
 
 
-async def subscriber(url: str, token: str, ready: asyncio.Event, arrivals: list,
-                     stop: asyncio.Event, counter: list) -> None:
-    import websockets
-
-    async with websockets.connect(url, subprotocols=["graphql-transport-ws"],
-                                  max_queue=None, ping_interval=None) as ws:
-        await ws.send(json.dumps({"type": "connection_init",
-                                  "payload": {"authorization": f"Bearer {token}"}}))
-        assert json.loads(await ws.recv())["type"] == "connection_ack"
-        await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": SUB}}))
-        counter[0] += 1
-        if counter[0] == counter[1]:
-            ready.set()
-        while not stop.is_set():
-            try:
-                raw = await asyncio.wait_for(ws.recv(), 1.0)
-            except TimeoutError:
-                continue
-            now_ms = time.time() * 1000
-            msg = json.loads(raw)
-            if msg.get("type") == "next":
-                event = msg["payload"]["data"]["homeTimeline"]
-                if event["kind"] == "TWEET_ADDED":
-                    arrivals.append(now_ms - id_timestamp_ms(int(event["tweetId"])))
-                elif event["kind"] == "RESYNC":
-                    counter[2] += 1  # a real client would refetch here
-
-
-async def all_present(user_ids: list[int], seconds: float = 300) -> None:
+async def all_present(user_ids: list[int], seconds: float) -> None:
     from runtime.container import redis_client
     from storage import live
 
@@ -95,56 +244,134 @@ async def all_present(user_ids: list[int], seconds: float = 300) -> None:
         await redis.aclose()
 
 
-async def run(api: str, author_token: str, tokens: list[str], user_ids: list[int],
-              tweets: int, pid: int) -> dict:
-    ws_url = api.replace("http://", "ws://") + "/graphql"
-    proc = psutil.Process(pid)
-    rss0 = proc.memory_info().rss
-    ready, stop = asyncio.Event(), asyncio.Event()
-    arrivals: list[float] = []
-    counter = [0, len(tokens), 0]  # subscribed, wanted, RESYNCs received
-    tasks = []
-    for i, t in enumerate(tokens):
-        tasks.append(asyncio.create_task(subscriber(ws_url, t, ready, arrivals, stop, counter)))
-        if i % 100 == 99:
-            await asyncio.sleep(0.05)  # do not stampede the accept queue
-    await asyncio.wait_for(ready.wait(), 300)
-    await all_present(user_ids)  # every session set up: from here nothing may be missed
-    await asyncio.sleep(1)
-    rss1 = proc.memory_info().rss
-    async with httpx.AsyncClient(base_url=api, timeout=30) as client:
-        for i in range(tweets):
-            r = await client.post("/graphql", json={
-                "query": "mutation($t:String!){postTweet(text:$t){id}}",
-                "variables": {"t": f"live {i}"}},
-                headers={"authorization": f"Bearer {author_token}"})
-            assert "errors" not in r.json(), r.text
-            await asyncio.sleep(1.0)
-    await asyncio.sleep(3)
-    stop.set()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    arrivals.sort()
-    expected = tweets * len(tokens)
+async def _line(proc, want: bytes) -> bytes:
+    """The next line of a client that starts with `want`."""
+    while True:
+        line = await proc.stdout.readline()
+        if not line:
+            raise EOFError("a client process exited")
+        if line.startswith(want):
+            return line
 
-    def pct(p: float) -> float:
-        return round(arrivals[min(len(arrivals) - 1, int(p * len(arrivals)))], 1)
 
+def _cpu(proc: psutil.Process) -> float:
+    t = proc.cpu_times()
+    return t.user + t.system
+
+
+async def run(args, api_port: int, author_token: str, tokens: list[str],
+              user_ids: list[int], api: psutil.Process, worker: psutil.Process) -> dict:
+    deadline = time.monotonic() + CONNECT_LIMIT_S
+    rss0 = api.memory_info().rss
+    shards = [tokens[i::args.clients] for i in range(args.clients)]
+    clients = []
+    for shard in shards:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bench.live_subscribers", "--client", cwd=ROOT,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=1 << 30,
+        )
+        proc.stdin.write(json.dumps({"host": "127.0.0.1", "port": api_port, "tokens": shard,
+                                     "query": SUB, "expect": len(shard) * args.tweets}
+                                    ).encode() + b"\n")
+        await proc.stdin.drain()
+        clients.append(proc)
+    try:
+        for proc in clients:
+            line = await asyncio.wait_for(proc.stdout.readline(),
+                                          max(1.0, deadline - time.monotonic()))
+            assert line.strip() == b"ready", line
+        setup_s = CONNECT_LIMIT_S - (deadline - time.monotonic())
+        # every session set up: from here nothing may be missed
+        await all_present(user_ids, max(1.0, deadline - time.monotonic()))
+        await asyncio.sleep(2)
+        rss1 = api.memory_info().rss
+        for proc in clients:
+            proc.stdin.write(b"go\n")
+            await proc.stdin.drain()
+        api_cpu0, worker_cpu0 = _cpu(api), _cpu(worker)
+        window = [time.time()]
+        spy = await _profile(args, api.pid)
+        posted: dict[int, float] = {}
+        snowflake_lag: list[float] = []
+        from core.ids import id_timestamp_ms
+
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{api_port}",
+                                     timeout=30) as http:
+            for i in range(args.tweets):
+                t0 = time.time()
+                r = await http.post("/graphql", json={
+                    "query": "mutation($t:String!){postTweet(text:$t){id}}",
+                    "variables": {"t": f"live {i}"}},
+                    headers={"authorization": f"Bearer {author_token}"})
+                body = r.json()
+                assert "errors" not in body, r.text
+                tid = int(body["data"]["postTweet"]["id"])
+                posted[tid] = t0
+                snowflake_lag.append(id_timestamp_ms(tid) - t0 * 1000)
+                await asyncio.sleep(max(0.0, t0 + args.interval - time.time()))
+        # until every delivery arrived, or the drain limit
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*(_line(p, b"complete") for p in clients)),
+                                   args.drain)
+        await asyncio.sleep(0.5)  # a late duplicate would show
+        api_cpu, worker_cpu = _cpu(api) - api_cpu0, _cpu(worker) - worker_cpu0
+        window.append(time.time())
+        if spy is not None:
+            spy.send_signal(2)  # py-spy writes its profile on SIGINT
+            await spy.wait()
+        results = []
+        for proc in clients:
+            proc.stdin.write(b"stop\n")
+            await proc.stdin.drain()
+        for proc in clients:
+            results.append(json.loads(await asyncio.wait_for(_line(proc, b"{"), 60)))
+    finally:
+        for proc in clients:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+    latencies = sorted(
+        (t - posted[int(tid)]) * 1000
+        for r in results for tid, times in r["arrivals"].items() if int(tid) in posted
+        for t in times
+    )
+    expected = args.tweets * len(tokens)
+    n = len(latencies)
+
+    def pct(p: float) -> float | None:
+        return round(latencies[min(n - 1, int(p * n))], 1) if n else None
+
+    client_cpu = sum(r["cpu_s"] for r in results)
     return {
-        "subscribers": len(tokens), "tweets": tweets, "deliveries": len(arrivals),
-        "expected": expected, "resyncs": counter[2],
-        "p50_ms": pct(0.5), "p99_ms": pct(0.99), "max_ms": round(arrivals[-1], 1),
+        "subscribers": len(tokens), "tweets": args.tweets, "deliveries": n,
+        "expected": expected, "resyncs": sum(r["resyncs"] for r in results),
+        "duplicates": sum(r["duplicates"] for r in results),
+        "errors": sum(r["errors"] for r in results),
+        "p50_ms": pct(0.5), "p90_ms": pct(0.9), "p99_ms": pct(0.99),
+        "max_ms": round(latencies[-1], 1) if n else None,
+        "setup_s": round(setup_s, 1),
         "api_rss_bytes_per_connection": round((rss1 - rss0) / len(tokens)),
+        "api_cpu_us_per_delivery": round(api_cpu * 1e6 / max(1, n), 1),
+        "worker_cpu_ms_per_tweet": round(worker_cpu * 1e3 / args.tweets, 1),
+        "client_cpu_us_per_delivery": round(client_cpu * 1e6 / max(1, n), 1),
+        "post_to_id_ms_median": round(sorted(snowflake_lag)[len(snowflake_lag) // 2], 1),
+        "window": [round(t, 3) for t in window],  # epoch seconds of the measured window
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--subscribers", type=int, default=2000)
-    parser.add_argument("--tweets", type=int, default=10)
-    parser.add_argument("--port", type=int, default=8766)
-    args = parser.parse_args()
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
+async def _profile(args, pid: int):
+    """py-spy (pip install py-spy; not a project dependency) on the API process during the
+    posting window only, into a speedscope file."""
+    if not args.profile:
+        return None
+    return await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).parent / "py-spy"), "record", "-p", str(pid), "-o",
+        args.profile, "-f", "speedscope", "-r", "250",
+        "-d", str(int(args.tweets * args.interval + args.drain + 30)),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+
+
+def bench_root(args, root: Path) -> dict:
     from deploy.local.stack import LocalStack
 
     with tempfile.TemporaryDirectory(prefix="chirp-live-") as tmp, LocalStack(Path(tmp)) as st:
@@ -156,15 +383,17 @@ def main() -> None:
         procs = [
             subprocess.Popen([sys.executable, "-m", "uvicorn", "app:create_app", "--factory",
                               "--port", str(args.port), "--log-level", "warning",
-                              "--backlog", "4096", *EXTRA_UVICORN], cwd=ROOT, env=env),
-            subprocess.Popen([sys.executable, "-m", "workers.fanout"], cwd=ROOT, env=env,
+                              "--backlog", "4096", *EXTRA_UVICORN], cwd=root, env=env),
+            subprocess.Popen([sys.executable, "-m", "workers.fanout"], cwd=root, env=env,
                              stderr=subprocess.DEVNULL),
         ]
         try:
-            time.sleep(3)
-            api = f"http://127.0.0.1:{args.port}"
-            print(json.dumps(asyncio.run(run(api, author_token, tokens, user_ids, args.tweets,
-                                             procs[0].pid))))
+            _wait_ready(args.port, procs[0])
+            out = asyncio.run(run(args, args.port, author_token, tokens, user_ids,
+                                  psutil.Process(procs[0].pid), psutil.Process(procs[1].pid)))
+            out["root"] = str(root)
+            out["load_avg"] = [round(x, 2) for x in os.getloadavg()]
+            return out
         finally:
             for p in procs:
                 p.terminate()
@@ -173,6 +402,47 @@ def main() -> None:
                     p.wait(20)
                 except subprocess.TimeoutExpired:
                     p.kill()
+
+
+def _wait_ready(port: int, proc: subprocess.Popen, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the API exited with {proc.returncode}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return
+        time.sleep(0.2)
+    raise TimeoutError("the API never became ready")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--subscribers", type=int, default=2000)
+    parser.add_argument("--tweets", type=int, default=10)
+    parser.add_argument("--interval", type=float, default=1.0, help="seconds between posts")
+    parser.add_argument("--drain", type=float, default=30.0,
+                        help="at most this many seconds to wait for deliveries after the last post")
+    parser.add_argument("--clients", type=int, default=0,
+                        help="client processes (default: one per 2,500 subscribers)")
+    parser.add_argument("--port", type=int, default=8766)
+    parser.add_argument("--root", default=str(ROOT),
+                        help="source tree(s) of the API and worker, comma-separated")
+    parser.add_argument("--profile", help="py-spy the API into this speedscope file")
+    parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # inherited by the children
+    if args.client:
+        import uvloop
+
+        uvloop.run(_client_main())
+        return
+    args.clients = args.clients or max(1, -(-args.subscribers // 2500))
+    if args.subscribers + 100 > hard:
+        sys.exit(f"{args.subscribers} subscribers need more than the {hard} open files allowed")
+    for root in args.root.split(","):
+        print(json.dumps(bench_root(args, Path(root).resolve())), flush=True)
 
 
 if __name__ == "__main__":
