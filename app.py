@@ -34,6 +34,7 @@ from runtime.container import Services, open_services
 from runtime.settings import Settings, load
 from schema import build_schema
 from schema.errors import formatted
+from schema.live import LiveExecutionContext
 from storage import outbox
 from subscriptions.hub import Hub
 from subscriptions.hydrate import EventHydrator
@@ -43,7 +44,10 @@ log = logging.getLogger("chirp.app")
 
 class GraphQLApp(GraphQL):
     def __init__(self, services: Services) -> None:
-        super().__init__(build_schema(services.settings), graphql_ide="graphiql")
+        schema = build_schema(services.settings)
+        # A live event's selection runs once per process, not once per subscription.
+        schema.execution_context_class = LiveExecutionContext
+        super().__init__(schema, graphql_ide="graphiql")
         self.services = services
         self.hub = Hub(services.settings.redis_url)
         self.hydrator = EventHydrator(services)

@@ -1,12 +1,35 @@
-"""GraphQL types of live subscriptions, and the Subscription root."""
+"""GraphQL types of live subscriptions, the Subscription root, and the executor that runs
+a live event's selection once per process rather than once per subscription.
+
+One tweet reaches every live follower in a process as the same `TimelineEvent` object
+(`TimelineEvent.of` is memoized on the shared `LiveEvent`). Subscriptions whose selection
+below the root field reads only what is the same for every viewer (the fields in
+`_SHAREABLE`, with no arguments) then share one execution result per event: the first
+executes it, the others reuse it. A selection that reaches anything else (say
+`author { viewerIsFollowing }`) is executed per subscription, as before, with that
+event's own loaders.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Hashable
 from enum import Enum
+from typing import Any
 
 import strawberry
-from graphql import GraphQLError
+from graphql import (
+    FieldNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    GraphQLObjectType,
+    InlineFragmentNode,
+    OperationType,
+    SelectionSetNode,
+    VariableNode,
+    get_named_type,
+    print_ast,
+)
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types import Info
 
 from schema.errors import classify
@@ -26,14 +49,21 @@ class TimelineEvent:
     kind: TimelineEventKind
     tweet_id: strawberry.ID | None
     tweet: Tweet | None
+    # execution results of this event, per shareable selection (see LiveExecutionContext)
+    results: strawberry.Private[dict[Hashable, Any]]
 
     @classmethod
     def of(cls, e: live.LiveEvent) -> TimelineEvent:
-        return cls(
-            kind=TimelineEventKind(e.kind),
-            tweet_id=strawberry.ID(str(e.tweet_id)) if e.tweet_id is not None else None,
-            tweet=Tweet.of(e.tweet, e.author) if e.tweet is not None else None,
-        )
+        """One object per event per process, whichever sessions it reaches."""
+        made = e.memo.get(cls)
+        if made is None:
+            made = e.memo[cls] = cls(
+                kind=TimelineEventKind(e.kind),
+                tweet_id=strawberry.ID(str(e.tweet_id)) if e.tweet_id is not None else None,
+                tweet=Tweet.of(e.tweet, e.author) if e.tweet is not None else None,
+                results={},
+            )
+        return made
 
 
 async def _coded(events: AsyncIterator[live.LiveEvent]) -> AsyncIterator[live.LiveEvent]:
@@ -67,3 +97,131 @@ class Subscription:
         """One author's new and deleted tweets."""
         async for event in _coded(live.user_tweets(info.context, handle)):
             yield TimelineEvent.of(event)
+
+
+# Fields whose value is the same for every viewer and needs no I/O: only these may be
+# shared. Anything not listed (a field added later included) is executed per subscription.
+_SHAREABLE: dict[str, frozenset[str]] = {
+    "TimelineEvent": frozenset({"__typename", "kind", "tweetId", "tweet"}),
+    "Tweet": frozenset({"__typename", "id", "text", "createdAt", "author"}),
+    "User": frozenset({"__typename", "id", "handle", "displayName", "bio", "createdAt",
+                       "followersCount", "followingCount", "tweetsCount", "isCelebrity"}),
+}
+_MEMO_MAX = 32  # distinct shareable selections remembered per event
+_UNKNOWN = object()
+
+
+class _Executed:
+    """Stands in for a per-event executor whose result another subscription computed."""
+
+    __slots__ = ("result",)
+
+    def __init__(self, result: Any) -> None:
+        self.result = result
+
+    def execute_operation(self, serially: bool | None = None) -> Any:
+        return self.result
+
+
+class LiveExecutionContext(StrawberryGraphQLCoreExecutionContext):
+    """graphql-core executes a subscription's selection set per event with the event as
+    root value (`build_per_event_executor`, then `execute_operation`). For a live event and
+    a shareable selection the result is memoized on the event: per process, one execution
+    per distinct selection instead of one per subscription. Queries and mutations, and
+    other subscriptions, run exactly as in Strawberry's own executor."""
+
+    _share_key: Any = _UNKNOWN  # per subscription: its selection's key, None if unshareable
+    _memo: dict[Hashable, Any] | None = None  # per event, set on a copy that executes
+
+    def build_per_event_executor(self, payload: Any) -> Any:
+        if isinstance(payload, TimelineEvent):
+            if self._share_key is _UNKNOWN:
+                self._share_key = _selection_key(self)
+            key = self._share_key
+            if key is not None:
+                done = payload.results.get(key)
+                if done is not None:
+                    return _Executed(done)
+                executor = super().build_per_event_executor(payload)
+                if len(payload.results) < _MEMO_MAX:
+                    executor._memo = payload.results
+                return executor
+        return super().build_per_event_executor(payload)
+
+    def execute_operation(self, serially: bool | None = None) -> Any:
+        result = super().execute_operation(serially)
+        if self._memo is not None and not self.is_awaitable(result):
+            # Only complete results: a selection that awaited something is not shared.
+            self._memo[self._share_key] = result
+        return result
+
+
+def _selection_key(executor: LiveExecutionContext) -> Hashable | None:
+    """What determines a subscription's per-event result besides the event: the root
+    field's response key, its selection set (fragments inlined by printing them along)
+    and the variables its directives use. None if any field there is not shareable.
+    The root field's own arguments (`sinceId`, `handle`) do not count: per event, the
+    root field just returns the event."""
+    operation = executor.operation
+    if operation.operation != OperationType.SUBSCRIPTION:
+        return None
+    (root, *more) = operation.selection_set.selections
+    if more or not isinstance(root, FieldNode) or root.directives or not root.selection_set:
+        return None
+    subscription_type = executor.schema.subscription_type
+    field = subscription_type.fields.get(root.name.value) if subscription_type else None
+    if field is None:
+        return None
+    variables: set[str] = set()
+    fragments: list[str] = []
+
+    def shareable(selection_set: SelectionSetNode, parent: Any, depth: int) -> bool:
+        allowed = _SHAREABLE.get(parent.name) if isinstance(parent, GraphQLObjectType) else None
+        if allowed is None or depth > 8:
+            return False
+        for node in selection_set.selections:
+            for directive in node.directives or ():
+                for argument in directive.arguments or ():
+                    if not isinstance(argument.value, VariableNode):
+                        continue  # a literal is part of the printed selection
+                    variables.add(argument.value.name.value)
+            if isinstance(node, FieldNode):
+                name = node.name.value
+                if name not in allowed or node.arguments:
+                    return False
+                if node.selection_set is not None:
+                    child = get_named_type(parent.fields[name].type)
+                    if not shareable(node.selection_set, child, depth + 1):
+                        return False
+            elif isinstance(node, InlineFragmentNode):
+                condition = node.type_condition
+                if condition is not None and condition.name.value != parent.name:
+                    return False
+                if not shareable(node.selection_set, parent, depth + 1):
+                    return False
+            elif isinstance(node, FragmentSpreadNode):
+                fragment = executor.fragment_definitions.get(node.name.value)
+                if (
+                    fragment is None
+                    or getattr(node, "arguments", None)
+                    or fragment.type_condition.name.value != parent.name
+                ):
+                    return False
+                fragments.append(print_ast(fragment))
+                if not shareable(fragment.selection_set, parent, depth + 1):
+                    return False
+            else:
+                return False
+        return True
+
+    if not shareable(root.selection_set, get_named_type(field.type), 0):
+        return None
+    coerced = executor.variable_values.coerced
+    try:
+        used = tuple(sorted((name, coerced.get(name)) for name in variables))
+        hash(used)
+    except TypeError:
+        return None
+    response_key = root.alias.value if root.alias else root.name.value
+    return (response_key, root.name.value, print_ast(root.selection_set),
+            tuple(sorted(set(fragments))), used)

@@ -1,23 +1,51 @@
-"""Names of the Redis keys and pub/sub channels behind live subscriptions.
+"""Names, payloads and presence of live subscriptions in Redis.
 
-A live session keeps a presence key alive (SET EX, renewed by heartbeat), and publishers
-only publish where one exists, so offline users cost no publish (Mastodon's
-`subscribed:timeline:<id>`). The Lua insert/remove scripts in timeline_cache.py build the
-home names themselves: keep them in step with these.
+Home timelines are routed per API process, not per viewer. Each process's hub has an id
+and listens on one channel, `chirp:live:hub:<hub id>`. A viewer's presence key
+`chirp:live:{viewer}:hubs` is a hash: hub id -> expiry (ms, Redis server clock), one field per
+process holding a session of that viewer, renewed by the session's heartbeat (the key
+itself expires too, so an abandoned one disappears). The fan-out scripts in
+timeline_cache.py read the presence of every timeline they change and publish once per hub
+per script call: `a:<tweet id>:<viewer>,<viewer>,...`. A page of 1,000 followers, however
+many of them are live, costs one PUBLISH per process that holds any of them, instead of one
+per live follower (Mastodon's `subscribed:timeline:<id>` idea, batched). The hub then hands
+the event to its local sessions of those viewers.
+
+Authors' channels (celebrities are pulled, not pushed; `userTweets`) stay per author: one
+message per author event reaches each process subscribed to it once, however many local
+sessions listen there. Keep the key names here in step with the Lua in timeline_cache.py.
 """
 
 from __future__ import annotations
 
+import asyncpg
+
 PRESENCE_TTL_S = 60
 HEARTBEAT_S = 20
 
+# KEYS[1] presence hash; ARGV[1] hub id, ARGV[2] ttl ms. Marks the hub present for the
+# viewer until now + ttl on the server's clock (publishers compare with the same clock),
+# keeps the key at least that long, and drops fields of hubs that stopped renewing.
+PRESENT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[2])
+local fields = redis.call('HGETALL', KEYS[1])
+for i = 1, #fields, 2 do
+  if tonumber(fields[i + 1]) <= now then redis.call('HDEL', KEYS[1], fields[i]) end
+end
+redis.call('HSET', KEYS[1], ARGV[1], now + ttl)
+if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
+return 1
+"""
+
 
 def presence_key(user: int) -> str:
-    return f"chirp:live:{{{user}}}"
+    return f"chirp:live:{{{user}}}:hubs"
 
 
-def home_channel(user: int) -> str:
-    return f"chirp:live:home:{{{user}}}"
+def hub_channel(hub_id: str) -> str:
+    return f"chirp:live:hub:{hub_id}"
 
 
 def author_presence_key(author: int) -> str:
@@ -37,9 +65,40 @@ def deleted(tweet_id: int) -> str:
 
 
 def parse(payload: bytes | str) -> tuple[str, int] | None:
-    """('a' | 'd', tweet id) or None for anything else."""
+    """An author channel's payload: ('a' | 'd', tweet id), or None for anything else."""
     text = payload.decode() if isinstance(payload, bytes) else payload
     kind, _, digits = text.partition(":")
     if kind not in ("a", "d") or not digits.isdigit():
         return None
     return kind, int(digits)
+
+
+def parse_routed(payload: bytes | str) -> tuple[str, int, list[int]] | None:
+    """A hub channel's payload: ('a' | 'd', tweet id, [viewer ids]), or None."""
+    text = payload.decode() if isinstance(payload, bytes) else payload
+    kind, _, rest = text.partition(":")
+    digits, _, viewers = rest.partition(":")
+    if kind not in ("a", "d") or not digits.isdigit():
+        return None
+    try:
+        return kind, int(digits), [int(v) for v in viewers.split(",") if v]
+    except ValueError:
+        return None
+
+
+async def celebrity_followees(
+    pool: asyncpg.Pool, viewers: list[int], threshold: int
+) -> dict[int, set[int]]:
+    """The celebrities (followers >= threshold, as in core.fanout) each viewer follows, in
+    one query for a batch of live sessions. (Per viewer this is FeedManager.followed's
+    `celebs`; batched here because live presence asks it for thousands of viewers.)"""
+    rows = await pool.fetch(
+        "SELECT f.follower_id, f.followee_id FROM follows f "
+        "JOIN users u ON u.id = f.followee_id "
+        "WHERE f.follower_id = ANY($1::bigint[]) AND u.followers_count >= $2",
+        viewers, threshold,
+    )
+    out: dict[int, set[int]] = {}
+    for r in rows:
+        out.setdefault(r["follower_id"], set()).add(r["followee_id"])
+    return out

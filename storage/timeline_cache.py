@@ -27,6 +27,7 @@ from redis.asyncio.client import Pipeline
 from redis.exceptions import NoScriptError
 
 from core.timeline import ENTRY_BYTES, NEWEST, pack, unpack
+from storage import live
 
 SENTINEL = bytes(ENTRY_BYTES)
 
@@ -52,11 +53,31 @@ local function shape(v)
   if n > 0 and string.sub(v, -8) == Z then return n - 1, true end
   return n, false
 end
--- tell a live subscriber of the list's owner (presence key renewed by its session)
-local function notify(key, payload)
+-- live notices: the hubs (API processes) holding a session of a changed list's owner,
+-- from the owner's presence hash (hub id -> expiry ms), collected over the whole call and
+-- published once per hub by flush (see storage/live.py)
+local live_hubs, live_now = {}, nil
+local function notify(key)
   local owner = string.match(key, '{(%d+)}')
-  if owner and redis.call('EXISTS', 'chirp:live:{' .. owner .. '}') == 1 then
-    redis.call('PUBLISH', 'chirp:live:home:{' .. owner .. '}', payload)
+  if not owner then return end
+  local present = redis.call('HGETALL', 'chirp:live:{' .. owner .. '}:hubs')
+  if #present == 0 then return end
+  if not live_now then
+    local t = redis.call('TIME')
+    live_now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  for i = 1, #present, 2 do
+    if tonumber(present[i + 1]) > live_now then
+      local owners = live_hubs[present[i]]
+      if not owners then owners = {}; live_hubs[present[i]] = owners end
+      owners[#owners + 1] = owner
+    end
+  end
+end
+local function flush(kind, id)
+  for hub, owners in pairs(live_hubs) do
+    redis.call('PUBLISH', 'chirp:live:hub:' .. hub,
+               kind .. ':' .. id .. ':' .. table.concat(owners, ','))
   end
 end
 -- index (0-based) of the first entry strictly below t, among the first n entries
@@ -72,7 +93,8 @@ end
 
 # KEYS: lists (one script call per fan-out page: one command, one reply, instead of a
 # thousand of each); ARGV[1] id (8 bytes), ARGV[2] cap, ARGV[3] the id in decimal to tell
-# live owners about ('' for none). Returns lists inserted into.
+# live owners about ('' for none): one PUBLISH per hub holding any of the lists changed.
+# Returns lists inserted into.
 _INSERT = _LIB + """
 local function one(key)
   local v = redis.call('GET', key)
@@ -94,13 +116,14 @@ local total = 0
 for _, key in ipairs(KEYS) do
   local r = one(key)
   total = total + r
-  if r > 0 and ARGV[3] ~= '' then notify(key, 'a:' .. ARGV[3]) end
+  if r > 0 and ARGV[3] ~= '' then notify(key) end
 end
+if ARGV[3] ~= '' then flush('a', ARGV[3]) end
 return total
 """
 
 # KEYS: lists; ARGV[1] packed ids to remove, ARGV[2] the deleted tweet's decimal id to tell
-# live owners about ('' for none). Returns entries removed.
+# live owners about ('' for none), published like inserts. Returns entries removed.
 _REMOVE = _LIB + """
 local function one(key)
   local v = redis.call('GET', key)
@@ -124,8 +147,9 @@ local total = 0
 for _, key in ipairs(KEYS) do
   local r = one(key)
   total = total + r
-  if r > 0 and ARGV[2] ~= '' then notify(key, 'd:' .. ARGV[2]) end
+  if r > 0 and ARGV[2] ~= '' then notify(key) end
 end
+if ARGV[2] ~= '' then flush('d', ARGV[2]) end
 return total
 """
 
@@ -248,7 +272,7 @@ class Script:
 
 _SCRIPTS = {name: Script(src) for name, src in
             {"insert": _INSERT, "remove": _REMOVE, "merge": _MERGE, "read": _READ,
-             "begin": _BEGIN, "notify": _NOTIFY}.items()}
+             "begin": _BEGIN, "notify": _NOTIFY, "present": live.PRESENT}.items()}
 
 
 class TimelineCache:

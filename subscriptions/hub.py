@@ -1,5 +1,10 @@
-"""The per-process pub/sub hub: one Redis connection subscribed to every channel some
-WebSocket in this process needs, fanning messages in to bounded per-subscriber queues.
+"""The per-process pub/sub hub: one Redis connection for every live session in this process,
+fanning notices in to bounded per-session queues.
+
+Home timelines arrive on the hub's own channel (`storage.live.hub_channel(hub.id)`): the
+fan-out scripts publish one message per hub per page of followers, naming the viewers, and
+the hub hands it to its local sessions of those viewers. Authors' channels (celebrities,
+`userTweets`) are subscribed once per process however many local sessions want them.
 
 Why redis-py directly and not broadcaster: broadcaster 0.3.1 gives every subscriber an
 unbounded queue and its Redis listener has no error handling (it hangs after a disconnect,
@@ -13,7 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
+import secrets
 from collections.abc import Iterable
 
 from redis.asyncio import Redis
@@ -22,26 +29,56 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from runtime import metrics
+from storage import live
 
 log = logging.getLogger("chirp.hub")
 
-RESYNC = "resync"  # queued instead of messages when the subscriber may have missed some
+RESYNC = "resync"  # queued instead of notices when the subscriber may have missed some
 QUEUE_SIZE = 256
 PING_EVERY_S = 5.0
 DEAD_AFTER_S = 15.0
 
+# What a session's queue holds: RESYNC, or (author channel or None when routed to the
+# viewer's home timeline, 'a' | 'd', tweet id). One tuple per message, shared by every
+# session it is handed to.
+Notice = tuple[str | None, str, int]
+
+
+# Allocations minus deallocations between young-generation collections (CPython: 700).
+GC_YOUNG_THRESHOLD = 50_000
+
+
+def tune_gc() -> None:
+    """Garbage collection for a process holding thousands of live sessions.
+
+    With CPython's defaults, delivering one event to 2,000 sessions (a few short-lived
+    containers each, alive for as long as the whole delivery takes) crossed the 700-object
+    young threshold hundreds of times per second; survivors were promoted, and full
+    collections then walked every object of every connection (~650,000 at 2,000 sessions):
+    450 ms of CPU each, three in ten seconds, ~40 % of the process's CPU (measured with
+    gc.callbacks during `make bench-live`). A higher young threshold lets a delivery's
+    garbage die by reference counting first; cyclic garbage (an upgraded connection's
+    HTTP protocol objects) is still collected young. Freezing what start-up built keeps
+    those ~250,000 objects out of every later full collection."""
+    gc.collect()
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
+
 
 class Subscriber:
-    """One WebSocket subscription's view of the hub."""
+    """One WebSocket subscription's view of the hub: its author channels, and for a home
+    timeline session the viewer whose routed notices it receives."""
 
-    def __init__(self, hub: Hub, channels: set[str]) -> None:
+    def __init__(self, hub: Hub, viewer: int | None) -> None:
         self.hub = hub
-        self.channels = channels
-        self.queue: asyncio.Queue[tuple[str, bytes] | str] = asyncio.Queue(QUEUE_SIZE)
+        self.viewer = viewer
+        self.channels: set[str] = set()
+        self.queue: asyncio.Queue[Notice | str] = asyncio.Queue(QUEUE_SIZE)
 
-    def deliver(self, channel: str, data: bytes) -> None:
+    def deliver(self, notice: Notice) -> None:
         try:
-            self.queue.put_nowait((channel, data))
+            self.queue.put_nowait(notice)
         except asyncio.QueueFull:
             # Too slow to keep up: drop what is queued and ask for a refetch instead of
             # letting memory grow.
@@ -53,7 +90,7 @@ class Subscriber:
             self.queue.get_nowait()
         self.queue.put_nowait(RESYNC)
 
-    async def get(self) -> tuple[str, bytes] | str:
+    async def get(self) -> Notice | str:
         return await self.queue.get()
 
     async def set_channels(self, channels: set[str]) -> None:
@@ -64,30 +101,53 @@ class Subscriber:
 
 
 class Hub:
-    def __init__(self, redis_url: str) -> None:
+    def __init__(self, redis_url: str, tune_gc: bool = True) -> None:
         self.redis_url = redis_url
-        self._refs: dict[str, set[Subscriber]] = {}
+        self.tune_gc = tune_gc  # the process's GC: see tune_gc(); off in tests
+        # Names this process in presence hashes; a restarted process is a new hub.
+        self.id = secrets.token_hex(8)
+        self.channel = live.hub_channel(self.id)
+        self._refs: dict[str, set[Subscriber]] = {}  # author channel -> sessions
+        self._viewers: dict[int, set[Subscriber]] = {}  # viewer -> home sessions
         self._pubsub: PubSub | None = None
         self._client: Redis | None = None
         self._task: asyncio.Task | None = None
         self._lock = asyncio.Lock()
         self._last_pong = 0.0
+        self._background: set[asyncio.Task] = set()
+        self.presence = None  # subscriptions.presence.Presence, made by the first session
         self.connected = asyncio.Event()
 
     async def start(self) -> None:
+        if self.tune_gc:
+            tune_gc()
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
+        for task in [self._task, *self._background]:
+            if task is None:
+                continue
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
         await self._disconnect()
+
+    def spawn(self, coro) -> asyncio.Task:
+        """A task that lives as long as the hub (stopped with it)."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
 
     # -- membership
 
-    async def join(self, channels: Iterable[str]) -> Subscriber:
-        sub = Subscriber(self, set())
+    async def join(self, channels: Iterable[str], viewer: int | None = None) -> Subscriber:
+        """A session receiving the given author channels and, with `viewer`, the notices
+        routed to that viewer's home timeline. Registered before this returns, so anything
+        published after the caller then marks itself present reaches it."""
+        sub = Subscriber(self, viewer)
+        if viewer is not None:
+            self._viewers.setdefault(viewer, set()).add(sub)
         await self.change(sub, set(channels))
         return sub
 
@@ -116,7 +176,43 @@ class Hub:
                     log.warning("pub/sub (un)subscribe failed: %s", e)
 
     async def leave(self, sub: Subscriber) -> None:
+        if sub.viewer is not None:
+            sessions = self._viewers.get(sub.viewer)
+            if sessions is not None:
+                sessions.discard(sub)
+                if not sessions:
+                    del self._viewers[sub.viewer]
+            # The viewer's presence field for this hub is left to expire: removing it
+            # could race a new session of the same viewer here, and until it expires a
+            # notice for them costs only a few bytes in a message this hub gets anyway.
         await self.change(sub, set())
+
+    def sessions(self) -> set[Subscriber]:
+        return {s for members in (*self._refs.values(), *self._viewers.values())
+                for s in members}
+
+    # -- dispatch
+
+    def _dispatch(self, channel: str, data: bytes) -> None:
+        if channel == self.channel:
+            routed = live.parse_routed(data)
+            if routed is None:
+                return
+            kind, tweet_id, viewers = routed
+            notice: Notice = (None, kind, tweet_id)
+            for viewer in viewers:
+                for sub in self._viewers.get(viewer, ()):
+                    sub.deliver(notice)
+            return
+        members = self._refs.get(channel)
+        if not members:
+            return
+        parsed = live.parse(data)
+        if parsed is None:
+            return
+        notice = (channel, *parsed)
+        for sub in list(members):
+            sub.deliver(notice)
 
     # -- the connection
 
@@ -127,12 +223,7 @@ class Hub:
         )
         self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)
         async with self._lock:
-            channels = list(self._refs)
-            if channels:
-                await self._pubsub.subscribe(*channels)
-            else:
-                # A pub/sub connection with nothing subscribed has nothing to read.
-                await self._pubsub.subscribe("chirp:live:hub")
+            await self._pubsub.subscribe(self.channel, *self._refs)
         self._last_pong = asyncio.get_running_loop().time()
         self.connected.set()
 
@@ -153,10 +244,11 @@ class Hub:
             try:
                 await self._connect()
                 if not first:
+                    sessions = self.sessions()
                     log.info("pub/sub reconnected; telling %d subscribers to resync",
-                             sum(len(s) for s in self._refs.values()))
+                             len(sessions))
                     metrics.LIVE_RECONNECTS.inc()
-                    for sub in {s for members in self._refs.values() for s in members}:
+                    for sub in sessions:
                         sub.resync()
                 first = False
                 backoff = 0.1
@@ -180,8 +272,7 @@ class Hub:
                 if message["type"] == "message":
                     channel = message["channel"]
                     channel = channel.decode() if isinstance(channel, bytes) else channel
-                    for sub in list(self._refs.get(channel, ())):
-                        sub.deliver(channel, message["data"])
+                    self._dispatch(channel, message["data"])
                 elif message["type"] == "pong":
                     self._last_pong = now
             if now >= next_ping:

@@ -1,8 +1,10 @@
-"""Hydration shared by every live subscriber in a process.
+"""Live events shared by every session in a process.
 
-One tweet published to 2,000 sessions in this process would otherwise be loaded 2,000
-times (one DataLoader per event per session). Here the first session to ask loads it and
-the others await the same result. Entries live a few seconds only, so this is the cache of
+One tweet published to 2,000 sessions in this process would otherwise be loaded 2,000 times
+and turned into 2,000 equal event objects (then executed and serialized 2,000 times). Here
+the first session to ask loads it and the others await the same result: one `LiveEvent`
+object per tweet per process, which the schema layer also uses to share what it derives
+from the event (`LiveEvent.memo`). Entries live a few seconds only, so this is the cache of
 one event, not a second copy of the database: nothing is served stale across events.
 """
 
@@ -10,40 +12,72 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass, field
+from typing import Any
 
 from core.models import Tweet, User
 from runtime.container import Services
 
 TTL_S = 5.0
+ADDED, DELETED, RESYNCED = "TWEET_ADDED", "TWEET_DELETED", "RESYNC"
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class LiveEvent:
+    kind: str
+    tweet_id: int | None = None
+    tweet: Tweet | None = None
+    author: User | None = None
+    # What other layers derive from this event, computed once for every session it
+    # reaches (the GraphQL object, execution results per selection).
+    memo: dict[Any, Any] = field(default_factory=dict, repr=False)
+
+
+RESYNC_EVENT = LiveEvent(RESYNCED)
 
 
 class EventHydrator:
     def __init__(self, services: Services) -> None:
         self.services = services
-        self._entries: dict[int, tuple[float, asyncio.Future]] = {}
+        self._entries: dict[tuple[str, int], tuple[float, asyncio.Future]] = {}
 
-    async def tweet(self, tweet_id: int) -> tuple[Tweet, User] | None:
+    async def added(self, tweet_id: int) -> LiveEvent | None:
+        """The tweet with its author, or None if it is gone."""
         now = time.monotonic()
-        entry = self._entries.get(tweet_id)
+        key = (ADDED, tweet_id)
+        entry = self._entries.get(key)
+        if entry is not None and entry[0] >= now:
+            future = entry[1]
+            return future.result() if future.done() else await asyncio.shield(future)
+        future = asyncio.get_running_loop().create_future()
+        self._entries[key] = (now + TTL_S, future)
+        self._expire(now)
+        try:
+            future.set_result(await self._load(tweet_id))
+        except BaseException as e:
+            future.set_exception(e)
+            future.exception()  # retrieved: whoever awaits it gets it raised
+            self._entries.pop(key, None)
+            raise
+        return future.result()
+
+    def deleted(self, tweet_id: int) -> LiveEvent:
+        now = time.monotonic()
+        key = (DELETED, tweet_id)
+        entry = self._entries.get(key)
         if entry is None or entry[0] < now:
             future = asyncio.get_running_loop().create_future()
-            self._entries[tweet_id] = (now + TTL_S, future)
+            future.set_result(LiveEvent(DELETED, tweet_id))
+            entry = self._entries[key] = (now + TTL_S, future)
             self._expire(now)
-            try:
-                future.set_result(await self._load(tweet_id))
-            except BaseException as e:
-                future.set_exception(e)
-                self._entries.pop(tweet_id, None)
-                raise
-            return future.result()
-        return await asyncio.shield(entry[1])
+        return entry[1].result()
 
-    async def _load(self, tweet_id: int) -> tuple[Tweet, User] | None:
+    async def _load(self, tweet_id: int) -> LiveEvent | None:
         tweet = (await self.services.tweets.get_many([tweet_id])).get(tweet_id)
         if tweet is None:
             return None
         author = (await self.services.users.get_many([tweet.author_id])).get(tweet.author_id)
-        return (tweet, author) if author is not None else None
+        return LiveEvent(ADDED, tweet.id, tweet, author) if author is not None else None
 
     def _expire(self, now: float) -> None:
         if len(self._entries) > 1024:

@@ -8,34 +8,49 @@ between may come both ways and is dropped the second time (ids already sent are 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 
 from core.errors import NotFound
-from core.models import Tweet, User
+from core.models import Tweet
 from core.timeline import NEWEST
+from loaders import Loaders, make_loaders
 from resolvers import args
 from resolvers.context import Context
 from runtime import metrics
-from storage import live
 from subscriptions.hub import RESYNC, Subscriber
+from subscriptions.hydrate import ADDED, DELETED, RESYNC_EVENT, RESYNCED, LiveEvent
+from subscriptions.presence import Presence, celebrity_channels
 
 log = logging.getLogger("chirp.live")
 
-ADDED, DELETED, RESYNCED = "TWEET_ADDED", "TWEET_DELETED", "RESYNC"
+__all__ = ["ADDED", "DELETED", "RESYNCED", "LiveEvent", "home_timeline", "user_tweets"]
+
 BACKLOG_MAX = 1000  # a reconnecting client further behind than this gets RESYNC instead
 
 
-@dataclass(frozen=True, slots=True)
-class LiveEvent:
-    kind: str
-    tweet_id: int | None = None
-    tweet: Tweet | None = None
-    author: User | None = None
+class _EventLoaders:
+    """A live event's own loaders, built on first use. Scoping loaders per event keeps
+    nothing stale across events on a long-lived connection, but building them is most of
+    an event's cost to a session, and most events never touch one (the tweet and its
+    author come shared from the hydrator)."""
+
+    __slots__ = ("_ctx", "_real")
+
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+        self._real: Loaders | None = None
+
+    def __getattr__(self, name: str):
+        if self._real is None:
+            self._real = make_loaders(self._ctx.services, self._ctx.viewer_id)
+        return getattr(self._real, name)
+
+
+def _fresh_loaders(ctx: Context) -> None:
+    ctx.loaders = _EventLoaders(ctx)  # type: ignore[assignment]
 
 
 class _Seen:
@@ -59,17 +74,16 @@ async def home_timeline(ctx: Context, since_id: str | None) -> AsyncIterator[Liv
     viewer = ctx.require_viewer()
     since = args.since(since_id)
     celebs = await _celebrities(ctx, viewer)
-    async with _session(ctx, _home_channels(viewer, celebs),
-                        lambda sub: _heartbeat(ctx, viewer, sub, celebs)) as sub:
+    async with _session(ctx, celebs, viewer) as (sub, presence):
         if not since:
             # Fan-out only reaches cached timelines: cache this one before we count as
             # present, or a tweet pushed in between would be neither live nor replayed.
             await _ensure_cached(ctx, viewer)
-        await _mark_present(ctx, viewer, celebs)
+        await presence.mark([viewer], celebs)
         seen = _Seen()
         backlog = await _backlog(ctx, viewer, since) if since else None
         if backlog is None and since:
-            yield LiveEvent(RESYNCED)
+            yield RESYNC_EVENT
         # one users query for the whole backlog, not one per tweet
         authors = await ctx.loaders.users.load_many([t.author_id for t in backlog or []])
         for tweet, author in zip(backlog or [], authors, strict=True):
@@ -81,7 +95,7 @@ async def home_timeline(ctx: Context, since_id: str | None) -> AsyncIterator[Liv
             # cached timeline (restarted empty): restore both before telling the client
             # to refetch, so nothing published after its refetch is missed.
             await _ensure_cached(ctx, viewer)
-            await _mark_present(ctx, viewer, await _celebrities(ctx, viewer))
+            await presence.mark([viewer], await _celebrities(ctx, viewer))
 
         async for event in _events(ctx, sub, seen, home_of=viewer, on_resync=rejoin):
             yield event
@@ -91,31 +105,33 @@ async def user_tweets(ctx: Context, handle: str) -> AsyncIterator[LiveEvent]:
     author = await ctx.loaders.users_by_handle.load(handle)
     if author is None:
         raise NotFound(f"no user @{handle}")
-    async with _session(ctx, {live.author_channel(author.id)},
-                        lambda _sub: _author_heartbeat(ctx, author.id)) as sub:
-        await ctx.services.redis.set(
-            live.author_presence_key(author.id), 1, ex=live.PRESENCE_TTL_S
-        )
+    async with _session(ctx, {author.id}) as (sub, presence):
+        await presence.mark([], [author.id])
         async for event in _events(ctx, sub, _Seen(), home_of=None):
             yield event
 
 
 @contextlib.asynccontextmanager
 async def _session(
-    ctx: Context, channels: set[str], heartbeat: Callable[[Subscriber], Awaitable[None]]
-) -> AsyncIterator[Subscriber]:
-    """Joined channels and a running heartbeat, both undone however the stream ends."""
-    sub = await ctx.hub.join(channels)
-    beat = asyncio.create_task(heartbeat(sub))
+    ctx: Context, authors: set[int], viewer: int | None = None
+) -> AsyncIterator[tuple[Subscriber, Presence]]:
+    """Joined the authors' channels (and for a home timeline, the viewer's routed notices),
+    with presence renewed by the process, both undone however the stream ends."""
+    sub = await ctx.hub.join(celebrity_channels(authors), viewer)
+    presence = Presence.of(ctx.services, ctx.hub)
+    presence.add(sub, authors)
     metrics.LIVE_SUBSCRIPTIONS.inc()
     try:
-        yield sub
+        yield sub, presence
     finally:
         metrics.LIVE_SUBSCRIPTIONS.dec()
-        beat.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await beat
+        presence.discard(sub)
         await sub.close()
+
+
+_ADDED_COUNT = metrics.LIVE_DELIVERED.labels(ADDED)
+_DELETED_COUNT = metrics.LIVE_DELIVERED.labels(DELETED)
+_RESYNCED_COUNT = metrics.LIVE_DELIVERED.labels(RESYNCED)
 
 
 async def _events(
@@ -125,41 +141,36 @@ async def _events(
         item = await sub.get()
         if item == RESYNC:
             if on_resync is not None:
-                with contextlib.suppress(Exception):  # best effort; the heartbeat retries
+                with contextlib.suppress(Exception):  # best effort; renewal retries
                     await on_resync()
-            metrics.LIVE_DELIVERED.labels(RESYNCED).inc()
-            yield LiveEvent(RESYNCED)
+            _RESYNCED_COUNT.inc()
+            yield RESYNC_EVENT
             continue
-        channel, data = item
-        parsed = live.parse(data)
-        if parsed is None:
-            continue
-        kind, tweet_id = parsed
+        channel, kind, tweet_id = item
+        _fresh_loaders(ctx)  # per-event caches: nothing stale across events
         if kind == "d":
-            metrics.LIVE_DELIVERED.labels(DELETED).inc()
-            yield LiveEvent(DELETED, tweet_id)
+            _DELETED_COUNT.inc()
+            yield ctx.hydrator.deleted(tweet_id)
             continue
         if not seen.add(tweet_id):
             continue
-        ctx.fresh_loaders()  # per-event caches: nothing stale across events
-        loaded = await ctx.hydrator.tweet(tweet_id)  # shared by this process's sessions
-        if loaded is None:
+        event = await ctx.hydrator.added(tweet_id)  # shared by this process's sessions
+        if event is None:
             continue  # deleted before we got here
-        tweet, author = loaded
         if (
             home_of is not None
-            and tweet.author_id != home_of
-            and channel != live.home_channel(home_of)
-            and not await ctx.loaders.viewer_follows.load(tweet.author_id)
+            and channel is not None
+            and event.tweet.author_id != home_of
+            and not await ctx.loaders.viewer_follows.load(event.tweet.author_id)
         ):
             continue  # a celebrity's channel, but no longer followed
-        metrics.LIVE_DELIVERED.labels(ADDED).inc()
-        yield LiveEvent(ADDED, tweet.id, tweet, author)
+        _ADDED_COUNT.inc()
+        yield event
 
 
 async def _ensure_cached(ctx: Context, viewer: int) -> None:
     """The live path only reaches cached timelines (fan-out skips missing ones)."""
-    ctx.fresh_loaders()
+    _fresh_loaders(ctx)
     await ctx.services.feed.home_page(viewer, 1, NEWEST, 0, ctx.loaders.tweets.load_many)
 
 
@@ -168,7 +179,7 @@ async def _backlog(ctx: Context, viewer: int, since: int) -> list[Tweet] | None:
     more than a live stream should replay (the client should refetch instead)."""
     out: list[Tweet] = []
     before = NEWEST
-    ctx.fresh_loaders()
+    _fresh_loaders(ctx)
     while True:
         page = await ctx.services.feed.home_page(
             viewer, args.MAX_PAGE, before, since, ctx.loaders.tweets.load_many
@@ -183,42 +194,3 @@ async def _backlog(ctx: Context, viewer: int, since: int) -> list[Tweet] | None:
 
 async def _celebrities(ctx: Context, viewer: int) -> set[int]:
     return set((await ctx.services.feed.followed(viewer)).celebs)
-
-
-def _home_channels(viewer: int, celebs: set[int]) -> set[str]:
-    return {live.home_channel(viewer)} | {live.author_channel(c) for c in celebs}
-
-
-async def _mark_present(ctx: Context, viewer: int, celebs: set[int]) -> None:
-    async with ctx.services.redis.pipeline(transaction=False) as pipe:
-        pipe.set(live.presence_key(viewer), 1, ex=live.PRESENCE_TTL_S)
-        for c in celebs:
-            pipe.set(live.author_presence_key(c), 1, ex=live.PRESENCE_TTL_S)
-        # keep the cached timeline alive as long as someone watches it
-        pipe.expire(ctx.services.home.key(viewer), ctx.services.home.ttl_seconds)
-        await pipe.execute()
-
-
-async def _heartbeat(ctx: Context, viewer: int, sub: Subscriber, celebs: set[int]) -> None:
-    """Renew presence, and follow changes in which celebrities the viewer follows."""
-    while True:
-        await asyncio.sleep(live.HEARTBEAT_S)
-        try:
-            now = await _celebrities(ctx, viewer)
-            if now != celebs:
-                celebs = now
-                await sub.set_channels(_home_channels(viewer, celebs))
-            await _mark_present(ctx, viewer, celebs)
-        except Exception as e:  # Redis or the database blinked: try again next beat
-            log.warning("live heartbeat for %s failed: %s", viewer, e)
-
-
-async def _author_heartbeat(ctx: Context, author: int) -> None:
-    while True:
-        await asyncio.sleep(live.HEARTBEAT_S)
-        try:
-            await ctx.services.redis.set(
-                live.author_presence_key(author), 1, ex=live.PRESENCE_TTL_S
-            )
-        except Exception as e:
-            log.warning("live heartbeat for author %s failed: %s", author, e)

@@ -216,3 +216,27 @@ async def test_legacy_graphql_ws_protocol_still_works(live):
         tid = await a.post(writer, "old protocol")
         (event,) = await task
     assert event["homeTimeline"]["tweetId"] == tid
+
+
+async def test_viewer_dependent_fields_are_resolved_per_viewer(live):
+    """Two sessions on one process get the same tweet; a selection shared by both would
+    give them the same viewerIsFollowing, which must differ (schema/live.py shares only
+    selections that read no viewer-dependent field)."""
+    a = Http(live.apis[0])
+    reader, rid, _ = await a.sign_up("vr")
+    writer, wid, _ = await a.sign_up("vw")
+    await a.follow(reader, wid)
+    doc = gql("""subscription { homeTimeline { kind tweetId
+        tweet { text author { id viewerIsFollowing } } } }""")
+    async with Client(transport=transport(live, 1, reader)) as rs, \
+            Client(transport=transport(live, 1, writer)) as ws:
+        got_r = asyncio.create_task(collect(rs, doc, {}, 1))
+        got_w = asyncio.create_task(collect(ws, doc, {}, 1))
+        await present(live, home_present(rid))
+        await present(live, home_present(wid))
+        await asyncio.sleep(0.2)
+        tid = await a.post(writer, "who follows whom")
+        (r,), (w,) = await got_r, await got_w
+    assert r["homeTimeline"]["tweetId"] == w["homeTimeline"]["tweetId"] == tid
+    assert r["homeTimeline"]["tweet"]["author"]["viewerIsFollowing"] is True
+    assert w["homeTimeline"]["tweet"]["author"]["viewerIsFollowing"] is False

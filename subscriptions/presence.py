@@ -1,0 +1,114 @@
+"""Presence of this process's live sessions, renewed in batches.
+
+A session marks itself present when it starts (and again after a Redis reconnect); from then
+on this process renews every session's marks: its presence field for this hub, the TTL of
+its cached home timeline, and the presence keys of the celebrities it follows (whose
+channels carry their tweets). It also notices when a viewer starts or stops following a
+celebrity, and moves the session's channels. One task does it for all sessions, a slice per
+second so that each session comes round every `HEARTBEAT_S`: one followees query and one
+pipelined Redis round trip per slice, instead of a timer, a query and a round trip per
+session (at 2,000 sessions those cost about a tenth of the process's CPU).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from collections.abc import Iterable
+
+from runtime.container import Services
+from storage import live
+from subscriptions.hub import Hub, Subscriber
+
+log = logging.getLogger("chirp.live")
+
+TICK_S = 1.0
+BATCH = 500  # sessions per Redis round trip
+
+
+def celebrity_channels(celebs: Iterable[int]) -> set[str]:
+    return {live.author_channel(c) for c in celebs}
+
+
+class Presence:
+    def __init__(self, services: Services, hub: Hub) -> None:
+        self.services = services
+        self.hub = hub
+        # session -> the authors whose channels it listens to: the celebrities a home
+        # timeline's viewer follows, or a userTweets session's author
+        self.sessions: dict[Subscriber, set[int]] = {}
+        self._cursor = 0
+        self._task: asyncio.Task | None = None
+
+    @classmethod
+    def of(cls, services: Services, hub: Hub) -> Presence:
+        """The process's one instance, kept by its hub, started on first use."""
+        presence = hub.presence
+        if presence is None:
+            presence = hub.presence = cls(services, hub)
+            presence._task = hub.spawn(presence._run())
+        return presence
+
+    def add(self, sub: Subscriber, authors: set[int]) -> None:
+        self.sessions[sub] = authors
+
+    def discard(self, sub: Subscriber) -> None:
+        self.sessions.pop(sub, None)
+
+    async def mark(self, viewers: Iterable[int], authors: Iterable[int]) -> None:
+        """Present now: these viewers' sessions on this hub, and these authors' channels."""
+        home = self.services.home
+        hub_id, ttl_ms = self.hub.id, live.PRESENCE_TTL_S * 1000
+        viewers, authors = list(viewers), list(authors)
+
+        def build(pipe) -> None:
+            for v in viewers:
+                home.call(pipe, "present", [live.presence_key(v)], [hub_id, ttl_ms])
+                # keep the cached timeline alive as long as someone watches it
+                pipe.expire(home.key(v), home.ttl_seconds)
+            for a in authors:
+                pipe.set(live.author_presence_key(a), 1, ex=live.PRESENCE_TTL_S)
+
+        await home.run(build)
+
+    async def renew(self, subs: list[Subscriber]) -> None:
+        homes = [s for s in subs if s.viewer is not None and s in self.sessions]
+        if homes:
+            followed = await live.celebrity_followees(
+                self.services.pool, sorted({s.viewer for s in homes}),
+                self.services.settings.celebrity_threshold,
+            )
+            for sub in homes:
+                now = followed.get(sub.viewer, set())
+                if sub in self.sessions and self.sessions[sub] != now:
+                    self.sessions[sub] = now
+                    await sub.set_channels(celebrity_channels(now))
+        for start in range(0, len(subs), BATCH):
+            part = [s for s in subs[start:start + BATCH] if s in self.sessions]
+            authors = set().union(*(self.sessions.get(s, ()) for s in part))
+            await self.mark({s.viewer for s in part if s.viewer is not None}, authors)
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_S)
+            subs = list(self.sessions)
+            if not subs:
+                continue
+            per_tick = math.ceil(len(subs) * TICK_S / live.HEARTBEAT_S)
+            start = self._cursor % len(subs)
+            due = subs[start:start + per_tick]
+            if len(due) < per_tick:
+                due += subs[:per_tick - len(due)]
+            self._cursor = start + per_tick
+            try:
+                await self.renew(due)
+            except Exception as e:  # Redis or the database blinked: their turn comes again
+                log.warning("live presence renewal failed: %s", e)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task

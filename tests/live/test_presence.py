@@ -1,0 +1,51 @@
+"""Batched presence renewal on a real Redis and PostgreSQL: one pass marks every session
+present on this hub, keeps its timeline and its celebrities' keys alive, and moves a
+session's channels when its viewer starts or stops following a celebrity."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from bench.seed import author_with_followers
+from storage import live
+from subscriptions.hub import Hub
+from subscriptions.presence import Presence
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+async def test_renewal_marks_presence_and_follows_celebrity_changes(stack, services):
+    threshold = services.settings.celebrity_threshold
+    celeb, fans = await author_with_followers(services, threshold + 1)  # a celebrity
+    viewer, plain = fans[0], fans[1]
+    hub = Hub(stack.redis_url, tune_gc=False)
+    await hub.start()
+    try:
+        await asyncio.wait_for(hub.connected.wait(), 5)
+        presence = Presence.of(services, hub)
+        assert Presence.of(services, hub) is presence  # one per hub
+        home = await hub.join(set(), viewer)  # as if opened before following the celebrity
+        other = await hub.join({live.author_channel(celeb)}, plain)
+        presence.add(home, set())
+        presence.add(other, {celeb})
+        await presence.renew([home, other])
+        assert home.channels == {live.author_channel(celeb)}  # now listening there
+        r = services.redis
+        for v in (viewer, plain):
+            assert await r.hkeys(live.presence_key(v)) == [hub.id.encode()]
+            assert 0 < await r.ttl(live.presence_key(v)) <= live.PRESENCE_TTL_S
+        assert await r.exists(live.author_presence_key(celeb))
+
+        await services.graph.unfollow(viewer, celeb)  # still a celebrity to the others
+        await presence.renew([home, other])
+        assert home.channels == set()
+        assert other.channels == {live.author_channel(celeb)}  # still followed there
+        presence.discard(home)
+        presence.discard(other)
+        await home.close()
+        await other.close()
+        assert hub._refs == {} and hub._viewers == {}
+    finally:
+        await hub.stop()
