@@ -12,6 +12,7 @@
   its partition's commit back meanwhile; the worker dead-letters it after MAX_ATTEMPTS.
 - Dead letters go to `<topic>.dead`, with the error and attempt count in headers;
   `replay_dead` sends them back once (its own consumer group remembers how far it got).
+- The consumer group is `<topic>.fanout`: one group per topic.
 """
 
 from __future__ import annotations
@@ -33,8 +34,7 @@ from storage.eventbus import Delivery, decode_fields, encode_fields
 
 log = logging.getLogger(__name__)
 
-GROUP = "fanout"
-REPLAY_GROUP = "fanout-replay"
+GROUP = "fanout"  # suffix: the group is "<topic>.fanout", so two topics never share one
 FIRST_RETRY_MS = 250
 JOIN_WAIT_S = 10.0
 
@@ -107,14 +107,17 @@ class KafkaBus:
         topic: str = "chirp.events",
         partitions: int = 12,
         claim_idle_ms: int = 30_000,
-        group: str = GROUP,
+        group: str | None = None,
     ) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
         self.dead_topic = f"{topic}.dead"
         self.partitions = partitions
         self.claim_idle_ms = claim_idle_ms
-        self.group = group
+        # One group per topic: a rebalance on another deployment's topic (or another test
+        # session's) must not pause this one.
+        self.group = group or f"{topic}.{GROUP}"
+        self.replay_group = f"{self.group}.replay"
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._topics_ready = False
@@ -311,7 +314,7 @@ class KafkaBus:
         """Send every dead letter not replayed before back to the main topic."""
         producer = await self._producer_started()
         c = AIOKafkaConsumer(
-            self.dead_topic, bootstrap_servers=self.bootstrap, group_id=REPLAY_GROUP,
+            self.dead_topic, bootstrap_servers=self.bootstrap, group_id=self.replay_group,
             enable_auto_commit=False, auto_offset_reset="earliest",
         )
         await c.start()
