@@ -46,11 +46,17 @@ backends-stop: venv
 	$(PY) -m deploy.local.backends stop
 
 # Without java the backend tests skip, unless CHIRP_REQUIRE_BACKENDS=1 (CI) fails them.
+# With java, every test that runs on the default backends runs again with the event bus on
+# Kafka and the tweet store on Cassandra (the contract suites already cover both adapters).
+SCALE_TESTS := tests/api tests/live tests/test_consistency.py tests/test_faults.py \
+	tests/test_fanout_chunks.py
 test: venv web browser
 	@if command -v java >/dev/null; then $(MAKE) --no-print-directory backends; \
 	elif [ "$$CHIRP_REQUIRE_BACKENDS" = 1 ]; then \
 	  echo "CHIRP_REQUIRE_BACKENDS=1: Kafka and Cassandra need java 17 and mvn"; exit 1; fi
 	$(PY) -m pytest
+	@if command -v java >/dev/null; then echo "== the same tests on Kafka and Cassandra =="; \
+	  CHIRP_TEST_STACK=kafka-cassandra $(PY) -m pytest $(SCALE_TESTS); fi
 
 # Rough single-process homeTimeline throughput (uses wrk if installed: apt-get install wrk).
 bench-home: venv
