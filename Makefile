@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test lint venv web browser clean bench-home bench-fanout bench-live backends \
+.PHONY: dev test lint venv web browser clean bench-home bench-fanout bench-fanout-scaling bench-live backends \
 	backends-stop
 
 venv: $(STAMP)
@@ -65,6 +65,10 @@ bench-home: venv
 # Fan-out deliveries/s of one worker process for a 100k-follower author.
 bench-fanout: venv
 	$(PY) -m bench.fanout_rate
+
+# Fan-out deliveries/s on Redis Streams vs Kafka, 1 vs 2 worker processes (starts Kafka).
+bench-fanout-scaling: venv
+	$(PY) -m bench.fanout_scaling
 
 # Live delivery latency and memory with 2,000 WebSocket subscribers on one API process.
 bench-live: venv
