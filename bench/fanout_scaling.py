@@ -21,14 +21,27 @@ import tempfile
 import time
 from pathlib import Path
 
+import psutil
+
 from bench.seed import author_with_followers
 
 ROOT = Path(__file__).resolve().parent.parent
 DELIVERIES = "chirp:stats:deliveries"
 
 
+async def _cpu_s(svc, procs) -> tuple[float, list[float]]:
+    """CPU seconds used so far by Valkey and by each worker process."""
+    info = await svc.redis.info("cpu")
+    valkey = float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+    workers = []
+    for p in procs:
+        t = psutil.Process(p.pid).cpu_times()
+        workers.append(t.user + t.system)
+    return valkey, workers
+
+
 async def _measure(svc, author: int, followers: int, workers: int, runs: int,
-                   env: dict[str, str]) -> list[float]:
+                   env: dict[str, str]) -> tuple[list[float], dict]:
     procs = [
         await asyncio.create_subprocess_exec(sys.executable, "-m", "workers.fanout", cwd=ROOT,
                                              env=env)
@@ -37,6 +50,7 @@ async def _measure(svc, author: int, followers: int, workers: int, runs: int,
     try:
         await asyncio.sleep(8)  # started, ids leased, group joined and balanced
         times = []
+        valkey0, workers0 = await _cpu_s(svc, procs)
         for n in range(runs):
             base = int(await svc.redis.get(DELIVERIES) or 0)
             await svc.tweeting.post(author, f"fan-out {workers}w run {n}")
@@ -47,7 +61,18 @@ async def _measure(svc, author: int, followers: int, workers: int, runs: int,
                 await asyncio.sleep(0.005)
             times.append(time.perf_counter() - t0)
             await asyncio.sleep(0.5)
-        return times
+        valkey1, workers1 = await _cpu_s(svc, procs)
+        # Where the time goes: CPU per delivery in Valkey (the Lua inserts) and in the
+        # workers (paging followers, building calls), and how the work split between them.
+        n = followers * runs
+        cpu = {
+            "valkey_cpu_us_per_delivery": round((valkey1 - valkey0) / n * 1e6, 2),
+            "worker_cpu_us_per_delivery": round(
+                sum(b - a for a, b in zip(workers0, workers1, strict=True)) / n * 1e6, 2),
+            "worker_cpu_share": [round((b - a) / max(sum(workers1) - sum(workers0), 1e-9), 2)
+                                 for a, b in zip(workers0, workers1, strict=True)],
+        }
+        return times, cpu
     finally:
         for p in procs:
             p.terminate()
@@ -78,8 +103,9 @@ async def run(followers: int, chunk: int, runs: int, buses: list[str]) -> dict:
                 seeded = author
             name = "kafka" if bus != "redis" else "redis"
             for workers in (1, 2):
-                times = await _measure(svc, seeded, followers, workers, runs, env)
+                times, cpu = await _measure(svc, seeded, followers, workers, runs, env)
                 med = statistics.median(times)
+                results.update({f"{name}_{workers}w_{k}": v for k, v in cpu.items()})
                 results[f"{name}_{workers}w_seconds"] = round(med, 3)
                 results[f"{name}_{workers}w_deliveries_per_s"] = round(followers / med)
             results[f"{name}_2w_vs_1w_speedup_ratio"] = round(
