@@ -195,10 +195,7 @@ async def readyz(request: Request) -> Response:
         except Exception as e:  # any failure means not ready; say which and why
             checks[name] = f"error: {type(e).__name__}: {e}"[:200]
 
-    await asyncio.gather(
-        check("postgres", lambda: services.pool.fetchval("SELECT 1")),
-        check("redis", services.redis.ping),
-    )
+    await asyncio.gather(*(check(name, probe) for name, probe in services.probes().items()))
     ready = all(v == "ok" for v in checks.values())
     return JSONResponse({"ready": ready, "checks": checks}, 200 if ready else 503)
 
@@ -208,7 +205,7 @@ async def metrics_endpoint(request: Request) -> Response:
     with contextlib.suppress(Exception):
         metrics.FANOUT_LAG.set(await services.bus.lag())
         metrics.FANOUT_DELIVERIES.set(int(await services.redis.get(metrics.DELIVERIES_KEY) or 0))
-        metrics.DEAD_LETTERS.set(await services.redis.xlen("chirp:events:dead"))
+        metrics.DEAD_LETTERS.set(await services.bus.dead_count())
     with contextlib.suppress(Exception):
         metrics.OUTBOX_PENDING.set(await outbox.pending(services.pool))
     return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import asyncpg
@@ -45,6 +45,18 @@ class Services:
     accounts: Accounts
     tweeting: Tweeting
     social: Social
+
+    def probes(self) -> dict[str, Callable[[], Awaitable[object]]]:
+        """One readiness check per backend in use."""
+        found: dict[str, Callable[[], Awaitable[object]]] = {
+            "postgres": lambda: self.pool.fetchval("SELECT 1"),
+            "redis": self.redis.ping,
+        }
+        if self.settings.tweet_store != "postgres":
+            found["cassandra"] = self.tweets.ping
+        if self.settings.event_bus != "redis":
+            found["kafka"] = self.bus.ping
+        return found
 
     async def close(self) -> None:
         await self.ids.close()

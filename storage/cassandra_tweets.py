@@ -188,6 +188,7 @@ class CassandraTweetStore:
         prepare = self._prepare
         self._get = prepare(f"SELECT {_COLUMNS} FROM tweets WHERE id = ?")
         self._get_in = prepare(f"SELECT {_COLUMNS} FROM tweets WHERE id IN ?")
+        self._release = prepare("SELECT release_version FROM system.local")
         self._put_by_id = prepare(
             f"INSERT INTO tweets ({_COLUMNS}) VALUES (?, ?, ?, ?) USING TIMESTAMP ?")
         self._put_by_author = prepare(
@@ -270,6 +271,9 @@ class CassandraTweetStore:
         batch.add(self._del_by_author, (ts, existing.author_id, bucket_of(tweet_id), tweet_id))
         await _aio(self.session.execute_async(batch))
         return existing
+
+    async def ping(self) -> None:
+        await self._run(self._release, ())
 
     async def _one(self, tweet_id: int) -> Tweet | None:
         rows = await self._run(self._get, (tweet_id,))

@@ -36,6 +36,10 @@ class EventBus(Protocol):
     async def dead(self, count: int = 100) -> list[tuple[str, Event, str]]: ...
     async def replay_dead(self) -> int: ...
     async def lag(self) -> int: ...
+    async def dead_count(self) -> int:
+        """Dead letters not yet replayed."""
+    async def ping(self) -> None:
+        """Raise if the bus cannot answer (for /readyz)."""
     async def release(self) -> None:
         """Stop consuming until the next receive (Kafka: leave the group, so its
         partitions go to the other consumers)."""
@@ -176,6 +180,12 @@ class RedisStreamBus:
         """Events not yet acknowledged: waiting plus in flight."""
         await self.ensure_group()
         return await self.redis.xlen(STREAM)
+
+    async def dead_count(self) -> int:
+        return await self.redis.xlen(DEAD)
+
+    async def ping(self) -> None:
+        await self.redis.ping()
 
     async def release(self) -> None:
         """Nothing is held between calls: pending events are claimed by idle time."""

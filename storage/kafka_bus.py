@@ -335,7 +335,17 @@ class KafkaBus:
 
     async def lag(self) -> int:
         """Events published but not yet committed by the fan-out group (for /metrics:
-        two requests on long-lived clients)."""
+        a few requests on long-lived clients)."""
+        return await self._behind(self.topic, self.group)
+
+    async def dead_count(self) -> int:
+        return await self._behind(self.dead_topic, self.replay_group)
+
+    async def ping(self) -> None:
+        await self.lag()
+
+    async def _behind(self, topic: str, group: str) -> int:
+        """Messages in `topic` that `group` has not committed."""
         await self.ensure_topics()
         if self._watch is None:
             admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=5000)
@@ -345,8 +355,8 @@ class KafkaBus:
             self._watch = (admin, c)
         admin, c = self._watch
         try:
-            committed = await admin.list_consumer_group_offsets(self.group)
-            parts = await _partitions(admin, self.topic)
+            committed = await admin.list_consumer_group_offsets(group)
+            parts = await _partitions(admin, topic)
             if not parts:
                 return 0
             ends = await c.end_offsets(parts)

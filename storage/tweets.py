@@ -40,6 +40,9 @@ class TweetStore(Protocol):
 
     async def get_many(self, ids: Iterable[int]) -> dict[int, Tweet]: ...
 
+    async def ping(self) -> None:
+        """Raise if the store cannot answer (for /readyz)."""
+
     async def by_author(
         self, author_id: int, before: int = NEWEST, since: int = 0, limit: int = 20
     ) -> list[Tweet]:
@@ -80,6 +83,9 @@ class PostgresTweetStore:
             "DELETE FROM tweets WHERE id = $1 RETURNING id, author_id, text, created_at", tweet_id
         )
         return _tweet(row) if row else None
+
+    async def ping(self) -> None:
+        await self.pool.fetchval("SELECT 1")
 
     async def get_many(self, ids: Iterable[int]) -> dict[int, Tweet]:
         rows = await self.pool.fetch(

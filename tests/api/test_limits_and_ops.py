@@ -1,5 +1,7 @@
 import pytest
 
+from tests.conftest import SCALE_STACK, TEST_STACK
+
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
@@ -58,8 +60,12 @@ async def test_rest_adapters(api, services):
 async def test_health_ready_metrics(api):
     assert (await api.client.get("/healthz")).status_code == 200
     r = await api.client.get("/readyz")
-    assert r.status_code == 200 and r.json()["checks"] == {"postgres": "ok", "redis": "ok"}
+    expected = {"postgres": "ok", "redis": "ok"}
+    if TEST_STACK == SCALE_STACK:  # every backend in use is checked
+        expected |= {"kafka": "ok", "cassandra": "ok"}
+    assert r.status_code == 200 and r.json()["checks"] == expected
     text = (await api.client.get("/metrics")).text
     for name in ["chirp_request_seconds_bucket", "chirp_fanout_lag_events",
-                 "chirp_fanout_deliveries_total", "chirp_degraded_reads_total"]:
+                 "chirp_fanout_deliveries_total", "chirp_degraded_reads_total",
+                 "chirp_dead_letter_events"]:
         assert name in text
