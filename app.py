@@ -38,19 +38,25 @@ from schema.live import LiveExecutionContext
 from storage import outbox
 from subscriptions.hub import Hub
 from subscriptions.hydrate import EventHydrator
+from subscriptions.wire import LegacyWSHandler, TransportWSHandler
 
 log = logging.getLogger("chirp.app")
 
 
 class GraphQLApp(GraphQL):
+    # Live subscriptions: each operation's task learns how to frame and send its events,
+    # so the hub can write shared events to its socket directly (subscriptions/wire.py).
+    graphql_transport_ws_handler_class = TransportWSHandler
+    graphql_ws_handler_class = LegacyWSHandler
+
     def __init__(self, services: Services) -> None:
         schema = build_schema(services.settings)
         # A live event's selection runs once per process, not once per subscription.
         schema.execution_context_class = LiveExecutionContext
         super().__init__(schema, graphql_ide="graphiql")
         self.services = services
-        self.hub = Hub(services.settings.redis_url)
         self.hydrator = EventHydrator(services)
+        self.hub = Hub(services.settings.redis_url, self.hydrator)
         self._hub_started = False
 
     async def get_context(self, request: Any, response: Any = None) -> Context:

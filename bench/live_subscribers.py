@@ -337,6 +337,16 @@ async def run(args, api_port: int, author_token: str, tokens: list[str],
     )
     expected = args.tweets * len(tokens)
     n = len(latencies)
+    # per tweet: when its first subscriber got it (the path up to the API's fan-in) and
+    # its last (plus the fan-out inside the API process)
+    first, last = [], []
+    for tid, t0 in posted.items():
+        times = [t for r in results for t in r["arrivals"].get(str(tid), ())]
+        if times:
+            first.append((min(times) - t0) * 1000)
+            last.append((max(times) - t0) * 1000)
+    first.sort()
+    last.sort()
 
     def pct(p: float) -> float | None:
         return round(latencies[min(n - 1, int(p * n))], 1) if n else None
@@ -349,6 +359,10 @@ async def run(args, api_port: int, author_token: str, tokens: list[str],
         "errors": sum(r["errors"] for r in results),
         "p50_ms": pct(0.5), "p90_ms": pct(0.9), "p99_ms": pct(0.99),
         "max_ms": round(latencies[-1], 1) if n else None,
+        "first_delivery_ms": [round(first[0], 1), round(first[len(first) // 2], 1),
+                              round(first[-1], 1)] if first else None,  # min, median, max
+        "last_delivery_ms": [round(last[0], 1), round(last[len(last) // 2], 1),
+                             round(last[-1], 1)] if last else None,
         "setup_s": round(setup_s, 1),
         "api_rss_bytes_per_connection": round((rss1 - rss0) / len(tokens)),
         "api_cpu_us_per_delivery": round(api_cpu * 1e6 / max(1, n), 1),

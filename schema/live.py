@@ -8,6 +8,10 @@ below the root field reads only what is the same for every viewer (the fields in
 executes it, the others reuse it. A selection that reaches anything else (say
 `author { viewerIsFollowing }`) is executed per subscription, as before, with that
 event's own loaders.
+
+A shareable subscription also offers the hub a `Direct`: the event's payload, serialized
+once per event and selection, framed for this operation, written to its socket without
+going through graphql-core and the protocol handler (subscriptions/wire.py).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Hashable
 from enum import Enum
 from typing import Any
 
+import orjson
 import strawberry
 from graphql import (
     FieldNode,
@@ -35,6 +40,7 @@ from strawberry.types import Info
 from schema.errors import classify
 from schema.types import Tweet
 from subscriptions import live
+from subscriptions.wire import WIRE, Wire
 
 
 @strawberry.enum
@@ -87,7 +93,8 @@ class Subscription:
     ) -> AsyncGenerator[TimelineEvent, None]:
         """The viewer's home timeline, live: own tweets, followees' tweets (pushed by
         fan-out) and followed celebrities' tweets (from their channels), and deletes."""
-        async for event in _coded(live.home_timeline(info.context, since_id)):
+        events = live.home_timeline(info.context, since_id, _direct())
+        async for event in _coded(events):
             yield TimelineEvent.of(event)
 
     @strawberry.subscription
@@ -95,7 +102,7 @@ class Subscription:
         self, info: Info, handle: str
     ) -> AsyncGenerator[TimelineEvent, None]:
         """One author's new and deleted tweets."""
-        async for event in _coded(live.user_tweets(info.context, handle)):
+        async for event in _coded(live.user_tweets(info.context, handle, _direct())):
             yield TimelineEvent.of(event)
 
 
@@ -133,11 +140,24 @@ class LiveExecutionContext(StrawberryGraphQLCoreExecutionContext):
     _share_key: Any = _UNKNOWN  # per subscription: its selection's key, None if unshareable
     _memo: dict[Hashable, Any] | None = None  # per event, set on a copy that executes
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        wire = WIRE.get()  # set by our protocol handler in this operation's task
+        if (
+            wire is not None
+            and wire.executor is None
+            and self.operation.operation == OperationType.SUBSCRIPTION
+        ):
+            wire.executor = self
+
+    def share_key(self) -> Hashable | None:
+        if self._share_key is _UNKNOWN:
+            self._share_key = _selection_key(self)
+        return self._share_key
+
     def build_per_event_executor(self, payload: Any) -> Any:
         if isinstance(payload, TimelineEvent):
-            if self._share_key is _UNKNOWN:
-                self._share_key = _selection_key(self)
-            key = self._share_key
+            key = self.share_key()
             if key is not None:
                 done = payload.results.get(key)
                 if done is not None:
@@ -154,6 +174,42 @@ class LiveExecutionContext(StrawberryGraphQLCoreExecutionContext):
             # Only complete results: a selection that awaited something is not shared.
             self._memo[self._share_key] = result
         return result
+
+
+class _Direct:
+    """A shareable subscription's frames, for the hub to send (see subscriptions/wire.py)."""
+
+    __slots__ = ("executor", "key", "prefix", "alive", "send_text")
+
+    def __init__(self, wire: Wire, executor: LiveExecutionContext, key: Hashable) -> None:
+        self.executor, self.key, self.prefix = executor, ("json", key), wire.prefix
+        self.alive, self.send_text = wire.alive, wire.send_text
+
+    def frame(self, event: live.LiveEvent) -> str | None:
+        """This operation's frame for the event, or None to use the ordinary path."""
+        shared = TimelineEvent.of(event)
+        payload = shared.results.get(self.key)
+        if payload is None:
+            result = self.executor.build_per_event_executor(shared).execute_operation(False)
+            if self.executor.is_awaitable(result):
+                result.close()  # not expected for a shareable selection: decline
+                return None
+            if result.errors:
+                return None  # the ordinary path formats and reports them
+            # what the protocol handlers send as the payload, with the app's encoder
+            payload = orjson.dumps({"data": result.data}).decode()
+            if len(shared.results) < _MEMO_MAX:
+                shared.results[self.key] = payload
+        return self.prefix + payload + "}"
+
+
+def _direct() -> _Direct | None:
+    """A Direct for the running subscription operation, if it can have one."""
+    wire = WIRE.get()
+    if wire is None or wire.executor is None:
+        return None
+    key = wire.executor.share_key()
+    return _Direct(wire, wire.executor, key) if key is not None else None
 
 
 def _selection_key(executor: LiveExecutionContext) -> Hashable | None:

@@ -102,3 +102,14 @@ async def celebrity_followees(
     for r in rows:
         out.setdefault(r["follower_id"], set()).add(r["followee_id"])
     return out
+
+
+async def followers_among(pool: asyncpg.Pool, author: int, viewers: list[int]) -> set[int]:
+    """Which of `viewers` follow `author` (for a celebrity's tweet reaching many live
+    sessions of one process: one query instead of one per session)."""
+    rows = await pool.fetch(
+        "SELECT follower_id FROM follows WHERE followee_id = $1 "
+        "AND follower_id = ANY($2::bigint[])",
+        author, viewers,
+    )
+    return {r["follower_id"] for r in rows}

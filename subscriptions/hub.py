@@ -1,10 +1,16 @@
 """The per-process pub/sub hub: one Redis connection for every live session in this process,
-fanning notices in to bounded per-session queues.
+handing each event to the sessions it concerns.
 
 Home timelines arrive on the hub's own channel (`storage.live.hub_channel(hub.id)`): the
 fan-out scripts publish one message per hub per page of followers, naming the viewers, and
 the hub hands it to its local sessions of those viewers. Authors' channels (celebrities,
 `userTweets`) are subscribed once per process however many local sessions want them.
+
+The reader only parses; a dispatcher task takes notices in order, loads each event once
+(`EventHydrator`), keeps a celebrity's tweet from sessions whose viewer no longer follows
+them (one query per tweet, not one per session), and then for each session either writes
+the event's frame to its socket directly (an idle session whose selection can be shared,
+see subscriptions/wire.py) or puts the event in its bounded queue for its own task.
 
 Why redis-py directly and not broadcaster: broadcaster 0.3.1 gives every subscriber an
 unbounded queue and its Redis listener has no error handling (it hangs after a disconnect,
@@ -21,7 +27,9 @@ import contextlib
 import gc
 import logging
 import secrets
+from collections import OrderedDict, deque
 from collections.abc import Iterable
+from typing import Any, Protocol
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
@@ -30,18 +38,24 @@ from redis.retry import Retry
 
 from runtime import metrics
 from storage import live
+from subscriptions.hydrate import ADDED, DELETED, EventHydrator, LiveEvent
+from subscriptions.wire import send_eagerly
 
 log = logging.getLogger("chirp.hub")
 
-RESYNC = "resync"  # queued instead of notices when the subscriber may have missed some
+RESYNC = "resync"  # queued instead of events when the subscriber may have missed some
 QUEUE_SIZE = 256
+INBOX_MAX = 10_000  # notices read but not yet dispatched; beyond this everyone resyncs
+YIELD_EVERY = 256  # sessions served per event before letting the loop run other work
 PING_EVERY_S = 5.0
 DEAD_AFTER_S = 15.0
 
-# What a session's queue holds: RESYNC, or (author channel or None when routed to the
-# viewer's home timeline, 'a' | 'd', tweet id). One tuple per message, shared by every
-# session it is handed to.
-Notice = tuple[str | None, str, int]
+# A parsed message: (author channel, or None when routed to viewers' home timelines,
+# 'a' | 'd', tweet id, the viewers it is routed to)
+Notice = tuple[str | None, str, int, list[int]]
+
+_ADDED_COUNT = metrics.LIVE_DELIVERED.labels(ADDED)
+_DELETED_COUNT = metrics.LIVE_DELIVERED.labels(DELETED)
 
 
 # Allocations minus deallocations between young-generation collections (CPython: 700).
@@ -66,43 +80,115 @@ def tune_gc() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
 
 
+class Seen:
+    """Tweet ids a session has sent, bounded (a live stream runs for hours)."""
+
+    __slots__ = ("ids", "size")
+
+    def __init__(self, size: int = 4096) -> None:
+        self.ids: OrderedDict[int, None] = OrderedDict()
+        self.size = size
+
+    def __contains__(self, tweet_id: int) -> bool:
+        return tweet_id in self.ids
+
+    def add(self, tweet_id: int) -> bool:
+        """False if it was already there."""
+        if tweet_id in self.ids:
+            return False
+        self.ids[tweet_id] = None
+        if len(self.ids) > self.size:
+            self.ids.popitem(last=False)
+        return True
+
+
+class Direct(Protocol):
+    """What a session offers for direct delivery (made by schema/live.py)."""
+
+    def alive(self) -> bool: ...
+
+    def frame(self, event: LiveEvent) -> str | None: ...
+
+    def send_text(self, text: str) -> Any: ...
+
+
 class Subscriber:
-    """One WebSocket subscription's view of the hub: its author channels, and for a home
-    timeline session the viewer whose routed notices it receives."""
+    """One WebSocket subscription's view of the hub: its author channels, for a home
+    timeline session the viewer whose routed notices it receives, what it has sent, and
+    whether the hub may write to its socket directly right now."""
+
+    __slots__ = ("hub", "viewer", "channels", "queue", "seen", "direct", "pending")
 
     def __init__(self, hub: Hub, viewer: int | None) -> None:
         self.hub = hub
         self.viewer = viewer
         self.channels: set[str] = set()
-        self.queue: asyncio.Queue[Notice | str] = asyncio.Queue(QUEUE_SIZE)
+        self.queue: asyncio.Queue[LiveEvent | str] = asyncio.Queue(QUEUE_SIZE)
+        self.seen = Seen()
+        self.direct: Direct | None = None  # set by the session when it is idle
+        self.pending: asyncio.Future | None = None  # a direct send waiting on the socket
 
-    def deliver(self, notice: Notice) -> None:
+    def deliver(self, event: LiveEvent) -> None:
+        """Through the queue: the session's own task sends it."""
+        self.direct = None  # it catches up in order before going direct again
         try:
-            self.queue.put_nowait(notice)
+            self.queue.put_nowait(event)
         except asyncio.QueueFull:
             # Too slow to keep up: drop what is queued and ask for a refetch instead of
             # letting memory grow.
             metrics.LIVE_OVERFLOWS.inc()
             self.resync()
 
+    def hand(self, event: LiveEvent) -> bool:
+        """Send directly if the session allows it and the socket is free; otherwise queue.
+        True if sent here."""
+        direct = self.direct
+        if direct is not None:
+            added = event.kind == ADDED
+            if added and event.tweet_id in self.seen:
+                return False  # already sent
+            pending = self.pending
+            if (pending is None or pending.done()) and direct.alive():
+                frame = direct.frame(event)
+                if frame is not None:
+                    try:
+                        self.pending = send_eagerly(direct.send_text(frame))
+                    except Exception as e:  # gone: its operation's task will find out
+                        log.debug("direct live send failed: %r", e)
+                    else:
+                        if added:
+                            self.seen.add(event.tweet_id)
+                        return True
+        self.deliver(event)
+        return False
+
     def resync(self) -> None:
+        self.direct = None
         while not self.queue.empty():
             self.queue.get_nowait()
         self.queue.put_nowait(RESYNC)
 
-    async def get(self) -> Notice | str:
-        return await self.queue.get()
+    async def get(self) -> LiveEvent | str:
+        item = await self.queue.get()
+        pending = self.pending
+        if pending is not None and not pending.done():
+            await asyncio.wait([pending])  # a direct send first: order is kept
+        return item
 
     async def set_channels(self, channels: set[str]) -> None:
         await self.hub.change(self, channels)
 
     async def close(self) -> None:
+        self.direct = None
         await self.hub.leave(self)
 
 
 class Hub:
-    def __init__(self, redis_url: str, tune_gc: bool = True) -> None:
+    def __init__(
+        self, redis_url: str, hydrator: EventHydrator, tune_gc: bool = True
+    ) -> None:
         self.redis_url = redis_url
+        self.hydrator = hydrator
         self.tune_gc = tune_gc  # the process's GC: see tune_gc(); off in tests
         # Names this process in presence hashes; a restarted process is a new hub.
         self.id = secrets.token_hex(8)
@@ -115,6 +201,8 @@ class Hub:
         self._lock = asyncio.Lock()
         self._last_pong = 0.0
         self._background: set[asyncio.Task] = set()
+        self._inbox: deque[Notice] = deque()
+        self._wake = asyncio.Event()
         self.presence = None  # subscriptions.presence.Presence, made by the first session
         self.connected = asyncio.Event()
 
@@ -122,6 +210,7 @@ class Hub:
         if self.tune_gc:
             tune_gc()
         self._task = asyncio.create_task(self._run())
+        self.spawn(self._dispatch_loop())
 
     async def stop(self) -> None:
         for task in [self._task, *self._background]:
@@ -193,26 +282,75 @@ class Hub:
 
     # -- dispatch
 
-    def _dispatch(self, channel: str, data: bytes) -> None:
+    def _receive(self, channel: str, data: bytes) -> None:
+        """The reader's part: parse, queue for the dispatcher."""
         if channel == self.channel:
             routed = live.parse_routed(data)
             if routed is None:
                 return
             kind, tweet_id, viewers = routed
-            notice: Notice = (None, kind, tweet_id)
-            for viewer in viewers:
-                for sub in self._viewers.get(viewer, ()):
-                    sub.deliver(notice)
+            notice: Notice = (None, kind, tweet_id, viewers)
+        else:
+            parsed = live.parse(data)
+            if parsed is None or not self._refs.get(channel):
+                return
+            notice = (channel, parsed[0], parsed[1], [])
+        if len(self._inbox) >= INBOX_MAX:
+            log.warning("live dispatch %d notices behind: everyone resyncs", len(self._inbox))
+            self._inbox.clear()
+            for sub in self.sessions():
+                sub.resync()
             return
-        members = self._refs.get(channel)
-        if not members:
+        self._inbox.append(notice)
+        self._wake.set()
+
+    async def _dispatch_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._inbox:
+                notice = self._inbox.popleft()
+                try:
+                    await self._dispatch(*notice)
+                except Exception as e:  # the database blinked: those sessions refetch
+                    log.warning("live dispatch of %s failed: %r", notice[:3], e)
+                    for sub in self._targets(notice[0], notice[3]):
+                        sub.resync()
+
+    def _targets(self, channel: str | None, viewers: list[int]) -> list[Subscriber]:
+        if channel is not None:
+            return list(self._refs.get(channel, ()))
+        out: list[Subscriber] = []
+        for viewer in viewers:
+            out.extend(self._viewers.get(viewer, ()))
+        return out
+
+    async def _dispatch(
+        self, channel: str | None, kind: str, tweet_id: int, viewers: list[int]
+    ) -> None:
+        targets = self._targets(channel, viewers)
+        if not targets:
             return
-        parsed = live.parse(data)
-        if parsed is None:
-            return
-        notice = (channel, *parsed)
-        for sub in list(members):
-            sub.deliver(notice)
+        if kind == "d":
+            event = self.hydrator.deleted(tweet_id)
+        else:
+            event = await self.hydrator.added(tweet_id)  # once per process
+            if event is None:
+                return  # deleted before we got here
+            author = event.tweet.author_id
+            if channel is not None:  # a celebrity's channel: only for viewers still following
+                asking = {s.viewer for s in targets if s.viewer not in (None, author)}
+                if asking:
+                    following = await self.hydrator.following(author, asking)
+                    targets = [s for s in targets
+                               if s.viewer in (None, author) or s.viewer in following]
+        sent = 0
+        for i, sub in enumerate(targets, 1):
+            sent += sub.hand(event)
+            if i % YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # let other work run between slices
+        if sent:
+            (_ADDED_COUNT if kind == "a" else _DELETED_COUNT).inc(sent)
 
     # -- the connection
 
@@ -272,7 +410,7 @@ class Hub:
                 if message["type"] == "message":
                     channel = message["channel"]
                     channel = channel.decode() if isinstance(channel, bytes) else channel
-                    self._dispatch(channel, message["data"])
+                    self._receive(channel, message["data"])
                 elif message["type"] == "pong":
                     self._last_pong = now
             if now >= next_ping:

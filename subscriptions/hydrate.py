@@ -17,6 +17,7 @@ from typing import Any
 
 from core.models import Tweet, User
 from runtime.container import Services
+from storage import live
 
 TTL_S = 5.0
 ADDED, DELETED, RESYNCED = "TWEET_ADDED", "TWEET_DELETED", "RESYNC"
@@ -71,6 +72,11 @@ class EventHydrator:
             entry = self._entries[key] = (now + TTL_S, future)
             self._expire(now)
         return entry[1].result()
+
+    async def following(self, author: int, viewers: set[int]) -> set[int]:
+        """Which of these viewers follow the author now (one query for all the sessions a
+        celebrity's tweet reaches in this process)."""
+        return await live.followers_among(self.services.pool, author, sorted(viewers))
 
     async def _load(self, tweet_id: int) -> LiveEvent | None:
         tweet = (await self.services.tweets.get_many([tweet_id])).get(tweet_id)

@@ -1,16 +1,20 @@
 """Live home timelines and author streams, as async generators of LiveEvents.
 
-Order of operations makes `sinceId` gapless: join the pub/sub channels, then mark the viewer
-present (so publishers start publishing), then read the backlog from the timeline. A tweet
-fanned out before the presence mark is in the backlog; one after it arrives live; one in
-between may come both ways and is dropped the second time (ids already sent are skipped).
+Order of operations makes `sinceId` gapless: join the hub, then mark the viewer present (so
+publishers start publishing), then read the backlog from the timeline. A tweet fanned out
+before the presence mark is in the backlog; one after it arrives live; one in between may
+come both ways and is dropped the second time (ids already sent are skipped).
+
+Live events come from the hub, already loaded. While a session has nothing of its own to
+send, and its subscription offered a `Direct` (see subscriptions/wire.py), the hub writes
+events to its socket itself; anything else comes through the session's queue and is
+yielded here, in order, after any direct send still in flight.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections import OrderedDict
 from collections.abc import AsyncIterator
 
 from core.errors import NotFound
@@ -20,7 +24,7 @@ from loaders import Loaders, make_loaders
 from resolvers import args
 from resolvers.context import Context
 from runtime import metrics
-from subscriptions.hub import RESYNC, Subscriber
+from subscriptions.hub import RESYNC, Direct, Subscriber
 from subscriptions.hydrate import ADDED, DELETED, RESYNC_EVENT, RESYNCED, LiveEvent
 from subscriptions.presence import Presence, celebrity_channels
 
@@ -53,24 +57,9 @@ def _fresh_loaders(ctx: Context) -> None:
     ctx.loaders = _EventLoaders(ctx)  # type: ignore[assignment]
 
 
-class _Seen:
-    """Ids already sent, bounded (a live stream runs for hours)."""
-
-    def __init__(self, size: int = 4096) -> None:
-        self.ids: OrderedDict[int, None] = OrderedDict()
-        self.size = size
-
-    def add(self, tweet_id: int) -> bool:
-        """False if it was already there."""
-        if tweet_id in self.ids:
-            return False
-        self.ids[tweet_id] = None
-        if len(self.ids) > self.size:
-            self.ids.popitem(last=False)
-        return True
-
-
-async def home_timeline(ctx: Context, since_id: str | None) -> AsyncIterator[LiveEvent]:
+async def home_timeline(
+    ctx: Context, since_id: str | None, direct: Direct | None = None
+) -> AsyncIterator[LiveEvent]:
     viewer = ctx.require_viewer()
     since = args.since(since_id)
     celebs = await _celebrities(ctx, viewer)
@@ -80,7 +69,7 @@ async def home_timeline(ctx: Context, since_id: str | None) -> AsyncIterator[Liv
             # present, or a tweet pushed in between would be neither live nor replayed.
             await _ensure_cached(ctx, viewer)
         await presence.mark([viewer], celebs)
-        seen = _Seen()
+        seen = sub.seen
         backlog = await _backlog(ctx, viewer, since) if since else None
         if backlog is None and since:
             yield RESYNC_EVENT
@@ -97,17 +86,19 @@ async def home_timeline(ctx: Context, since_id: str | None) -> AsyncIterator[Liv
             await _ensure_cached(ctx, viewer)
             await presence.mark([viewer], await _celebrities(ctx, viewer))
 
-        async for event in _events(ctx, sub, seen, home_of=viewer, on_resync=rejoin):
+        async for event in _events(ctx, sub, direct, on_resync=rejoin):
             yield event
 
 
-async def user_tweets(ctx: Context, handle: str) -> AsyncIterator[LiveEvent]:
+async def user_tweets(
+    ctx: Context, handle: str, direct: Direct | None = None
+) -> AsyncIterator[LiveEvent]:
     author = await ctx.loaders.users_by_handle.load(handle)
     if author is None:
         raise NotFound(f"no user @{handle}")
     async with _session(ctx, {author.id}) as (sub, presence):
         await presence.mark([], [author.id])
-        async for event in _events(ctx, sub, _Seen(), home_of=None):
+        async for event in _events(ctx, sub, direct):
             yield event
 
 
@@ -135,9 +126,14 @@ _RESYNCED_COUNT = metrics.LIVE_DELIVERED.labels(RESYNCED)
 
 
 async def _events(
-    ctx: Context, sub: Subscriber, seen: _Seen, home_of: int | None, on_resync=None
+    ctx: Context, sub: Subscriber, direct: Direct | None, on_resync=None
 ) -> AsyncIterator[LiveEvent]:
     while True:
+        if direct is not None and sub.queue.empty():
+            # Idle, with nothing queued: the hub may write to the socket itself until it
+            # has to queue something again. (The stream is suspended here only after the
+            # protocol handler sent whatever this generator yielded last.)
+            sub.direct = direct
         item = await sub.get()
         if item == RESYNC:
             if on_resync is not None:
@@ -146,25 +142,14 @@ async def _events(
             _RESYNCED_COUNT.inc()
             yield RESYNC_EVENT
             continue
-        channel, kind, tweet_id = item
-        _fresh_loaders(ctx)  # per-event caches: nothing stale across events
-        if kind == "d":
+        event: LiveEvent = item  # type: ignore[assignment]
+        if event.kind == ADDED:
+            if not sub.seen.add(event.tweet_id):
+                continue
+            _ADDED_COUNT.inc()
+        else:
             _DELETED_COUNT.inc()
-            yield ctx.hydrator.deleted(tweet_id)
-            continue
-        if not seen.add(tweet_id):
-            continue
-        event = await ctx.hydrator.added(tweet_id)  # shared by this process's sessions
-        if event is None:
-            continue  # deleted before we got here
-        if (
-            home_of is not None
-            and channel is not None
-            and event.tweet.author_id != home_of
-            and not await ctx.loaders.viewer_follows.load(event.tweet.author_id)
-        ):
-            continue  # a celebrity's channel, but no longer followed
-        _ADDED_COUNT.inc()
+        _fresh_loaders(ctx)  # per-event caches: nothing stale across events
         yield event
 
 

@@ -36,10 +36,13 @@ async def test_node_graphql_ws_client_receives_live_tweets(live):
     await present(live, home_present(rid))
     await asyncio.sleep(0.2)
     tid = await a.post(writer, "hello node")
+    # delete only once it arrived: deleted first, it might never be fanned out at all
+    first = await asyncio.wait_for(proc.stdout.readline(), 15)
     await a.gql("mutation($i:ID!){deleteTweet(id:$i)}", {"i": tid}, writer)
     out, err = await asyncio.wait_for(proc.communicate(), 20)
     assert proc.returncode == 0, err.decode()
-    events = [json.loads(line)["data"]["homeTimeline"] for line in out.decode().splitlines()]
+    lines = [first.decode(), *out.decode().splitlines()]
+    events = [json.loads(line)["data"]["homeTimeline"] for line in lines]
     assert [(e["kind"], e["tweetId"]) for e in events] == [
         ("TWEET_ADDED", tid), ("TWEET_DELETED", tid)
     ]

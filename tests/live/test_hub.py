@@ -1,5 +1,7 @@
-"""The pub/sub hub on a real Redis: bounded queues overflow into RESYNC; notices routed to
-this hub reach the sessions of the viewers they name, and no one else."""
+"""The pub/sub hub on a real Redis and PostgreSQL: bounded queues overflow into RESYNC;
+notices routed to this hub reach the sessions of the viewers they name, and no one else;
+a celebrity's tweet reaches only sessions whose viewer still follows them; idle sessions
+get frames written directly, in order with what their own task sends."""
 
 from __future__ import annotations
 
@@ -7,50 +9,114 @@ import asyncio
 
 import pytest
 
+from bench.seed import author_with_followers
 from storage import live
 from subscriptions.hub import QUEUE_SIZE, RESYNC, Hub
+from subscriptions.hydrate import ADDED, DELETED, EventHydrator
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
-async def test_slow_subscriber_gets_resync_not_unbounded_memory(stack, services):
-    hub = Hub(stack.redis_url, tune_gc=False)
+@pytest.fixture
+async def hub(stack, services):
+    hub = Hub(stack.redis_url, EventHydrator(services), tune_gc=False)
     await hub.start()
-    try:
-        await asyncio.wait_for(hub.connected.wait(), 5)
-        slow = await hub.join({"chirp:test:slow"})
-        fast = await hub.join({"chirp:test:fast"})
-        await asyncio.sleep(0.2)
-        for i in range(QUEUE_SIZE * 2):
-            await services.redis.publish("chirp:test:slow", f"a:{i + 1}")
-        await services.redis.publish("chirp:test:fast", "a:1")
-        assert await asyncio.wait_for(fast.get(), 5) == ("chirp:test:fast", "a", 1)
-        await asyncio.sleep(0.3)
-        assert slow.queue.qsize() <= QUEUE_SIZE
-        items = [slow.queue.get_nowait() for _ in range(slow.queue.qsize())]
-        assert RESYNC in items  # told to refetch, rather than holding everything
-        await slow.close()
-        await fast.close()
-        assert hub._refs == {}
-    finally:
-        await hub.stop()
+    await asyncio.wait_for(hub.connected.wait(), 5)
+    yield hub
+    await hub.stop()
 
 
-async def test_routed_notices_reach_only_the_named_viewers(stack, services):
-    hub = Hub(stack.redis_url, tune_gc=False)
-    await hub.start()
-    try:
-        await asyncio.wait_for(hub.connected.wait(), 5)
-        a1, a2 = await hub.join(set(), viewer=1), await hub.join(set(), viewer=1)
-        b, c = await hub.join(set(), viewer=2), await hub.join(set(), viewer=3)
-        await services.redis.publish(live.hub_channel(hub.id), "a:77:1,2,99")
-        await services.redis.publish(live.hub_channel(hub.id), "d:77:3")
-        for sub in (a1, a2, b):
-            assert await asyncio.wait_for(sub.get(), 5) == (None, "a", 77)
-        assert await asyncio.wait_for(c.get(), 5) == (None, "d", 77)
-        assert a1.queue.empty() and b.queue.empty() and c.queue.empty()
-        for sub in (a1, a2, b, c):
-            await sub.close()
-        assert hub._viewers == {}
-    finally:
-        await hub.stop()
+async def test_slow_subscriber_gets_resync_not_unbounded_memory(hub, services):
+    slow = await hub.join({"chirp:test:slow"})
+    fast = await hub.join({"chirp:test:fast"})
+    await asyncio.sleep(0.2)
+    for i in range(QUEUE_SIZE * 2):
+        await services.redis.publish("chirp:test:slow", f"d:{i + 1}")
+    await services.redis.publish("chirp:test:fast", "d:1")
+    got = await asyncio.wait_for(fast.get(), 5)
+    assert (got.kind, got.tweet_id) == (DELETED, 1)
+    await asyncio.sleep(0.3)
+    assert slow.queue.qsize() <= QUEUE_SIZE
+    items = [slow.queue.get_nowait() for _ in range(slow.queue.qsize())]
+    assert RESYNC in items  # told to refetch, rather than holding everything
+    await slow.close()
+    await fast.close()
+    assert hub._refs == {}
+
+
+async def test_routed_notices_reach_only_the_named_viewers(hub, services):
+    a1, a2 = await hub.join(set(), viewer=1), await hub.join(set(), viewer=1)
+    b, c = await hub.join(set(), viewer=2), await hub.join(set(), viewer=3)
+    await services.redis.publish(live.hub_channel(hub.id), "d:77:1,2,99")
+    await services.redis.publish(live.hub_channel(hub.id), "d:78:3")
+    for sub in (a1, a2, b):
+        assert (await asyncio.wait_for(sub.get(), 5)).tweet_id == 77
+    assert (await asyncio.wait_for(c.get(), 5)).tweet_id == 78
+    assert a1.queue.empty() and b.queue.empty() and c.queue.empty()
+    for sub in (a1, a2, b, c):
+        await sub.close()
+    assert hub._viewers == {}
+
+
+async def test_celebrity_tweets_reach_only_current_followers(hub, services):
+    celeb, (fan, former) = await author_with_followers(services, 2)
+    await services.graph.unfollow(former, celeb)
+    tweet = await services.tweeting.post(celeb, "to my fans")
+    channel = {live.author_channel(celeb)}
+    fan_s, former_s = await hub.join(channel, fan), await hub.join(channel, former)
+    watcher = await hub.join(channel)  # userTweets: anyone may watch
+    await asyncio.sleep(0.2)
+    await services.redis.publish(live.author_channel(celeb), live.added(tweet.id))
+    for sub in (fan_s, watcher):
+        event = await asyncio.wait_for(sub.get(), 5)
+        assert (event.kind, event.tweet_id, event.tweet.text) == (ADDED, tweet.id, "to my fans")
+    await asyncio.sleep(0.3)
+    assert former_s.queue.empty()
+    for sub in (fan_s, former_s, watcher):
+        await sub.close()
+
+
+class FakeDirect:
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+        self.gate: asyncio.Future | None = None  # set: the next send waits on it
+        self.open = True
+
+    def alive(self) -> bool:
+        return self.open
+
+    def frame(self, event) -> str:
+        return f"{event.kind}:{event.tweet_id}"
+
+    async def send_text(self, text: str) -> None:
+        if self.gate is not None:
+            gate, self.gate = self.gate, None
+            await gate
+        self.sent.append(text)
+
+
+async def test_direct_delivery_keeps_order_with_a_slow_socket(hub, services):
+    sub = await hub.join(set(), viewer=5)
+    direct = sub.direct = FakeDirect()
+    channel = live.hub_channel(hub.id)
+    await services.redis.publish(channel, "d:1:5")
+    await asyncio.sleep(0.2)
+    assert direct.sent == ["TWEET_DELETED:1"] and sub.queue.empty()  # written directly
+    paused = direct.gate = asyncio.get_running_loop().create_future()  # the socket pauses
+    await services.redis.publish(channel, "d:2:5")
+    await services.redis.publish(channel, "d:3:5")
+    await asyncio.sleep(0.2)
+    assert direct.sent == ["TWEET_DELETED:1"]
+    assert sub.direct is None and sub.queue.qsize() == 1  # 3 waits in the queue, behind 2
+    getting = asyncio.create_task(sub.get())
+    await asyncio.sleep(0.1)
+    assert not getting.done()  # the session's task waits for the direct send first
+    paused.set_result(None)
+    assert (await asyncio.wait_for(getting, 5)).tweet_id == 3
+    assert direct.sent == ["TWEET_DELETED:1", "TWEET_DELETED:2"]
+    direct.open = False  # the operation completed: nothing more goes directly
+    sub.direct = direct
+    await services.redis.publish(channel, "d:4:5")
+    assert (await asyncio.wait_for(sub.get(), 5)).tweet_id == 4
+    assert direct.sent == ["TWEET_DELETED:1", "TWEET_DELETED:2"]
+    await sub.close()

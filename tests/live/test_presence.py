@@ -11,6 +11,7 @@ import pytest
 from bench.seed import author_with_followers
 from storage import live
 from subscriptions.hub import Hub
+from subscriptions.hydrate import EventHydrator
 from subscriptions.presence import Presence
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -20,7 +21,7 @@ async def test_renewal_marks_presence_and_follows_celebrity_changes(stack, servi
     threshold = services.settings.celebrity_threshold
     celeb, fans = await author_with_followers(services, threshold + 1)  # a celebrity
     viewer, plain = fans[0], fans[1]
-    hub = Hub(stack.redis_url, tune_gc=False)
+    hub = Hub(stack.redis_url, EventHydrator(services), tune_gc=False)
     await hub.start()
     try:
         await asyncio.wait_for(hub.connected.wait(), 5)

@@ -1,0 +1,129 @@
+"""Direct delivery of live events: the hub writes an event's frame to a subscription's
+socket itself, instead of waking the subscription's task to run it through graphql-core,
+Strawberry's result stream, its protocol handler and Starlette one layer at a time.
+
+Why: after sharing the execution (schema/live.py), those layers were still ~70 µs per
+subscription per event in CPython; the frame the client gets is the same for every
+subscription sharing a selection except for the operation id. Sending it directly costs a
+string concatenation and one ASGI send (one `send()` system call).
+
+How it stays correct:
+- The protocol handlers below (installed on the GraphQL app) tell the operation's task,
+  through a context variable, how its frames look (`{"id": …, "type": "next"|"data",
+  "payload": …}`), how to send one and whether the operation is still open.
+- `schema/live.py` renders an event for the subscription's own selection (shared per
+  event and selection), or declines (a selection reading viewer-dependent fields, errors),
+  and the subscription then stays on the ordinary path.
+- A subscription only switches to direct delivery when its task has sent everything it had
+  (backlog, queued events) and is idle; anything the hub cannot send directly (the
+  previous send still waiting on a slow client, RESYNC) switches it back to its queue, and
+  its task catches up in order. See subscriptions/live.py and subscriptions/hub.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+    Operation,
+)
+from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
+
+log = logging.getLogger("chirp.live")
+
+
+@dataclass(slots=True)
+class Wire:
+    """How one subscription operation's frames reach its socket."""
+
+    prefix: str  # the frame up to its payload: '{"id":"1","type":"next","payload":'
+    send_text: Callable[[str], Awaitable[None]]
+    alive: Callable[[], bool]  # the operation is still open (not completed or stopped)
+    executor: Any = None  # its graphql-core executor, registered by schema/live.py
+
+    def frame(self, payload: str) -> str:
+        return self.prefix + payload + "}"
+
+
+WIRE: ContextVar[Wire | None] = ContextVar("chirp_live_wire", default=None)
+
+
+def _wire(handler: Any, operation_id: str, kind: str, alive: Callable[[], bool]) -> Wire | None:
+    ws = getattr(handler.websocket, "ws", None)  # Starlette's WebSocket (ASGI adapter)
+    if ws is None:
+        return None
+    head = orjson.dumps({"id": operation_id, "type": kind}).decode()
+
+    async def send_text(text: str) -> None:
+        await ws.send({"type": "websocket.send", "text": text})
+
+    return Wire(head[:-1] + ',"payload":', send_text, alive)
+
+
+class TransportWSHandler(BaseGraphQLTransportWSHandler):
+    """graphql-transport-ws, with a Wire for each operation's task."""
+
+    async def run_operation(self, operation: Operation) -> None:
+        WIRE.set(_wire(self, operation.id, "next",
+                       lambda: self.operations.get(operation.id) is operation
+                       and not operation.completed))
+        await super().run_operation(operation)
+
+
+class LegacyWSHandler(BaseGraphQLWSHandler):
+    """The legacy graphql-ws protocol, with a Wire for each operation's task."""
+
+    async def handle_async_results(
+        self, operation_id: str, query: str, operation_name: str | None,
+        variables: dict[str, object] | None,
+    ) -> None:
+        task = asyncio.current_task()
+        WIRE.set(_wire(self, operation_id, "data",
+                       lambda: self.tasks.get(operation_id) is task))
+        await super().handle_async_results(operation_id, query, operation_name, variables)
+
+
+def send_eagerly(coro: Coroutine[Any, Any, None]) -> asyncio.Future | None:
+    """Run `coro` now, in the caller's task, until it finishes or has to wait. None if it
+    finished (an ASGI send to a socket that is not paused does); otherwise a task that
+    finishes it. (Python 3.12's eager tasks do this; we are on 3.11.) Exceptions raised
+    before the first wait propagate to the caller."""
+    try:
+        waiting = coro.send(None)
+    except StopIteration:
+        return None
+    task = asyncio.ensure_future(_finish(coro, waiting))
+    task.add_done_callback(_retrieved)
+    return task
+
+
+def _retrieved(task: asyncio.Future) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        # the socket went away; its operation's task finds out by itself
+        log.debug("direct live send failed: %r", task.exception())
+
+
+async def _finish(coro: Coroutine[Any, Any, None], waiting: Any) -> None:
+    try:
+        while True:
+            if waiting is None:  # a bare yield: let the loop run once
+                await asyncio.sleep(0)
+            else:  # a future the coroutine awaits (Future.__await__ yielded it)
+                waiting._asyncio_future_blocking = False
+                await asyncio.wait([waiting])
+            try:
+                waiting = coro.send(None)
+            except StopIteration:
+                return
+    except BaseException:
+        with contextlib.suppress(BaseException):
+            coro.close()
+        raise
