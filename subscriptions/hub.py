@@ -27,7 +27,9 @@ import contextlib
 import gc
 import logging
 import secrets
-from collections import OrderedDict, deque
+from array import array
+from bisect import bisect_left
+from collections import deque
 from collections.abc import Iterable
 from typing import Any, Protocol
 
@@ -81,24 +83,35 @@ def tune_gc() -> None:
 
 
 class Seen:
-    """Tweet ids a session has sent, bounded (a live stream runs for hours)."""
+    """Tweet ids a session has sent, to drop a second copy (the backlog and the live stream
+    overlap when a session starts). Keeps the newest `size` ids, sorted in an array: 8 bytes
+    an id, 16 KB at most however long the stream runs (a dict of 4,096 ids was ~300 KB).
+    Ids are Snowflakes, so the newest are the ones a duplicate can still be of; an id older
+    than all it remembers, once full, is let through."""
 
     __slots__ = ("ids", "size")
 
-    def __init__(self, size: int = 4096) -> None:
-        self.ids: OrderedDict[int, None] = OrderedDict()
+    def __init__(self, size: int = 2048) -> None:
+        self.ids = array("q")
         self.size = size
 
     def __contains__(self, tweet_id: int) -> bool:
-        return tweet_id in self.ids
+        ids = self.ids
+        i = bisect_left(ids, tweet_id)
+        return i < len(ids) and ids[i] == tweet_id
 
     def add(self, tweet_id: int) -> bool:
         """False if it was already there."""
-        if tweet_id in self.ids:
+        ids = self.ids
+        i = bisect_left(ids, tweet_id)
+        if i < len(ids) and ids[i] == tweet_id:
             return False
-        self.ids[tweet_id] = None
-        if len(self.ids) > self.size:
-            self.ids.popitem(last=False)
+        if len(ids) >= self.size:
+            if i == 0:
+                return True  # older than everything remembered
+            del ids[0]
+            i -= 1
+        ids.insert(i, tweet_id)
         return True
 
 
@@ -303,6 +316,8 @@ class Hub:
             return
         self._inbox.append(notice)
         self._wake.set()
+        if notice[1] == "a":
+            self.hydrator.prefetch(notice[2])  # loads while earlier notices are dispatched
 
     async def _dispatch_loop(self) -> None:
         while True:

@@ -62,6 +62,13 @@ class EventHydrator:
             raise
         return future.result()
 
+    def prefetch(self, tweet_id: int) -> None:
+        """Start loading a tweet that will be asked for soon."""
+        entry = self._entries.get((ADDED, tweet_id))
+        if entry is None or entry[0] < time.monotonic():
+            task = asyncio.ensure_future(self.added(tweet_id))
+            task.add_done_callback(_quiet)
+
     def deleted(self, tweet_id: int) -> LiveEvent:
         now = time.monotonic()
         key = (DELETED, tweet_id)
@@ -89,3 +96,8 @@ class EventHydrator:
         if len(self._entries) > 1024:
             for key in [k for k, (t, _f) in self._entries.items() if t < now]:
                 del self._entries[key]
+
+
+def _quiet(task: asyncio.Future) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved: the dispatcher's own call reports it

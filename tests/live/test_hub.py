@@ -11,7 +11,7 @@ import pytest
 
 from bench.seed import author_with_followers
 from storage import live
-from subscriptions.hub import QUEUE_SIZE, RESYNC, Hub
+from subscriptions.hub import QUEUE_SIZE, RESYNC, Hub, Seen
 from subscriptions.hydrate import ADDED, DELETED, EventHydrator
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -74,6 +74,17 @@ async def test_celebrity_tweets_reach_only_current_followers(hub, services):
     assert former_s.queue.empty()
     for sub in (fan_s, former_s, watcher):
         await sub.close()
+
+
+def test_seen_keeps_the_newest_ids_in_bounded_memory():
+    seen = Seen(size=4)
+    assert all(seen.add(i) for i in (50, 10, 30, 20))
+    assert not seen.add(30) and 30 in seen and 40 not in seen
+    assert seen.add(60)  # full: the oldest id (10) is forgotten
+    assert list(seen.ids) == [20, 30, 50, 60] and 10 not in seen
+    assert seen.add(5)  # older than anything remembered: let through, not remembered
+    assert list(seen.ids) == [20, 30, 50, 60]
+    assert seen.ids.itemsize == 8
 
 
 class FakeDirect:
