@@ -76,7 +76,7 @@ async def test_celebrity_tweets_reach_only_current_followers(hub, services):
         await sub.close()
 
 
-def test_seen_keeps_the_newest_ids_in_bounded_memory():
+async def test_seen_keeps_the_newest_ids_in_bounded_memory():
     seen = Seen(size=4)
     assert all(seen.add(i) for i in (50, 10, 30, 20))
     assert not seen.add(30) and 30 in seen and 40 not in seen
