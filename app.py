@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from cross_web import HTTPException
+from graphql import OperationType, get_operation_ast
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
@@ -34,7 +36,6 @@ from runtime.container import Services, open_services
 from runtime.settings import Settings, load
 from schema import build_schema
 from schema.errors import formatted
-from schema.live import LiveExecutionContext
 from storage import outbox
 from subscriptions.hub import Hub
 from subscriptions.hydrate import EventHydrator
@@ -50,14 +51,70 @@ class GraphQLApp(GraphQL):
     graphql_ws_handler_class = LegacyWSHandler
 
     def __init__(self, services: Services) -> None:
+        # Its executor (schema/compiled.py) extends the live one: a live event's selection
+        # runs once per process, not once per subscription.
         schema = build_schema(services.settings)
-        # A live event's selection runs once per process, not once per subscription.
-        schema.execution_context_class = LiveExecutionContext
         super().__init__(schema, graphql_ide="graphiql")
         self.services = services
         self.hydrator = EventHydrator(services)
         self.hub = Hub(services.settings.redis_url, self.hydrator)
         self._hub_started = False
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            return await super().__call__(scope, receive, send)
+        # Strawberry's own HTTP handling, with a shortcut for the common request.
+        request = Request(scope, receive)
+        response = await self._known_query(request)
+        if response is None:
+            try:
+                response = await self.run(request)
+            except HTTPException as e:
+                response = PlainTextResponse(e.reason, status_code=e.status_code)
+        await response(scope, receive, send)
+
+    async def _known_query(self, request: Request) -> Response | None:
+        """A JSON POST of one query whose text already passed parsing and validation
+        (ChirpSchema.validated) is executed directly; None for anything else, which takes
+        Strawberry's path. The answer is the one that path gives: same execution, same
+        errors and extensions, same status and headers."""
+        headers = request.headers
+        content_type = headers.get("content-type", "")
+        if content_type.partition(";")[0].strip().lower() != "application/json":
+            return None
+        accept = headers.get("accept", "")
+        if "multipart" in accept or "event-stream" in accept:
+            return None
+        try:
+            data = orjson.loads(await request.body())
+        except orjson.JSONDecodeError:
+            return None
+        if type(data) is not dict or data.get("extensions") is not None:
+            return None
+        query, variables = data.get("query"), data.get("variables")
+        name = data.get("operationName")
+        if type(query) is not str or not (variables is None or type(variables) is dict) \
+                or not (name is None or type(name) is str):
+            return None
+        document = self.schema.validated.get(query)
+        if document is None:
+            return None
+        operation = get_operation_ast(document, name)
+        if operation is None or operation.operation != OperationType.QUERY:
+            return None
+        root_value = await self.get_root_value(request)
+        sub_response = await self.get_sub_response(request)
+        context = await self.get_context(request, response=sub_response)
+        result = await self.schema.execute_validated(document, variables, context, root_value,
+                                                     name)
+        response_data = await self.process_result(request, result)
+        response = Response(orjson.dumps(response_data), media_type="application/json")
+        response.headers.raw.extend(sub_response.headers.raw)
+        if sub_response.background:
+            response.background = sub_response.background
+        if sub_response.status_code:
+            response.status_code = sub_response.status_code
+        return response
 
     async def get_context(self, request: Any, response: Any = None) -> Context:
         context = build_context(

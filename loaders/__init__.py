@@ -3,12 +3,96 @@ request is batched into one query per kind, whatever the shape of the query."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
-
-from strawberry.dataloader import DataLoader
+from typing import Generic, TypeVar
 
 from core.models import Tweet, User
 from runtime.container import Services
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class DataLoader(Generic[K, V]):
+    """Strawberry's DataLoader semantics (a cache of futures per key; every key asked for
+    in one loop iteration goes to the batch function in one call; a failing batch fails
+    each of its keys; cancelled waiters are skipped) at a fraction of its cost: a page
+    loads 20 tweets and their authors, and strawberry's loader spent ~10 µs per key
+    (a done-callback per future, a gather per load_many). Here a key costs one future,
+    and `load_many` awaits the futures in turn instead of gathering them."""
+
+    __slots__ = ("_batch", "_cache", "_fn", "_loop")
+
+    def __init__(self, load_fn: Callable[[list[K]], Awaitable[Sequence[V]]]) -> None:
+        self._fn = load_fn
+        self._cache: dict[K, asyncio.Future[V]] = {}
+        self._batch: list[tuple[K, asyncio.Future[V]]] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def load(self, key: K) -> asyncio.Future[V]:
+        future = self._cache.get(key)
+        if future is not None and not future.cancelled():
+            return future
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._cache[key] = future
+        batch = self._batch
+        if batch is None:
+            batch = self._batch = []
+            loop.call_soon(self._dispatch)
+        batch.append((key, future))
+        return future
+
+    async def load_many(self, keys: Iterable[K]) -> list[V]:
+        futures = [self.load(k) for k in keys]
+        try:
+            return [await f for f in futures]
+        except BaseException:
+            # Like gather: the other keys' failures count as seen, now or when they land.
+            for f in futures:
+                f.add_done_callback(_retrieve)
+            raise
+
+    def prime(self, key: K, value: V) -> None:
+        """Cache a value for `key` unless one is cached or being loaded."""
+        if key not in self._cache:
+            future = (self._loop or asyncio.get_running_loop()).create_future()
+            future.set_result(value)
+            self._cache[key] = future
+
+    def _dispatch(self) -> None:
+        batch, self._batch = self._batch, None
+        if batch and not all(f.cancelled() for _k, f in batch):
+            self._loop.create_task(self._run(batch))  # type: ignore[union-attr]
+
+    async def _run(self, batch: list[tuple[K, asyncio.Future[V]]]) -> None:
+        try:
+            values = list(await self._fn([k for k, _f in batch]))
+            if len(values) != len(batch):
+                raise ValueError(
+                    f"the batch function returned {len(values)} values for {len(batch)} keys"
+                )
+        except Exception as e:
+            for _k, future in batch:
+                if not future.done():
+                    future.set_exception(e)
+            return
+        for (_k, future), value in zip(batch, values, strict=True):
+            if future.done():
+                continue
+            if isinstance(value, BaseException):
+                future.set_exception(value)
+            else:
+                future.set_result(value)
+
+
+def _retrieve(future: asyncio.Future) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 @dataclass(frozen=True)
@@ -44,3 +128,4 @@ def make_loaders(services: Services, viewer_id: int | None) -> Loaders:
         tweets=DataLoader(load_tweets),
         viewer_follows=DataLoader(load_follows),
     )
+

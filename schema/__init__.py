@@ -8,13 +8,26 @@ from strawberry.extensions import (
     MaxTokensLimiter,
     ParserCache,
     QueryDepthLimiter,
+    SchemaExtension,
     ValidationCache,
 )
 
 from runtime.settings import Settings
+from schema.compiled import CompiledExecutionContext
 from schema.errors import ChirpSchema
 from schema.live import Subscription
 from schema.root import Mutation, Query
+
+
+class RememberValidated(SchemaExtension):
+    """Execution starts only for a parsed, validated document of an allowed operation:
+    remember the query text as valid (ChirpSchema.validated)."""
+
+    def on_execute(self):  # type: ignore[override]
+        context = self.execution_context
+        if context.query and context.graphql_document is not None:
+            context.schema.remember_validated(context.query, context.graphql_document)
+        yield
 
 
 def build_schema(settings: Settings) -> ChirpSchema:
@@ -28,14 +41,18 @@ def build_schema(settings: Settings) -> ChirpSchema:
     ]
     tokens = settings.max_query_tokens
     # Extension factories, not instances: Strawberry builds one per request.
+    # Query results are completed by compiled plans (schema/compiled.py); subscriptions keep
+    # the live executor's shared execution, which the compiled one extends.
     return ChirpSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
+        execution_context_class=CompiledExecutionContext,
         extensions=[
             lambda: AddValidationRules(limit_rules),
             lambda: MaxTokensLimiter(max_token_count=tokens),
             lambda: ParserCache(maxsize=1024),
             lambda: ValidationCache(maxsize=1024),
+            RememberValidated,
         ],
     )

@@ -3,7 +3,9 @@ resolvers, which batch through the request's DataLoaders."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 import strawberry
 from strawberry.types import Info
@@ -14,6 +16,13 @@ from core.models import User as UserModel
 from resolvers import timelines, tweets, users
 from resolvers.users import UserPage
 from services.feed import Page
+
+# A resolver field that can usually be answered from its source object alone may register
+# a direct getter here, (GraphQL type, field) -> getter(source, context): the compiled
+# executor (schema/compiled.py) calls it instead of the resolver, and runs the resolver
+# when it returns UNRESOLVED. A getter must return exactly what the resolver would.
+UNRESOLVED = object()
+DIRECT: dict[tuple[str, str], Callable[[Any, Any], Any]] = {}
 
 
 @strawberry.type
@@ -46,8 +55,7 @@ class User:
 
     @strawberry.field
     def is_celebrity(self, info: Info) -> bool:
-        threshold = info.context.services.settings.celebrity_threshold
-        return fanout.is_celebrity(self.model.followers_count, threshold)
+        return _is_celebrity(self, info.context)
 
     @strawberry.field
     async def viewer_is_following(self, info: Info) -> bool:
@@ -99,6 +107,19 @@ class Tweet:
 
 async def _load_author(info: Info, tweet: TweetModel) -> User:
     return User.of(await tweets.author(info.context, tweet))
+
+
+def _is_celebrity(user: User, context: Any) -> bool:
+    threshold = context.services.settings.celebrity_threshold
+    return fanout.is_celebrity(user.model.followers_count, threshold)
+
+
+def _preloaded_author(tweet: Tweet, context: Any) -> Any:
+    return User.of(tweet.author_model) if tweet.author_model is not None else UNRESOLVED
+
+
+DIRECT[("User", "isCelebrity")] = _is_celebrity
+DIRECT[("Tweet", "author")] = _preloaded_author
 
 
 @strawberry.type
