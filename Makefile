@@ -5,7 +5,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test lint venv web browser clean bench-home bench-fanout bench-fanout-scaling bench-live backends \
+.PHONY: dev test lint venv web browser clean bench bench-quick bench-home bench-fanout \
+	bench-fanout-scaling bench-live backends \
 	backends-stop
 
 venv: $(STAMP)
@@ -57,6 +58,21 @@ test: venv web browser
 	$(PY) -m pytest
 	@if command -v java >/dev/null; then echo "== the same tests on Kafka and Cassandra =="; \
 	  CHIRP_TEST_STACK=kafka-cassandra $(PY) -m pytest $(SCALE_TESTS); fi
+
+# The benchmark (bench/run.py, docs/capacity.md): a 110,000-user heavy-tailed graph,
+# open-loop homeTimeline load, the floors, pure pull, fan-out, post-to-visible, celebrity
+# reads, memory; ~20 min. bench-quick: a 12,000-user graph and short scenarios, < 3 min.
+# Both write bench/results/latest.{json,md,png}. Needs the bench extra (numpy, matplotlib).
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(PY) -m bench.run
+
+bench-quick: $(BENCH_STAMP)
+	$(PY) -m bench.run --quick
 
 # Rough single-process homeTimeline throughput (uses wrk if installed: apt-get install wrk).
 bench-home: venv

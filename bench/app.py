@@ -1,0 +1,102 @@
+"""The API as the benchmarks run it: `uvicorn bench.app:create_app --factory`.
+
+The application itself (app.create_app), plus, for the floors and the alternative that
+`bench/run.py` compares against GraphQL:
+
+- `GET /bench/home?first=20`: the same home timeline page, built by the same resolver
+  (FeedManager.home_page, the authors in one batch) and answered as the same JSON bytes
+  as `homeTimeline(first: 20){edges{cursor node{id text createdAt author{id handle
+  displayName}}} pageInfo{hasNextPage endCursor}}`, by a plain Starlette route: the
+  floor under the GraphQL layer.
+- `BENCH_FEED=pull`: every home timeline is pulled from PostgreSQL at read time
+  (fan-out-on-read, the design the hybrid replaced): one query over the followees'
+  tweets (`TweetStore.by_authors`, an index range scan per followee), no Redis.
+"""
+
+from __future__ import annotations
+
+import os
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+import app as chirp
+from core import cursor
+from core.errors import ChirpError
+from resolvers import timelines
+from resolvers.context import build_context
+from services.feed import FeedManager, Page
+
+QUERY = ("query($f:Int!){homeTimeline(first:$f){edges{cursor node{id text createdAt "
+         "author{id handle displayName}}} pageInfo{hasNextPage endCursor}}}")
+
+
+async def home_page_json(services, authorization: str | None, first: int,
+                         request=None) -> bytes:
+    """The GraphQL answer to QUERY, built without GraphQL."""
+    ctx = build_context(services, authorization, request=request)
+    page = await timelines.home(ctx, first, None, None)
+    authors = page.authors or {}
+    edges = []
+    for t in page.tweets:
+        a = authors[t.author_id]
+        edges.append({
+            "cursor": cursor.encode(cursor.TWEET, t.id),
+            "node": {"id": str(t.id), "text": t.text, "createdAt": t.created_at.isoformat(),
+                     "author": {"id": str(a.id), "handle": a.handle,
+                                "displayName": a.display_name}},
+        })
+    body: dict = {"data": {"homeTimeline": {
+        "edges": edges,
+        "pageInfo": {"hasNextPage": page.has_next,
+                     "endCursor": edges[-1]["cursor"] if edges else None},
+    }}}
+    if page.degraded:
+        body["extensions"] = {"degraded": True}
+    return orjson.dumps(body)
+
+
+async def plain_home(request: Request) -> Response:
+    services = request.app.state.services
+    try:
+        body = await home_page_json(services, request.headers.get("authorization"),
+                                    int(request.query_params.get("first", "20")), request)
+    except ChirpError as e:
+        return Response(orjson.dumps({"error": e.code}), 400, media_type="application/json")
+    return Response(body, media_type="application/json")
+
+
+def pull_home_page(feed: FeedManager):
+    """FeedManager.home_page as fan-out-on-read: the page straight from the tweet store."""
+
+    async def home_page(viewer: int, first: int, before: int, since: int, load) -> Page:
+        followed = await feed.followed(viewer)
+        got = await feed.tweets.by_authors(sorted(followed.allowed), before, since, first + 1)
+        return Page(got[:first], len(got) > first, False)
+
+    return home_page
+
+
+class _PullMode:
+    """Switches the FeedManager to pull before the first request."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+        self.switched = False
+
+    async def __call__(self, scope, receive, send) -> None:
+        if not self.switched and scope["type"] in ("http", "websocket"):
+            feed = self.app.state.services.feed
+            feed.home_page = pull_home_page(feed)
+            self.switched = True
+        await self.app(scope, receive, send)
+
+
+def create_app():
+    application = chirp.create_app()
+    application.router.routes.append(Route("/bench/home", plain_home, methods=["GET"]))
+    if os.environ.get("BENCH_FEED") == "pull":
+        return _PullMode(application)
+    return application
