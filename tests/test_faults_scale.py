@@ -1,7 +1,7 @@
 """Fault tests on the production backends, real Apache Kafka and Apache Cassandra: each is
-stopped under load and started again. They run once, in the default profile (they pick
-Kafka and Cassandra themselves), and restart the shared local servers, so they leave
-them running as they found them."""
+stopped under load and started again. They pick Kafka and Cassandra themselves, so
+`make test` runs them once (they are not in its second, kafka-cassandra run), and they
+leave the shared local servers running as they found them."""
 
 import asyncio
 import contextlib
@@ -12,12 +12,9 @@ import time
 
 import pytest
 
-from tests.conftest import SCALE_STACK, TEST_STACK, api_with, scale_backend_env, worker_env
+from tests.conftest import api_with, scale_backend_env, worker_env
 
-pytestmark = [
-    pytest.mark.asyncio(loop_scope="session"),
-    pytest.mark.skipif(TEST_STACK == SCALE_STACK, reason="run once, in the default profile"),
-]
+pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
 
