@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 # 2024-01-01T00:00:00Z. 41 bits of milliseconds last ~69 years from here.
 CHIRP_EPOCH_MS = 1_704_067_200_000
@@ -73,6 +74,11 @@ class SnowflakeGenerator:
 def id_timestamp_ms(snowflake: int) -> int:
     """Wall-clock milliseconds at which an id was minted."""
     return (snowflake >> TIMESTAMP_SHIFT) + CHIRP_EPOCH_MS
+
+
+def id_datetime(snowflake: int) -> datetime:
+    """When an id was minted, as an aware UTC datetime (a tweet's created_at)."""
+    return datetime.fromtimestamp(id_timestamp_ms(snowflake) / 1000, tz=UTC)
 
 
 def min_id_for_ms(ms: int) -> int:

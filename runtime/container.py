@@ -62,8 +62,7 @@ class Services:
         await self.ids.close()
         with contextlib.suppress(Exception):
             await self.bus.close()
-        if isinstance(self.tweets, CassandraTweetStore):
-            await self.tweets.close()
+        await self.tweets.close()
         with contextlib.suppress(Exception):
             await self.redis.aclose()
         await self.pool.close()

@@ -18,12 +18,12 @@ import itertools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from redis.exceptions import RedisError
 
 from core import fanout
-from core.ids import id_timestamp_ms
+from core.ids import id_datetime
 from core.models import AUTHOR_DEMOTED, TWEET_CREATED, TWEET_DELETED, Event, Tweet, User
 from core.timeline import NEWEST, Slice, exact_merge, slice_of
 from runtime import metrics
@@ -134,7 +134,7 @@ class FeedManager:
         failed to); False if its id turns out to hold another tweet (the post was taken
         back: see Tweeting)."""
         tweet = Tweet(event.tweet_id, event.author_id, event.text or "",
-                      datetime.fromtimestamp(id_timestamp_ms(event.tweet_id) / 1000, tz=UTC))
+                      id_datetime(event.tweet_id))
         try:
             await self.tweets.put(tweet)
         except IdCollision:
@@ -197,8 +197,8 @@ class FeedManager:
         author = (await self.users.get_many([author_id])).get(author_id)
         if author is not None and fanout.is_celebrity(author.followers_count, self.threshold):
             return  # a celebrity's ids are few in caches; reads drop deleted tweets anyway
-        if publish is not None and author is not None \
-                and author.followers_count > self.fanout_chunk:
+        big = author is not None and author.followers_count > self.fanout_chunk
+        if publish is not None and big:
             await publish(await self._chunks(TWEET_DELETED, tweet_id, author_id))
             return
         await self._remove_span(tweet_id, author_id, None)

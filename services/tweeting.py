@@ -16,14 +16,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import UTC, datetime
 
 import asyncpg
 from redis.exceptions import RedisError
 
 from core import validation
 from core.errors import Forbidden, NotFound, RateLimited, Unavailable
-from core.ids import id_timestamp_ms
+from core.ids import id_datetime
 from core.models import TWEET_CREATED, TWEET_DELETED, Event, Tweet
 from services.feed import FeedManager
 from storage import outbox
@@ -63,7 +62,7 @@ class Tweeting:
         tweet_id = self.next_id()
         tweet = Tweet(
             tweet_id, author_id, text,
-            datetime.fromtimestamp(id_timestamp_ms(tweet_id) / 1000, tz=UTC),
+            id_datetime(tweet_id),
         )
         try:
             await self._commit(tweet, key)

@@ -65,8 +65,6 @@ def decode_fields(fields: dict) -> Event:
     return Event(f["k"], int(f["t"]), int(f["a"]), f.get("x"), span)
 
 
-_encode, _decode = encode_fields, decode_fields
-
 
 def _s(v: bytes | str) -> str:
     return v.decode() if isinstance(v, bytes) else v
@@ -91,7 +89,7 @@ class RedisStreamBus:
     async def publish(self, events: list[Event]) -> None:
         async with self.redis.pipeline(transaction=False) as pipe:
             for event in events:
-                pipe.xadd(STREAM, _encode(event))
+                pipe.xadd(STREAM, encode_fields(event))
             await pipe.execute()
 
     async def receive(self, consumer: str, count: int, block_ms: int) -> list[Delivery]:
@@ -115,7 +113,7 @@ class RedisStreamBus:
             GROUP, consumer, {STREAM: ">"}, count=count, block=block_ms
         )
         return [
-            Delivery(_s(mid), _decode(fields), 1)
+            Delivery(_s(mid), decode_fields(fields), 1)
             for _stream, messages in reply or []
             for mid, fields in messages
         ]
@@ -135,7 +133,7 @@ class RedisStreamBus:
         for mid, fields in claimed:
             if fields is None:  # deleted meanwhile
                 continue
-            out.append(Delivery(_s(mid), _decode(fields), attempts.get(_s(mid), 2)))
+            out.append(Delivery(_s(mid), decode_fields(fields), attempts.get(_s(mid), 2)))
         return out
 
     async def ack(self, deliveries: list[Delivery]) -> None:
@@ -148,7 +146,7 @@ class RedisStreamBus:
             await pipe.execute()
 
     async def dead_letter(self, delivery: Delivery, error: str) -> None:
-        fields = _encode(delivery.event) | {
+        fields = encode_fields(delivery.event) | {
             "error": error[:2000], "attempts": str(delivery.attempts), "origin": delivery.message_id
         }
         async with self.redis.pipeline(transaction=True) as pipe:
@@ -162,7 +160,7 @@ class RedisStreamBus:
         out = []
         for mid, fields in rows:
             f = {_s(k): v for k, v in fields.items()}
-            out.append((_s(mid), _decode(fields), _s(f.get("error", b""))))
+            out.append((_s(mid), decode_fields(fields), _s(f.get("error", b""))))
         return out
 
     async def replay_dead(self) -> int:
@@ -170,7 +168,7 @@ class RedisStreamBus:
         while rows := await self.redis.xrange(DEAD, count=500):
             async with self.redis.pipeline(transaction=True) as pipe:
                 for mid, fields in rows:
-                    pipe.xadd(STREAM, _encode(_decode(fields)))
+                    pipe.xadd(STREAM, encode_fields(decode_fields(fields)))
                     pipe.xdel(DEAD, mid)
                 await pipe.execute()
             replayed += len(rows)

@@ -43,6 +43,9 @@ class TweetStore(Protocol):
     async def ping(self) -> None:
         """Raise if the store cannot answer (for /readyz)."""
 
+    async def close(self) -> None:
+        """Release what the store holds of its own (not a pool it was given)."""
+
     async def by_author(
         self, author_id: int, before: int = NEWEST, since: int = 0, limit: int = 20
     ) -> list[Tweet]:
@@ -86,6 +89,9 @@ class PostgresTweetStore:
 
     async def ping(self) -> None:
         await self.pool.fetchval("SELECT 1")
+
+    async def close(self) -> None:
+        """The pool belongs to the caller."""
 
     async def get_many(self, ids: Iterable[int]) -> dict[int, Tweet]:
         rows = await self.pool.fetch(
