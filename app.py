@@ -40,7 +40,7 @@ from schema.errors import formatted
 from storage import outbox
 from subscriptions.hub import Hub
 from subscriptions.hydrate import EventHydrator
-from subscriptions.wire import LegacyWSHandler, TransportWSHandler
+from subscriptions.wire import LegacyWSHandler, RawSend, TransportWSHandler
 
 log = logging.getLogger("chirp.app")
 
@@ -356,4 +356,5 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         app.state.services = services
         holder["s"] = services
     app.add_middleware(LatencyMiddleware)
+    app.add_middleware(RawSend)  # added last: outermost, so it sees the server's own send
     return app
