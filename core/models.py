@@ -27,14 +27,6 @@ class Tweet:
 
 
 @dataclass(frozen=True, slots=True)
-class Followee:
-    """One account a viewer follows, with what the home timeline needs to know of it."""
-
-    user_id: int
-    followers_count: int
-
-
-@dataclass(frozen=True, slots=True)
 class Event:
     """A domain event on the bus. `kind` is one of the names below.
 

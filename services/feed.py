@@ -277,11 +277,15 @@ class FeedManager:
 
     async def followed(self, viewer: int) -> Followed:
         """One query: everyone the viewer follows, with follower counts."""
-        pushed, celebs = [viewer], []
-        for f in await self.graph.followees(viewer):
-            is_celeb = fanout.is_celebrity(f.followers_count, self.threshold)
-            (celebs if is_celeb else pushed).append(f.user_id)
-        return Followed({*pushed, *celebs}, pushed, celebs)
+        ids, counts = await self.graph.followees(viewer)
+        t = self.threshold
+        celebs = [i for i, c in zip(ids, counts, strict=True) if fanout.is_celebrity(c, t)]
+        if celebs:
+            known = set(celebs)
+            pushed = [viewer, *(i for i in ids if i not in known)]
+        else:
+            pushed = [viewer, *ids]
+        return Followed({viewer, *ids}, pushed, celebs)
 
     async def home_page(
         self, viewer: int, first: int, before: int, since: int, load: TweetLoader

@@ -13,8 +13,6 @@ from datetime import timedelta
 
 import asyncpg
 
-from core.models import Followee
-
 
 @dataclass(frozen=True, slots=True)
 class FollowChange:
@@ -75,14 +73,18 @@ class SocialGraph:
         )
         return next(r["followers_count"] for r in rows if r["id"] == followee)
 
-    async def followees(self, user_id: int) -> list[Followee]:
-        """Everyone `user_id` follows, with their follower counts (for the celebrity rule)."""
-        rows = await self.pool.fetch(
-            "SELECT u.id, u.followers_count FROM follows f JOIN users u ON u.id = f.followee_id "
-            "WHERE f.follower_id = $1",
+    async def followees(self, user_id: int) -> tuple[list[int], list[int]]:
+        """Everyone `user_id` follows and their follower counts (for the celebrity rule),
+        as two parallel lists. Aggregated in SQL so that asyncpg decodes two arrays in C
+        instead of a Record per followee: this query runs on every home read, and building
+        ~150 rows into objects was 9 % of an API process's time under load."""
+        row = await self.pool.fetchrow(
+            "SELECT coalesce(array_agg(u.id), '{}'), "
+            "coalesce(array_agg(u.followers_count), '{}') "
+            "FROM follows f JOIN users u ON u.id = f.followee_id WHERE f.follower_id = $1",
             user_id,
         )
-        return [Followee(r["id"], r["followers_count"]) for r in rows]
+        return row[0], row[1]
 
     async def following_ids_among(self, follower: int, candidates: Iterable[int]) -> set[int]:
         rows = await self.pool.fetch(
