@@ -30,7 +30,7 @@ from runtime import metrics
 from runtime.settings import ACTIVE_MARK_SECONDS
 from storage import live
 from storage.graph import SocialGraph
-from storage.timeline_cache import CachedSlice, ReadState, TimelineCache
+from storage.timeline_cache import CachedSlice, ReadState, TimelineCache, queue_reads
 from storage.tweets import IdCollision, TweetStore
 from storage.users import UserStore
 
@@ -366,18 +366,17 @@ class FeedManager:
     ) -> list[CachedSlice]:
         celebs = followed.celebs
         def build(pipe) -> None:
-            self.home.queue_read(pipe, viewer, before, since, count, renew=True)
-            for celeb in celebs:
-                self.recents.queue_read(pipe, celeb, before, since, count)
+            sources = [(self.home, viewer), *((self.recents, c) for c in celebs)]
+            queue_reads(pipe, sources, before, since, count, renew_first=True)
             pipe.set(f"chirp:seen:{{{viewer}}}", 1, nx=True, ex=ACTIVE_MARK_SECONDS)
 
-        replies = await self.home.run(build)
-        if replies[-1]:
+        reads, seen = await self.home.run(build)
+        if seen:
             # Off the read's critical path; keep a reference so the task is not collected.
             task = asyncio.get_running_loop().create_task(self._mark_active(viewer))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
-        home = self.home.parse(replies[0])
+        home = self.home.parse(reads[0])
         if home.state != ReadState.OK:
             # The rebuilt cache holds what fan-out would have pushed: no second followee query.
             home = await self._rebuilt(
@@ -385,7 +384,7 @@ class FeedManager:
                 lambda _viewer: self._newest_of(followed.pushed),
             )
         slices = [home]
-        for celeb, reply in zip(celebs, replies[1:-1], strict=True):
+        for celeb, reply in zip(celebs, reads[1:], strict=True):
             got = self.recents.parse(reply)
             if got.state != ReadState.OK:
                 got = await self._rebuilt(

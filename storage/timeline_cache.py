@@ -213,24 +213,34 @@ end
 return total
 """
 
-# KEYS[1] list, KEYS[2] rebuild lock; ARGV[1] before (8 bytes, exclusive),
-# ARGV[2] since (8 bytes, exclusive), ARGV[3] count, ARGV[4] ttl seconds ('0' = no renew).
-# {0} missing, {1} being rebuilt, {2, bytes} with the sentinel appended when reached.
+# KEYS: pairs of list and its rebuild lock (a home timeline and the recents of the
+# celebrities its owner follows, in one call: one command to pack and one reply to parse
+# per home read, not one per source); ARGV[1] before (8 bytes, exclusive), ARGV[2] since
+# (8 bytes, exclusive), ARGV[3] count, ARGV[4] ttl seconds for the first list ('0' = no
+# renew). One reply per list: {0} missing, {1} being rebuilt, {2, bytes} with the sentinel
+# appended when reached.
 _READ = _LIB + """
-if redis.call('EXISTS', KEYS[2]) == 1 then return {1} end
-local v = redis.call('GET', KEYS[1])
-if not v then return {0} end
-if ARGV[4] ~= '0' then redis.call('EXPIRE', KEYS[1], ARGV[4]) end
-local n, trunc = shape(v)
-local start = first_below(v, n, ARGV[1])
-local want = tonumber(ARGV[3])
-local stop = start
-while stop < n and stop - start < want and cmp(v, stop * 8 + 1, ARGV[2]) > 0 do
-  stop = stop + 1
+local function read(list, lock, ttl)
+  if redis.call('EXISTS', lock) == 1 then return {1} end
+  local v = redis.call('GET', list)
+  if not v then return {0} end
+  if ttl ~= '0' then redis.call('EXPIRE', list, ttl) end
+  local n, trunc = shape(v)
+  local start = first_below(v, n, ARGV[1])
+  local want = tonumber(ARGV[3])
+  local stop = start
+  while stop < n and stop - start < want and cmp(v, stop * 8 + 1, ARGV[2]) > 0 do
+    stop = stop + 1
+  end
+  local out = string.sub(v, start * 8 + 1, stop * 8)
+  if trunc and stop == n and stop - start < want then out = out .. Z end
+  return {2, out}
 end
-local out = string.sub(v, start * 8 + 1, stop * 8)
-if trunc and stop == n and stop - start < want then out = out .. Z end
-return {2, out}
+local out = {}
+for i = 1, #KEYS, 2 do
+  out[#out + 1] = read(KEYS[i], KEYS[i + 1], i == 1 and ARGV[4] or '0')
+end
+return out
 """
 
 # KEYS[1] presence key; ARGV[1] channel, ARGV[2] payload: publish only if someone listens.
@@ -343,9 +353,9 @@ class TimelineCache:
         self, pipe: Pipeline, owner: int, before: int = NEWEST, since: int = 0, count: int = 20,
         renew: bool = False,
     ) -> None:
-        """Queue a read on a batch shared with other lists; see `parse`."""
-        self.call(pipe, "read", [self.key(owner), self.lock_key(owner)],
-                  [_id8(before), _id8(since), count, self.ttl_seconds if renew else 0])
+        """Queue a read on a batch shared with other commands; its reply is a list of one
+        reply for `parse`."""
+        queue_reads(pipe, [(self, owner)], before, since, count, renew)
 
     async def read(
         self, owner: int, before: int = NEWEST, since: int = 0, count: int = 20, renew: bool = True
@@ -353,7 +363,7 @@ class TimelineCache:
         (reply,) = await self.run(
             lambda pipe: self.queue_read(pipe, owner, before, since, count, renew)
         )
-        return self.parse(reply)
+        return self.parse(reply[0])
 
     def parse(self, reply: list) -> CachedSlice:
         state, *rest = reply
@@ -444,3 +454,17 @@ class TimelineCache:
 
     async def drop(self, owner: int) -> None:
         await self.redis.delete(self.key(owner))
+
+
+def queue_reads(
+    pipe: Pipeline, sources: list[tuple[TimelineCache, int]], before: int, since: int,
+    count: int, renew_first: bool = False,
+) -> None:
+    """Queue one script call reading the same window of several lists (any families);
+    its reply holds one reply per source, in order, each for that cache's `parse`.
+    `renew_first` gives the first list its cache's full TTL again."""
+    keys: list[str] = []
+    for cache, owner in sources:
+        keys += (cache.key(owner), cache.lock_key(owner))
+    ttl = sources[0][0].ttl_seconds if renew_first else 0
+    TimelineCache.call(pipe, "read", keys, [_id8(before), _id8(since), count, ttl])
