@@ -36,6 +36,11 @@ def _fmt(v) -> str:
     return str(v)
 
 
+def _cpu(run: dict, api: str) -> str:
+    return " / ".join(_fmt(run.get(f"{k}_cpu_ms_per_request"))
+                      for k in (api, "postgres", "valkey"))
+
+
 def markdown(r: dict) -> str:
     m = r["machine"]
     fan = r.get("fanout_deliveries_per_s", {})
@@ -106,20 +111,25 @@ def markdown(r: dict) -> str:
             f"Viewers following ~200 accounts (median {r.get('pull_viewers_following_median')}):",
             "",
             "| design | saturation req/s | p50 / p99 ms at pull's 70 % rate | "
-            "p50 / p99 ms at hybrid's 70 % rate |",
-            "|---|---|---|---|",
+            "p50 / p99 ms at hybrid's 70 % rate | API / PG / Valkey CPU ms per read |",
+            "|---|---|---|---|---|",
             f"| hybrid (Redis) | {_fmt(v['hybrid_saturation']['achieved_rps'])} | "
             f"{v['hybrid_at_70pct_of_pull']['p50_ms']} / {v['hybrid_at_70pct_of_pull']['p99_ms']}"
             f" | {v['hybrid_at_70pct_of_hybrid']['p50_ms']} / "
-            f"{v['hybrid_at_70pct_of_hybrid']['p99_ms']} |",
+            f"{v['hybrid_at_70pct_of_hybrid']['p99_ms']} | "
+            f"{_cpu(v['hybrid_at_70pct_of_pull'], 'api')} |",
             f"| pure pull (PostgreSQL) | {_fmt(v['pull_saturation']['achieved_rps'])} | "
             f"{v['pull_at_70pct_of_pull']['p50_ms']} / {v['pull_at_70pct_of_pull']['p99_ms']} | "
             f"{v['pull_at_70pct_of_hybrid']['p50_ms']} / {v['pull_at_70pct_of_hybrid']['p99_ms']}"
-            f" |",
+            f" | {_cpu(v['pull_at_70pct_of_pull'], 'api_pull')} |",
             "",
             f"pull / hybrid p99: {r['pull_vs_hybrid_p99_ratio']} at the same rate (70 % of "
             f"pull's saturation), {r['pull_vs_hybrid_p99_ratio_at_hybrid_70pct']} at 70 % of "
-            f"hybrid's; pull / hybrid saturation req/s: {r['pull_vs_hybrid_rps_ratio']}.",
+            f"hybrid's; pull / hybrid saturation req/s: {r['pull_vs_hybrid_rps_ratio']}; "
+            f"pull / hybrid PostgreSQL CPU per read: "
+            f"{r.get('pull_vs_hybrid_postgres_cpu_ratio')}. Hybrid reads that left the cache "
+            f"during that run (store pages, rebuilds, degraded): "
+            f"{v['hybrid_at_70pct_of_pull'].get('read_path_counters')}.",
         ]
     fo = r.get("fanout", {})
     if fo:

@@ -72,6 +72,7 @@ class Plan:
     celeb_viewers: int
     fanout_sizes: tuple[int, ...]
     fanout_runs: int
+    warm_s: float
     # Open loop uses as many connections as the closed loop: requests beyond them wait
     # in the generator's queue (their wait is counted), as behind a proxy that limits
     # concurrency per backend, instead of all piling into the server at once.
@@ -83,14 +84,33 @@ class Plan:
         return cls(graphs.GraphSpec.full(), viewers=40_000, saturation_s=20, rate_s=20,
                    fractions=(0.1, 0.3, 0.5, 0.7, 0.85, 1.0), floor_s=15, pull_s=15,
                    visible_s=60, visible_followers=10_000, visible_every_s=1.5, celeb_s=12,
-                   celeb_viewers=40, fanout_sizes=(1_000, 10_000, 100_000), fanout_runs=3)
+                   celeb_viewers=40, fanout_sizes=(1_000, 10_000, 100_000), fanout_runs=3,
+                   warm_s=120)
 
     @classmethod
     def quick(cls) -> Plan:
         return cls(graphs.GraphSpec.quick(), viewers=5_000, saturation_s=5, rate_s=4,
                    fractions=(0.3, 0.7, 1.0), floor_s=4, pull_s=4, visible_s=8,
                    visible_followers=1_000, visible_every_s=0.4, celeb_s=3, celeb_viewers=20,
-                   fanout_sizes=(1_000, 10_000, 100_000), fanout_runs=1)
+                   fanout_sizes=(1_000, 10_000, 100_000), fanout_runs=1, warm_s=8)
+
+
+# The API's counters of reads that left the cached path: a hybrid run whose pages came
+# from the store or from rebuilt timelines would not measure the hybrid design.
+COUNTERS = ("chirp_timeline_store_pages_total", "chirp_timeline_rebuilds_total",
+            "chirp_degraded_reads_total")
+
+
+async def read_counters(port: int) -> dict[str, float]:
+    """The COUNTERS of the API on `port`, summed over their labels."""
+    async with httpx.AsyncClient(timeout=10) as client:
+        text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        if name in COUNTERS:
+            out[name] = out.get(name, 0) + float(line.rsplit(" ", 1)[1])
+    return out
 
 
 def log(msg: str) -> None:
@@ -228,6 +248,7 @@ class Bench:
         connections = connections or (self.plan.connections if rate <= 0
                                       else self.plan.open_connections)
         out = self.tmp / f"load-{time.monotonic_ns()}.npz"
+        before_counts = await read_counters(port)
         before_cpu, load_before = self.cpu.snapshot(), load_average()
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bench.loadgen", "--port", str(port), "--requests",
@@ -236,6 +257,7 @@ class Bench:
         if await proc.wait() != 0:
             raise RuntimeError("load generator failed")
         after_cpu = self.cpu.snapshot()
+        after_counts = await read_counters(port)
         meta = json.loads(out.with_suffix(".json").read_text())
         data = np.load(out)
         lat, ends, lag = data["latencies"] * 1000, data["ends"], data["lag"] * 1000
@@ -260,6 +282,9 @@ class Bench:
             "generator_lag_p99_ms": round(float(np.percentile(lag, 99)), 2) if len(lag) else 0,
             "generator_cpu_ms_per_request": round(meta["client_cpu_s"] * 1000 / n, 3),
             **cpu, "uptime_load": [load_before, load_average()],
+            # Reads not served from the caches alone (bench/run.py: read_counters).
+            "read_path_counters": {k: after_counts.get(k, 0) - before_counts.get(k, 0)
+                                   for k in COUNTERS},
         }
 
     def summary(self, name: str, r: dict) -> None:
@@ -357,7 +382,8 @@ class Bench:
         self.reqs = self.requests_file("graphql", self.tokens, self.port)
         # Warm: every viewer read about once (PostgreSQL's buffers, the API's pools and
         # prepared statements), so the measured runs see the steady state.
-        warm = await self.load(self.port, self.reqs, 0, min(120, max(5, len(self.tokens) / 300)))
+        warm = await self.load(self.port, self.reqs, 0,
+                               min(p.warm_s, max(5, len(self.tokens) / 300)))
         log(f"  warm-up: {warm['completed']:,} reads at {warm['achieved_rps']:.0f} req/s")
         sat = await self.load(self.port, self.reqs, 0, p.saturation_s)
         self.summary("saturation (closed loop)", sat)
@@ -468,6 +494,8 @@ class Bench:
         res["pull_vs_hybrid_p99_ratio"] = round(pull_at["p99_ms"] / hybrid_at["p99_ms"], 2)
         res["pull_vs_hybrid_p99_ratio_at_hybrid_70pct"] = round(
             pull_at_hybrid70["p99_ms"] / hybrid_at70["p99_ms"], 2)
+        res["pull_vs_hybrid_postgres_cpu_ratio"] = round(
+            pull_at["postgres_cpu_ms_per_request"] / hybrid_at["postgres_cpu_ms_per_request"], 2)
         res["pull_vs_hybrid_rps_ratio"] = round(
             pull_sat["achieved_rps"] / hybrid200_sat["achieved_rps"], 3)
         res["pull_vs_graphql_rps_ratio"] = round(pull_sat["achieved_rps"] / g_rps, 3)
