@@ -233,14 +233,15 @@ def home_list(g: Graph, u: int, cap: int, celeb: np.ndarray) -> bytes:
     truncated = len(allids) > cap
     if truncated:
         allids = np.partition(allids, len(allids) - cap)[len(allids) - cap:]
-    blob = np.sort(allids).astype(">u8").tobytes()  # stored oldest first, sentinel in front
-    return SENTINEL + blob if truncated else blob
+    allids = np.sort(allids)[::-1]
+    blob = allids.astype(">u8").tobytes()
+    return blob + SENTINEL if truncated else blob
 
 
 def recents_list(g: Graph, a: int, cap: int) -> bytes:
     mine = g.tweets_of(a)
-    blob = mine[:cap][::-1].astype(">u8").tobytes()  # newest cap, stored oldest first
-    return SENTINEL + blob if len(mine) > cap else blob
+    blob = mine[:cap].astype(">u8").tobytes()
+    return blob + SENTINEL if len(mine) > cap else blob
 
 
 # ----------------------------------------------------------------------------- seeding
@@ -395,10 +396,10 @@ async def new_viewers(svc, g: Graph, followee_sets: list[np.ndarray]) -> list[in
     async with svc.redis.pipeline(transaction=False) as pipe:
         for i, s in enumerate(followee_sets):
             sources = [g.tweet_ids[g.tweet_ptr[f]:g.tweet_ptr[f + 1]] for f in s if not celeb[f]]
-            allids = np.sort(np.concatenate(sources or [np.empty(0, np.int64)]))
-            blob = allids[-cap:].astype(">u8").tobytes()  # newest cap, oldest first
+            allids = np.sort(np.concatenate(sources or [np.empty(0, np.int64)]))[::-1]
+            blob = allids[:cap].astype(">u8").tobytes()
             if len(allids) > cap:
-                blob = SENTINEL + blob
+                blob += SENTINEL
             pipe.set(svc.home.key(int(ids[i])), blob, px=ttl_ms)
             pipe.set(f"chirp:seen:{{{int(ids[i])}}}", 1, ex=3600)
         await pipe.execute()

@@ -613,7 +613,7 @@ class Bench:
             for k in keys:
                 pipe.memory_usage(k, samples=0)
                 pipe.strlen(k)
-                pipe.getrange(k, 0, 7)  # the truncation sentinel is stored in front
+                pipe.getrange(k, -8, -1)
             replies = await pipe.execute()
         usage = np.array(replies[0::3], dtype=np.float64)
         length = np.array(replies[1::3], dtype=np.int64)

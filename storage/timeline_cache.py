@@ -1,28 +1,13 @@
-"""Capped lists of tweet ids in Redis, read newest first: home timelines and per-author recents.
+"""Capped, newest-first lists of tweet ids in Redis: home timelines and per-author recents.
 
 Encoding (measured in docs/timelines.md): one Redis string per list holding 8-byte
-big-endian tweet ids, OLDEST first. About 8 bytes per entry as written by a rebuild,
-against ~20 for a listpack sorted set and 60+ once a sorted set outgrows its listpack; and
-ids above 2**53 do not fit a sorted-set score exactly. Byte order equals numeric order, so
-the Lua scripts below binary-search the string directly.
+big-endian tweet ids, newest first. About 8 bytes per entry, against ~20 for a listpack
+sorted set and 60+ once a sorted set outgrows its listpack; and ids above 2**53 do not fit
+a sorted-set score exactly. Byte order equals numeric order, so the Lua scripts below
+binary-search the string directly.
 
-Oldest first because nearly every write is fan-out of a tweet newer than everything in the
-list: it is one comparison with the last 8 bytes (GETRANGE) and an APPEND, instead of a GET
-and a SET of the whole value (6.4 KB when full). Valkey CPU per list, microbenchmark of
-1,000 keys per call on this shared 2-core box (three runs): 16-25 -> 5-8 us into a full
-800-entry list, and a head read of 27 entries 24-32 -> 5.5-12.5 us per source (it fetches
-only those entries). Numbers and method in docs/timelines.md.
-
-Lists are trimmed lazily: a list may hold up to cap + slack entries (slack = cap // 4) before
-an APPEND trims it to its newest cap. The LOGICAL list is always the newest min(n, cap)
-stored entries, truncated if the sentinel is there or n > cap; every script reads only that.
-Anything other than a newest insert (an older id, removes, merges) rewrites the value to
-exactly its logical list. The price is memory: Valkey grows a string greedily on APPEND
-(doubling its allocation), so a full list written by fan-out holds ~12.9 KB (16.1 bytes per
-entry) until its next trim, against 6.5 KB (8.1) as rebuilt; the slack does not change that.
-
-A leading all-zero entry is the truncation sentinel: the list was capped (or built from a
-capped read), so nothing below its oldest real entry is known and reads must continue from
+A trailing all-zero entry is the truncation sentinel: the list was capped (or built from
+a capped read), so nothing below its last real entry is known and reads must continue from
 the tweet store. Without it, a capped list that later lost entries to deletes or unfollows
 would pass for complete.
 
@@ -62,24 +47,11 @@ local function cmp(s, p, t)
   if x ~= y then return x < y and -1 or 1 end
   return 0
 end
--- The logical list of a stored value [Z] e1 < e2 < ... < en: its newest min(n, cap)
--- entries, truncated if the sentinel is there or n > cap. Returns the byte offset of its
--- oldest entry in v, its number of entries and whether it is truncated.
-local function logical(v, cap)
-  local s = 0
-  if #v >= 8 and string.sub(v, 1, 8) == Z then s = 8 end
-  local n = (#v - s) / 8
-  if n > cap then return #v - cap * 8, cap, true end
-  return s, n, s > 0
-end
--- the first index in [lo, hi) of the ascending entries of v from byte offset off whose
--- entry compares to t at least lim (0: at or above t, 1: above t), or hi
-local function search(v, off, lo, hi, t, lim)
-  while lo < hi do
-    local mid = math.floor((lo + hi) / 2)
-    if cmp(v, off + mid * 8 + 1, t) >= lim then hi = mid else lo = mid + 1 end
-  end
-  return lo
+-- number of real entries (excluding the sentinel) and whether the list is truncated
+local function shape(v)
+  local n = #v / 8
+  if n > 0 and string.sub(v, -8) == Z then return n - 1, true end
+  return n, false
 end
 -- live notices: the hubs (API processes) holding a session of a changed list's owner,
 -- from the owner's presence hash (hub id -> expiry ms), collected over the whole call and
@@ -108,53 +80,46 @@ local function flush(kind, id)
                kind .. ':' .. id .. ':' .. table.concat(owners, ','))
   end
 end
+-- index (0-based) of the first entry strictly below t, among the first n entries
+local function first_below(v, n, t)
+  -- the common case, a new id or a read from the head, without the search: each cmp is
+  -- two string.byte calls, and ten of them were half of a fan-out insert's cost
+  if n == 0 or cmp(v, 1, t) < 0 then return 0 end
+  local lo, hi = 0, n
+  while lo < hi do
+    local mid = math.floor((lo + hi) / 2)
+    if cmp(v, mid * 8 + 1, t) >= 0 then lo = mid + 1 else hi = mid end
+  end
+  return lo
+end
 """
 
 # KEYS: lists (one script call per fan-out page: one command, one reply, instead of a
 # thousand of each); ARGV[1] id (8 bytes), ARGV[2] cap, ARGV[3] the id in decimal to tell
-# live owners about ('' for none): one PUBLISH per hub holding any of the lists changed;
-# ARGV[4] the entries a list may hold before it is trimmed (cap + slack).
+# live owners about ('' for none): one PUBLISH per hub holding any of the lists changed.
 # Returns lists inserted into.
 _INSERT = _LIB + """
-local id, cap = ARGV[1], tonumber(ARGV[2])
-local limit = tonumber(ARGV[4]) * 8
--- an id below the newest entry (or into an empty list): rewrite the logical list with the
--- id in place, exactly capped
-local function general(key)
+local function one(key)
   local v = redis.call('GET', key)
-  local off, m, trunc = logical(v, cap)
-  local q = search(v, off, 0, m, id, 0)  -- entries below id
-  local at = off + q * 8
-  if q < m and string.sub(v, at + 1, at + 8) == id then return 0 end
-  -- below the oldest entry of a truncated list: other unknown entries may lie in between
-  if trunc and q == 0 then return 0 end
-  if m < cap then  -- then the value holds just the logical list
-    v = string.sub(v, 1, at) .. id .. string.sub(v, at + 1)
-  elseif q == 0 then  -- full, and the id is older than all of it: cut at once
-    v = Z .. string.sub(v, off + 1)
-  else  -- full: the oldest entry is cut
-    v = Z .. string.sub(v, off + 9, at) .. id .. string.sub(v, at + 1)
+  if not v then return 0 end
+  local id, cap = ARGV[1], tonumber(ARGV[2])
+  local n, trunc = shape(v)
+  local pos = first_below(v, n, id)
+  if pos > 0 and cmp(v, (pos - 1) * 8 + 1, id) == 0 then return 0 end
+  -- below the last entry of a truncated list: other unknown entries may lie in between
+  if trunc and pos >= n then return 0 end
+  -- one concatenation (a timeline is ~6 KB when full): the first cap entries of the list
+  -- with the id inserted at pos, then the sentinel if anything was cut or already was
+  if n < cap then
+    if pos == 0 then v = id .. v  -- v keeps its sentinel, if any
+    else v = string.sub(v, 1, pos * 8) .. id .. string.sub(v, pos * 8 + 1) end
+  elseif pos < cap then
+    v = string.sub(v, 1, pos * 8) .. id .. string.sub(v, pos * 8 + 1, (cap - 1) * 8) .. Z
+  else
+    v = string.sub(v, 1, cap * 8) .. Z
   end
   redis.call('SET', key, v, 'KEEPTTL')
   return 1
-end
-local function one(key)
-  local last = redis.call('GETRANGE', key, -8, -1)
-  if last == '' then
-    if redis.call('EXISTS', key) == 0 then return 0 end  -- rebuilt on its next read
-  elseif last ~= Z then  -- (Z last: the sentinel alone, a truncated list with no entries)
-    -- the common case, an id newer than every entry: one comparison and an APPEND; the
-    -- list is trimmed to its logical form once it outgrows the cap by the slack
-    local c = cmp(last, 1, id)
-    if c == 0 then return 0 end
-    if c < 0 then
-      if redis.call('APPEND', key, id) > limit then
-        redis.call('SET', key, Z .. redis.call('GETRANGE', key, -cap * 8, -1), 'KEEPTTL')
-      end
-      return 1
-    end
-  end
-  return general(key)
 end
 local total = 0
 for _, key in ipairs(KEYS) do
@@ -167,34 +132,24 @@ return total
 """
 
 # KEYS: lists; ARGV[1] packed ids to remove, ARGV[2] the deleted tweet's decimal id to tell
-# live owners about ('' for none), published like inserts; ARGV[3] cap. Returns entries
-# removed (from the logical lists; a changed list is rewritten to its logical form).
+# live owners about ('' for none), published like inserts. Returns entries removed.
 _REMOVE = _LIB + """
-local cap = tonumber(ARGV[3])
 local function one(key)
   local v = redis.call('GET', key)
   if not v then return 0 end
-  local off, m, trunc = logical(v, cap)
-  local out, removed
-  if #ARGV[1] == 8 then  -- one id (a deleted tweet): found by search, not by a scan
-    local id = ARGV[1]
-    local at = off + search(v, off, 0, m, id, 0) * 8
-    if at >= off + m * 8 or string.sub(v, at + 1, at + 8) ~= id then return 0 end
-    out, removed = {string.sub(v, off + 1, at), string.sub(v, at + 9)}, 1
-    if m == 1 then out = {} end
-  else
-    local doomed = {}
-    for p = 1, #ARGV[1], 8 do doomed[string.sub(ARGV[1], p, p + 7)] = true end
-    out, removed = {}, 0
-    for p = off + 1, off + m * 8, 8 do
-      local e = string.sub(v, p, p + 7)
-      if doomed[e] then removed = removed + 1 else out[#out + 1] = e end
-    end
-    if removed == 0 then return 0 end
+  local doomed = {}
+  for p = 1, #ARGV[1], 8 do doomed[string.sub(ARGV[1], p, p + 7)] = true end
+  local n, trunc = shape(v)
+  local out, removed = {}, 0
+  for p = 1, n * 8, 8 do
+    local e = string.sub(v, p, p + 7)
+    if doomed[e] then removed = removed + 1 else out[#out + 1] = e end
   end
+  if removed == 0 then return 0 end
   -- a truncated list emptied by removals no longer knows where it ends: rebuild it
   if trunc and #out == 0 then redis.call('DEL', key); return removed end
-  redis.call('SET', key, (trunc and Z or '') .. table.concat(out), 'KEEPTTL')
+  if trunc then out[#out + 1] = Z end
+  redis.call('SET', key, table.concat(out), 'KEEPTTL')
   return removed
 end
 local total = 0
@@ -207,8 +162,8 @@ if ARGV[2] ~= '' then flush('d', ARGV[2]) end
 return total
 """
 
-# KEYS: lists; ARGV[1] packed ids OLDEST first, ARGV[2] '1' if that list is itself
-# truncated (more exist below its first entry), ARGV[3] cap, ARGV[4] ttl ms or '0' to keep.
+# KEYS: lists; ARGV[1] packed ids newest first, ARGV[2] '1' if that list is itself
+# truncated (more exist below its last entry), ARGV[3] cap, ARGV[4] ttl ms or '0' to keep.
 # Keeps only what both sides know exactly: entries at or above the higher of the floors.
 # Returns the number of lists that existed (and were merged into).
 _MERGE = _LIB + """
@@ -216,39 +171,39 @@ local function one(key)
   local v = redis.call('GET', key)
   if not v then return -1 end
   local b, cap = ARGV[1], tonumber(ARGV[3])
-  local aoff, an, atrunc = logical(v, cap)
+  local an, atrunc = shape(v)
   local bn, btrunc = #b / 8, ARGV[2] == '1'
   local floor = nil
-  if atrunc and an > 0 then floor = string.sub(v, aoff + 1, aoff + 8) end
-  if btrunc and bn > 0 and (not floor or cmp(b, 1, floor) > 0) then
-    floor = string.sub(b, 1, 8)
+  if atrunc and an > 0 then floor = string.sub(v, an * 8 - 7, an * 8) end
+  if btrunc and bn > 0 then
+    local bf = string.sub(b, bn * 8 - 7, bn * 8)
+    if not floor or cmp(bf, 1, floor) > 0 then floor = bf end
   end
-  local i, j = 0, 0
-  if floor then i, j = search(v, aoff, 0, an, floor, 0), search(b, 0, 0, bn, floor, 0) end
-  local out = {}
+  local trunc = (atrunc and an == 0) or (btrunc and bn == 0)
+  local out, i, j = {}, 0, 0
   while i < an or j < bn do
-    local p = aoff + i * 8 + 1
-    if j >= bn then out[#out + 1] = string.sub(v, p, p + 7); i = i + 1
+    local e
+    if j >= bn then e = string.sub(v, i * 8 + 1, i * 8 + 8); i = i + 1
+    elseif i >= an then e = string.sub(b, j * 8 + 1, j * 8 + 8); j = j + 1
     else
-      local e = string.sub(b, j * 8 + 1, j * 8 + 8)
-      local c = i < an and cmp(v, p, e) or 1
-      if c < 0 then out[#out + 1] = string.sub(v, p, p + 7); i = i + 1
-      else
-        out[#out + 1] = e; j = j + 1
-        if c == 0 then i = i + 1 end
-      end
+      local c = cmp(v, i * 8 + 1, string.sub(b, j * 8 + 1, j * 8 + 8))
+      if c >= 0 then
+        e = string.sub(v, i * 8 + 1, i * 8 + 8); i = i + 1
+        if c == 0 then j = j + 1 end
+      else e = string.sub(b, j * 8 + 1, j * 8 + 8); j = j + 1 end
     end
+    if floor and cmp(e, 1, floor) < 0 then trunc = true; break end
+    if #out >= cap then trunc = true; break end
+    out[#out + 1] = e
   end
-  -- the newest cap entries; truncated if either side was or anything was cut
-  local first, trunc = 1, atrunc or btrunc
-  if #out > cap then first, trunc = #out - cap + 1, true end
-  local value = (trunc and Z or '') .. table.concat(out, '', first, #out)
+  if floor and (atrunc or btrunc) then trunc = true end
+  if trunc then out[#out + 1] = Z end
   if ARGV[4] ~= '0' then
-    redis.call('SET', key, value, 'PX', ARGV[4])
+    redis.call('SET', key, table.concat(out), 'PX', ARGV[4])
   else
-    redis.call('SET', key, value, 'KEEPTTL')
+    redis.call('SET', key, table.concat(out), 'KEEPTTL')
   end
-  return 1
+  return #out
 end
 local total = 0
 for _, key in ipairs(KEYS) do
@@ -262,53 +217,28 @@ return total
 # celebrities its owner follows, in one call: one command to pack and one reply to parse
 # per home read, not one per source); ARGV[1] before (8 bytes, exclusive), ARGV[2] since
 # (8 bytes, exclusive), ARGV[3] count, ARGV[4] ttl seconds for the first list ('0' = no
-# renew), ARGV[4 + i] the cap of the i-th list. One reply per list: {0} missing, {1} being
-# rebuilt, {2, bytes, reached}: the slice OLDEST first, and 1 if it reached the oldest
-# entry of a truncated list (nothing is known below it) with fewer than count entries.
+# renew). One reply per list: {0} missing, {1} being rebuilt, {2, bytes} with the sentinel
+# appended when reached.
 _READ = _LIB + """
-local before, since, want = ARGV[1], ARGV[2], tonumber(ARGV[3])
--- the newest `want` entries of [lo, hi) (of v's ascending entries from byte offset off)
--- above since
-local function window(v, off, lo, hi)
-  local from = math.max(lo, hi - want)
-  if from < hi and cmp(v, off + from * 8 + 1, since) <= 0 then
-    from = search(v, off, from + 1, hi, since, 1)
-  end
-  return from
-end
--- a read below the newest entry (paging): the whole value, searched
-local function inside(list, cap)
-  local v = redis.call('GET', list)
-  local off, m, trunc = logical(v, cap)
-  local hi = search(v, off, 0, m, before, 0)
-  local from = window(v, off, 0, hi)
-  local reached = (trunc and from == 0 and hi < want) and 1 or 0
-  return {2, string.sub(v, off + from * 8 + 1, off + hi * 8), reached}
-end
-local function read(list, lock, ttl, cap)
+local function read(list, lock, ttl)
   if redis.call('EXISTS', lock) == 1 then return {1} end
-  -- the common read, from the head: only the newest entries leave the value (up to count,
-  -- within the logical list), and one comparison tells they are all below before
-  local w = math.max(1, math.min(want, cap))
-  local t = redis.call('GETRANGE', list, -w * 8, -1)
-  if t == '' and redis.call('EXISTS', list) == 0 then return {0} end
+  local v = redis.call('GET', list)
+  if not v then return {0} end
   if ttl ~= '0' then redis.call('EXPIRE', list, ttl) end
-  local off, k = 0, #t / 8
-  if k > 0 and string.sub(t, 1, 8) == Z then off, k = 8, k - 1 end  -- t is the whole list
-  if k > 0 and cmp(t, off + k * 8 - 7, before) >= 0 then return inside(list, cap) end
-  local from = window(t, off, 0, k)
-  local reached = 0
-  if from == 0 and k < want then
-    -- t holds the whole logical list: truncated if it began with the sentinel, or if t
-    -- was cut at the cap (k == cap) and the value holds more
-    if off == 8 or (#t == w * 8 and redis.call('STRLEN', list) > #t) then reached = 1 end
+  local n, trunc = shape(v)
+  local start = first_below(v, n, ARGV[1])
+  local want = tonumber(ARGV[3])
+  local stop = start
+  while stop < n and stop - start < want and cmp(v, stop * 8 + 1, ARGV[2]) > 0 do
+    stop = stop + 1
   end
-  return {2, string.sub(t, off + from * 8 + 1), reached}
+  local out = string.sub(v, start * 8 + 1, stop * 8)
+  if trunc and stop == n and stop - start < want then out = out .. Z end
+  return {2, out}
 end
 local out = {}
 for i = 1, #KEYS, 2 do
-  out[#out + 1] = read(KEYS[i], KEYS[i + 1], i == 1 and ARGV[4] or '0',
-                       tonumber(ARGV[4 + (i + 1) / 2]))
+  out[#out + 1] = read(KEYS[i], KEYS[i + 1], i == 1 and ARGV[4] or '0')
 end
 return out
 """
@@ -343,12 +273,6 @@ class CachedSlice:
     state: ReadState
     ids: list[int]
     truncated: bool  # the read reached the sentinel: nothing known below ids[-1]
-
-
-def slack(cap: int) -> int:
-    """Entries a list may hold beyond its cap before an insert trims it (see the module
-    docstring)."""
-    return cap // 4
 
 
 def _id8(i: int) -> bytes:
@@ -445,16 +369,15 @@ class TimelineCache:
         state, *rest = reply
         if state != ReadState.OK.value:
             return CachedSlice(ReadState(state), [], False)
-        blob, reached = rest
-        ids = unpack(blob)  # stored oldest first
-        ids.reverse()
-        return CachedSlice(ReadState.OK, ids, bool(reached))
+        blob: bytes = rest[0]
+        truncated = blob.endswith(SENTINEL)
+        ids = unpack(blob[:-ENTRY_BYTES] if truncated else blob)
+        return CachedSlice(ReadState.OK, ids, truncated)
 
     # -- writes (each touches only lists that exist)
 
     def _insert_args(self, tweet_id: int) -> list:
-        return [_id8(tweet_id), self.cap, str(tweet_id) if self.live else "",
-                self.cap + slack(self.cap)]
+        return [_id8(tweet_id), self.cap, str(tweet_id) if self.live else ""]
 
     def queue_insert(self, pipe: Pipeline, owner: int, tweet_id: int) -> None:
         self.call(pipe, "insert", [self.key(owner)], self._insert_args(tweet_id))
@@ -490,8 +413,7 @@ class TimelineCache:
         if not owners or not tweet_ids:
             return 0
         notice = str(tweet_ids[0]) if deleted and self.live and len(tweet_ids) == 1 else ""
-        args = [pack(tweet_ids), notice, self.cap]
-        return await self._one("remove", [self.key(o) for o in owners], args)
+        return await self._one("remove", [self.key(o) for o in owners], [pack(tweet_ids), notice])
 
     async def merge(self, owner: int, ids: list[int], truncated: bool) -> bool:
         """Merge newest-first `ids` into an existing list; False if there is none."""
@@ -501,7 +423,7 @@ class TimelineCache:
         """Returns how many of the lists existed and were merged into."""
         if not owners:
             return 0
-        args = [pack(reversed(ids)), "1" if truncated else "0", self.cap, 0]
+        args = [pack(ids), "1" if truncated else "0", self.cap, 0]
         return await self._one("merge", [self.key(o) for o in owners], args)
 
     def queue_notify(self, pipe: Pipeline, presence: str, channel: str, payload: str) -> None:
@@ -519,7 +441,7 @@ class TimelineCache:
     async def finish_rebuild(self, owner: int, ids: list[int], truncated: bool) -> None:
         """Merge what the store returned with what fan-out pushed meanwhile, give the list
         its full TTL and release the lock, in one round trip."""
-        args = [pack(reversed(ids)), "1" if truncated else "0", self.cap, self.ttl_seconds * 1000]
+        args = [pack(ids), "1" if truncated else "0", self.cap, self.ttl_seconds * 1000]
 
         def build(pipe: Pipeline) -> None:
             self.call(pipe, "merge", [self.key(owner)], args)
@@ -545,5 +467,4 @@ def queue_reads(
     for cache, owner in sources:
         keys += (cache.key(owner), cache.lock_key(owner))
     ttl = sources[0][0].ttl_seconds if renew_first else 0
-    caps = [cache.cap for cache, _ in sources]
-    TimelineCache.call(pipe, "read", keys, [_id8(before), _id8(since), count, ttl, *caps])
+    TimelineCache.call(pipe, "read", keys, [_id8(before), _id8(since), count, ttl])
