@@ -225,9 +225,17 @@ local before, since, want = ARGV[1], ARGV[2], tonumber(ARGV[3])
 -- read reaches the end of a truncated list with fewer than want
 local function slice(v, start)
   local n, trunc = shape(v)
-  local stop = start
-  while stop < n and stop - start < want and cmp(v, stop * 8 + 1, since) > 0 do
-    stop = stop + 1
+  -- ids descend, so one comparison of the last candidate with since usually settles it;
+  -- otherwise search for the first entry at or below since (a cmp per entry was most of
+  -- a read's cost)
+  local stop = math.min(n, start + want)
+  if stop > start and cmp(v, (stop - 1) * 8 + 1, since) <= 0 then
+    local lo, hi = start, stop - 1
+    while lo < hi do
+      local mid = math.floor((lo + hi) / 2)
+      if cmp(v, mid * 8 + 1, since) > 0 then lo = mid + 1 else hi = mid end
+    end
+    stop = lo
   end
   local out = string.sub(v, start * 8 + 1, stop * 8)
   if trunc and stop == n and stop - start < want then out = out .. Z end
