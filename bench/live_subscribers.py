@@ -14,6 +14,10 @@ Each client reports its own CPU time during the posting window, and the benchmar
 process's and the worker's, so the per-delivery costs of both sides are printed next to the
 latencies.
 
+`--apis N` runs N API processes and spreads the subscribers over them (tweets are posted
+through the first): how delivery scales with processes per host; the hub routes per process,
+so each delivers only to its own sockets.
+
 `--root DIR` runs the API and the worker from another source tree (for example an export
 of an older commit: `git archive <rev> | tar -x -C DIR`); several roots separated by commas
 run one after the other in the same invocation, each on a fresh database and Valkey, for a
@@ -259,13 +263,14 @@ def _cpu(proc: psutil.Process) -> float:
     return t.user + t.system
 
 
-async def run(args, api_port: int, author_token: str, tokens: list[str],
-              user_ids: list[int], api: psutil.Process, worker: psutil.Process) -> dict:
+async def run(args, ports: list[int], author_token: str, tokens: list[str],
+              user_ids: list[int], apis: list[psutil.Process], worker: psutil.Process) -> dict:
     deadline = time.monotonic() + CONNECT_LIMIT_S
-    rss0 = api.memory_info().rss
+    rss0 = sum(a.memory_info().rss for a in apis)
     shards = [tokens[i::args.clients] for i in range(args.clients)]
     clients = []
-    for shard in shards:
+    for i, shard in enumerate(shards):
+        api_port = ports[i % len(ports)]  # each client process talks to one API process
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bench.live_subscribers", "--client", cwd=ROOT,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=1 << 30,
@@ -284,18 +289,18 @@ async def run(args, api_port: int, author_token: str, tokens: list[str],
         # every session set up: from here nothing may be missed
         await all_present(user_ids, max(1.0, deadline - time.monotonic()))
         await asyncio.sleep(2)
-        rss1 = api.memory_info().rss
+        rss1 = sum(a.memory_info().rss for a in apis)
         for proc in clients:
             proc.stdin.write(b"go\n")
             await proc.stdin.drain()
-        api_cpu0, worker_cpu0 = _cpu(api), _cpu(worker)
+        api_cpu0, worker_cpu0 = sum(map(_cpu, apis)), _cpu(worker)
         window = [time.time()]
-        spy = await _profile(args, api.pid)
+        spy = await _profile(args, apis[0].pid)
         posted: dict[int, float] = {}
         snowflake_lag: list[float] = []
         from core.ids import id_timestamp_ms
 
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{api_port}",
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{ports[0]}",
                                      timeout=30) as http:
             for i in range(args.tweets):
                 t0 = time.time()
@@ -314,7 +319,7 @@ async def run(args, api_port: int, author_token: str, tokens: list[str],
             await asyncio.wait_for(asyncio.gather(*(_line(p, b"complete") for p in clients)),
                                    args.drain)
         await asyncio.sleep(0.5)  # a late duplicate would show
-        api_cpu, worker_cpu = _cpu(api) - api_cpu0, _cpu(worker) - worker_cpu0
+        api_cpu, worker_cpu = sum(map(_cpu, apis)) - api_cpu0, _cpu(worker) - worker_cpu0
         window.append(time.time())
         if spy is not None:
             spy.send_signal(2)  # py-spy writes its profile on SIGINT
@@ -353,7 +358,8 @@ async def run(args, api_port: int, author_token: str, tokens: list[str],
 
     client_cpu = sum(r["cpu_s"] for r in results)
     return {
-        "subscribers": len(tokens), "tweets": args.tweets, "deliveries": n,
+        "subscribers": len(tokens), "api_processes": len(apis), "tweets": args.tweets,
+        "deliveries": n,
         "expected": expected, "resyncs": sum(r["resyncs"] for r in results),
         "duplicates": sum(r["duplicates"] for r in results),
         "errors": sum(r["errors"] for r in results),
@@ -394,17 +400,21 @@ def bench_root(args, root: Path) -> dict:
                    CHIRP_CELEBRITY_THRESHOLD=str(10**9), CHIRP_PG_POOL_SIZE="20")
         os.environ.update(env)
         author_token, tokens, user_ids = asyncio.run(seed(args.subscribers))
+        ports = [args.port + i for i in range(args.apis)]
         procs = [
-            subprocess.Popen([sys.executable, "-m", "uvicorn", "app:create_app", "--factory",
-                              "--port", str(args.port), "--log-level", "warning",
-                              "--backlog", "4096", *EXTRA_UVICORN], cwd=root, env=env),
             subprocess.Popen([sys.executable, "-m", "workers.fanout"], cwd=root, env=env,
                              stderr=subprocess.DEVNULL),
+            *(subprocess.Popen([sys.executable, "-m", "uvicorn", "app:create_app", "--factory",
+                                "--port", str(port), "--log-level", "warning",
+                                "--backlog", "4096", *EXTRA_UVICORN], cwd=root, env=env)
+              for port in ports),
         ]
         try:
-            _wait_ready(args.port, procs[0])
-            out = asyncio.run(run(args, args.port, author_token, tokens, user_ids,
-                                  psutil.Process(procs[0].pid), psutil.Process(procs[1].pid)))
+            for port, proc in zip(ports, procs[1:], strict=True):
+                _wait_ready(port, proc)
+            out = asyncio.run(run(args, ports, author_token, tokens, user_ids,
+                                  [psutil.Process(p.pid) for p in procs[1:]],
+                                  psutil.Process(procs[0].pid)))
             out["root"] = str(root)
             out["load_avg"] = [round(x, 2) for x in os.getloadavg()]
             return out
@@ -440,6 +450,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=0,
                         help="client processes (default: one per 2,500 subscribers)")
     parser.add_argument("--port", type=int, default=8766)
+    parser.add_argument("--apis", type=int, default=1,
+                        help="API processes (ports --port, --port+1, ...); subscribers are "
+                             "spread over them, tweets are posted through the first")
     parser.add_argument("--root", default=str(ROOT),
                         help="source tree(s) of the API and worker, comma-separated")
     parser.add_argument("--profile", help="py-spy the API into this speedscope file")
@@ -452,7 +465,7 @@ def main() -> None:
 
         uvloop.run(_client_main())
         return
-    args.clients = args.clients or max(1, -(-args.subscribers // 2500))
+    args.clients = max(args.clients or -(-args.subscribers // 2500), args.apis)
     if args.subscribers + 100 > hard:
         sys.exit(f"{args.subscribers} subscribers need more than the {hard} open files allowed")
     for root in args.root.split(","):
