@@ -43,6 +43,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import psutil
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench import graph as graphs
 from bench.app import QUERY
@@ -106,10 +107,10 @@ async def read_counters(port: int) -> dict[str, float]:
     async with httpx.AsyncClient(timeout=10) as client:
         text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
     out: dict[str, float] = {}
-    for line in text.splitlines():
-        name = line.split("{", 1)[0].split(" ", 1)[0]
-        if name in COUNTERS:
-            out[name] = out.get(name, 0) + float(line.rsplit(" ", 1)[1])
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name in COUNTERS:
+                out[sample.name] = out.get(sample.name, 0) + sample.value
     return out
 
 

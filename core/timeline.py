@@ -70,7 +70,9 @@ def exact_merge(slices: Sequence[Slice]) -> tuple[list[int], int]:
     boundary is 0 the merge is complete down to `since`.
     """
     boundary = max((s.floor for s in slices), default=0)
-    merged = sorted({i for s in slices for i in s.ids if i >= boundary}, reverse=True)
+    merged = merge_desc(s.ids for s in slices)
+    if boundary:
+        merged = [i for i in merged if i >= boundary]
     return merged, boundary
 
 

@@ -368,19 +368,11 @@ class TimelineCache:
 
     # -- reads
 
-    def queue_read(
-        self, pipe: Pipeline, owner: int, before: int = NEWEST, since: int = 0, count: int = 20,
-        renew: bool = False,
-    ) -> None:
-        """Queue a read on a batch shared with other commands; its reply is a list of one
-        reply for `parse`."""
-        queue_reads(pipe, [(self, owner)], before, since, count, renew)
-
     async def read(
         self, owner: int, before: int = NEWEST, since: int = 0, count: int = 20, renew: bool = True
     ) -> CachedSlice:
         (reply,) = await self.run(
-            lambda pipe: self.queue_read(pipe, owner, before, since, count, renew)
+            lambda pipe: queue_reads(pipe, [(self, owner)], before, since, count, renew)
         )
         return self.parse(reply[0])
 
