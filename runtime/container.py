@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import asyncpg
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
-from redis.retry import Retry
 
 from runtime.settings import Settings
 from services.accounts import Accounts

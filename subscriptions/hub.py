@@ -35,8 +35,8 @@ from typing import Any, Protocol
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from runtime import metrics
 from storage import live
@@ -288,6 +288,9 @@ class Hub:
             # could race a new session of the same viewer here, and until it expires a
             # notice for them costs only a few bytes in a message this hub gets anyway.
         await self.change(sub, set())
+
+    def viewer_sessions(self, viewer: int) -> list[Subscriber]:
+        return list(self._viewers.get(viewer, ()))
 
     def sessions(self) -> set[Subscriber]:
         return {s for members in (*self._refs.values(), *self._viewers.values())

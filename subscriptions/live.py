@@ -68,9 +68,14 @@ async def home_timeline(
             # Fan-out only reaches cached timelines: cache this one before we count as
             # present, or a tweet pushed in between would be neither live nor replayed.
             await _ensure_cached(ctx, viewer)
-        await presence.mark([viewer], celebs)
+        if await presence.mark([viewer], celebs) and not since:
+            # Not cached after all (the read above fell back to the database): resync, so
+            # the stream re-caches it and the client refetches what fan-out skipped. (With
+            # `since`, the backlog read below rebuilds it and returns what was skipped.)
+            sub.resync()
         seen = sub.seen
         backlog = await _backlog(ctx, viewer, since) if since else None
+        presence.add(sub, celebs)  # renewed from now on (earlier it could look uncached)
         if backlog is None and since:
             yield RESYNC_EVENT
         # one users query for the whole backlog, not one per tweet
@@ -98,6 +103,7 @@ async def user_tweets(
         raise NotFound(f"no user @{handle}")
     async with _session(ctx, {author.id}) as (sub, presence):
         await presence.mark([], [author.id])
+        presence.add(sub, {author.id})
         async for event in _events(ctx, sub, direct):
             yield event
 
@@ -107,10 +113,10 @@ async def _session(
     ctx: Context, authors: set[int], viewer: int | None = None
 ) -> AsyncIterator[tuple[Subscriber, Presence]]:
     """Joined the authors' channels (and for a home timeline, the viewer's routed notices),
-    with presence renewed by the process, both undone however the stream ends."""
+    both undone however the stream ends, as is the presence renewal that the caller adds
+    once it has marked itself present."""
     sub = await ctx.hub.join(celebrity_channels(authors), viewer)
     presence = Presence.of(ctx.services, ctx.hub)
-    presence.add(sub, authors)
     metrics.LIVE_SUBSCRIPTIONS.inc()
     try:
         yield sub, presence

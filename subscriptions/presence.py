@@ -57,8 +57,10 @@ class Presence:
     def discard(self, sub: Subscriber) -> None:
         self.sessions.pop(sub, None)
 
-    async def mark(self, viewers: Iterable[int], authors: Iterable[int]) -> None:
-        """Present now: these viewers' sessions on this hub, and these authors' channels."""
+    async def mark(self, viewers: Iterable[int], authors: Iterable[int]) -> set[int]:
+        """Present now: these viewers' sessions on this hub, and these authors' channels.
+        Returns the viewers whose cached home timeline was missing: fan-out skips those,
+        so their sessions may have missed tweets (see `heal`)."""
         home = self.services.home
         hub_id, ttl_ms = self.hub.id, live.PRESENCE_TTL_S * 1000
         viewers, authors = list(viewers), list(authors)
@@ -71,7 +73,19 @@ class Presence:
             for a in authors:
                 pipe.set(live.author_presence_key(a), 1, ex=live.PRESENCE_TTL_S)
 
-        await home.run(build)
+        replies = await home.run(build)
+        # EXPIRE answers 0 for a missing key (an empty timeline is cached as '', so exists)
+        expired = replies[1:2 * len(viewers):2]
+        return {v for v, ok in zip(viewers, expired, strict=True) if not ok}
+
+    def heal(self, viewers: set[int]) -> None:
+        """Sessions whose cached timeline vanished (Redis restarted or evicted it, or the
+        session's first read fell back to the database) missed what fan-out skipped:
+        resync them; their streams re-cache the timeline and refetch (subscriptions/live.py)."""
+        for viewer in viewers:
+            for sub in self.hub.viewer_sessions(viewer):
+                if sub in self.sessions:
+                    sub.resync()
 
     async def renew(self, subs: list[Subscriber]) -> None:
         homes = [s for s in subs if s.viewer is not None and s in self.sessions]
@@ -88,7 +102,11 @@ class Presence:
         for start in range(0, len(subs), BATCH):
             part = [s for s in subs[start:start + BATCH] if s in self.sessions]
             authors = set().union(*(self.sessions.get(s, ()) for s in part))
-            await self.mark({s.viewer for s in part if s.viewer is not None}, authors)
+            missing = await self.mark({s.viewer for s in part if s.viewer is not None}, authors)
+            if missing:
+                log.warning("live: %d cached home timelines missing; resyncing their "
+                            "sessions", len(missing))
+                self.heal(missing)
 
     async def _run(self) -> None:
         while True:

@@ -115,6 +115,23 @@ async def test_redis_down_reads_degrade_posts_survive_then_recover(env):
     assert (await svc.home.read(rid, count=50)).ids == got  # rebuilt or kept, and current
 
 
+async def test_pooled_connections_survive_a_redis_restart(env):
+    """After a restart every pooled connection is dead; the first command on each must
+    reconnect and retry, not degrade the read (a pipeline did, while the client was given
+    redis-py's synchronous Retry, whose retry loop an async pipeline never entered)."""
+    api, svc, vk, _url = env
+    reader, _rid, _writer, before = await reader_of_three_tweets(api, svc)
+    query = "{homeTimeline{edges{node{id}}}}"
+    await asyncio.gather(*(api.gql(query, token=reader) for _ in range(12)))  # pooled
+    assert len(svc.redis.connection_pool._available_connections) >= 2
+    vk.restart()
+    bodies = await asyncio.gather(*(api.gql(query, token=reader) for _ in range(12)))
+    for body in bodies:
+        assert "errors" not in body and "extensions" not in body, body
+        assert [int(e["node"]["id"]) for e in body["data"]["homeTimeline"]["edges"]] == \
+            before[::-1]
+
+
 async def test_redis_comes_back_empty_timelines_rebuild_and_nothing_is_lost(env):
     """Worse than a restart: Redis loses its data (no AOF). Timelines, the event stream,
     its consumer group and the id leases are all gone; tweets posted meanwhile must still

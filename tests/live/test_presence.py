@@ -9,8 +9,9 @@ import asyncio
 import pytest
 
 from bench.seed import author_with_followers
+from core.timeline import NEWEST
 from storage import live
-from subscriptions.hub import Hub
+from subscriptions.hub import RESYNC, Hub
 from subscriptions.hydrate import EventHydrator
 from subscriptions.presence import Presence
 
@@ -48,5 +49,36 @@ async def test_renewal_marks_presence_and_follows_celebrity_changes(stack, servi
         await home.close()
         await other.close()
         assert hub._refs == {} and hub._viewers == {}
+    finally:
+        await hub.stop()
+
+
+async def test_renewal_resyncs_sessions_whose_cached_timeline_vanished(stack, services):
+    """Fan-out skips timelines that are not cached, so a live session whose cached timeline
+    disappeared (Redis restarted or evicted it, or its first read fell back to the
+    database) may miss tweets: renewal notices (EXPIRE answers 0) and resyncs only it."""
+    _author, (kept, lost) = await author_with_followers(services, 2)
+    hub = Hub(stack.redis_url, EventHydrator(services), tune_gc=False)
+    await hub.start()
+    try:
+        await asyncio.wait_for(hub.connected.wait(), 5)
+        presence = Presence.of(services, hub)
+        async def load(ids):
+            found = await services.tweets.get_many(ids)
+            return [found.get(i) for i in ids]
+
+        for viewer in (kept, lost):  # cached (empty: the author has not posted)
+            await services.feed.home_page(viewer, 1, NEWEST, 0, load)
+        subs = [await hub.join(set(), kept), await hub.join(set(), lost)]
+        for sub in subs:
+            presence.add(sub, set())
+        await services.redis.delete(services.home.key(lost))
+        await presence.renew(subs)
+        assert subs[0].queue.empty()
+        assert await asyncio.wait_for(subs[1].get(), 1) == RESYNC
+        assert await presence.mark([kept, lost], []) == {lost}  # the stream re-caches it
+        for sub in subs:
+            presence.discard(sub)
+            await sub.close()
     finally:
         await hub.stop()
