@@ -615,11 +615,15 @@ class Bench:
                 pipe.memory_usage(k, samples=0)
                 pipe.strlen(k)
                 pipe.getrange(k, -8, -1)
+                pipe.getrange(k, 0, 0)
             replies = await pipe.execute()
-        usage = np.array(replies[0::3], dtype=np.float64)
-        length = np.array(replies[1::3], dtype=np.int64)
-        capped = np.array([r == graphs.SENTINEL for r in replies[2::3]])
-        entries = length // 8 - capped  # the sentinel is not an entry
+        usage = np.array(replies[0::4], dtype=np.float64)
+        length = np.array(replies[1::4], dtype=np.int64)
+        # a ring (storage/timeline_cache.py) is a full list: a 16-byte header, no sentinel
+        ring = np.array([r == b"\xff" for r in replies[3::4]])
+        capped = np.array([r == graphs.SENTINEL for r in replies[2::4]]) & ~ring
+        entries = np.where(ring, (length - 16) // 8, length // 8 - capped)
+        capped |= ring
         full = capped & (entries == svc.home.cap)
         info = await svc.redis.info("memory")
         keys_total = await svc.redis.dbsize()

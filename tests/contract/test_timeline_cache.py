@@ -103,6 +103,42 @@ async def test_scripts_match_the_model(cache, start, ops):
                 break
         got = await cache.read(6, count=100)
         assert got.ids == model
+        # a page below some entry, and one above another: the paths that search
+        if model:
+            pivot = model[value % len(model)]
+            assert (await cache.read(6, before=pivot, count=3)).ids == \
+                [e for e in model if e < pivot][:3]
+            assert (await cache.read(6, since=pivot, count=3)).ids == \
+                [e for e in model if e > pivot][:3]
+
+
+async def test_a_full_list_takes_new_heads_in_place_as_a_ring(cache):
+    """Pushing onto a full list's head turns it into a ring (storage/timeline_cache.py),
+    which later heads overwrite in place; anything else reads and rewrites it as a plain
+    list, and every path sees the same entries."""
+    await fresh(cache, 8, [80, 70, 60, 50, 40, 30, 20, 10])  # full (cap 8)
+    raw = cache.redis.get
+    assert (await raw(cache.key(8)))[:1] != b"\xff"
+    for i in range(9, 20):  # 90..190: wraps round the ring more than once
+        assert await cache.insert(8, i * 10)
+        assert (await raw(cache.key(8)))[:1] == b"\xff"
+        got = await cache.read(8, count=100)
+        assert got.ids == list(range(i * 10, i * 10 - 80, -10)) and got.truncated
+    assert not await cache.insert(8, 190)  # the head again: a no-op
+    assert (await cache.read(8, count=3)).ids == [190, 180, 170]
+    assert (await cache.read(8, before=170, since=130, count=10)).ids == [160, 150, 140]
+    # an id between entries: back to a plain list, the oldest dropped
+    assert await cache.insert(8, 1000) and await cache.insert(8, 175)
+    assert (await raw(cache.key(8)))[:1] != b"\xff"
+    assert (await cache.read(8, count=100)).ids == [1000, 190, 180, 175, 170, 160, 150, 140]
+    assert await cache.insert(8, 1010)  # a ring again
+    assert await cache.remove_many([8], [190, 175]) == 2
+    assert (await cache.read(8, count=100)).ids == [1010, 1000, 180, 170, 160, 150]
+    assert await cache.insert(8, 1020)  # not full: a plain insert
+    assert await cache.insert(8, 1030) and await cache.insert(8, 1040)  # full, then a ring
+    await cache.merge(8, [1030, 200, 185], truncated=False)
+    got = await cache.read(8, count=100)
+    assert got.ids == [1040, 1030, 1020, 1010, 1000, 200, 185, 180] and got.truncated
 
 
 async def test_bytes_per_entry(services):
@@ -116,6 +152,14 @@ async def test_bytes_per_entry(services):
     per_entry = used / 800
     print(f"bytes per cached timeline entry: {per_entry:.2f} ({used} bytes for 800)")
     assert per_entry <= 8.2
+    # The ring a full list becomes keeps that size however many heads are pushed on:
+    # written in place, never grown (Redis grows strings greedily when appended to).
+    for i in ids[800:] + [services.ids.next_id() for _ in range(1000)]:
+        await full.insert(owner, i)
+    assert (await services.redis.getrange(full.key(owner), 0, 0)) == b"\xff"
+    ring = await services.redis.memory_usage(full.key(owner))
+    print(f"as a ring, after 1,000 pushes: {ring / 800:.2f} bytes per entry")
+    assert ring / 800 <= 8.2
 
 
 async def test_live_notices_go_once_to_each_hub_naming_its_present_owners(services):
