@@ -112,33 +112,44 @@ async def test_scripts_match_the_model(cache, start, ops):
                 [e for e in model if e > pivot][:3]
 
 
-async def test_a_full_list_takes_new_heads_in_place_as_a_ring(cache):
-    """Pushing onto a full list's head turns it into a ring (storage/timeline_cache.py),
-    which later heads overwrite in place; anything else reads and rewrites it as a plain
-    list, and every path sees the same entries."""
+async def test_a_full_list_takes_new_heads_in_place(cache):
+    """A full list's new head goes into a free slot in front of its entries (storage/
+    timeline_cache.py), its oldest entry becoming padding; when the free slots run out, or
+    anything but a new head arrives, it is rewritten as a plain list. Every path sees the
+    same entries."""
     await fresh(cache, 8, [80, 70, 60, 50, 40, 30, 20, 10])  # full (cap 8)
     raw = cache.redis.get
     assert (await raw(cache.key(8)))[:1] != b"\xff"
-    for i in range(9, 20):  # 90..190: wraps round the ring more than once
+    for i in range(9, 40):  # 90..390: runs out of free slots (15) twice
         assert await cache.insert(8, i * 10)
-        assert (await raw(cache.key(8)))[:1] == b"\xff"
+        value = await raw(cache.key(8))
+        # rewritten with 15 free slots at 90, 250 (the 16th push: none left, so a rewrite)
+        assert (value[:1] == b"\xff") == ((i - 9) % 16 != 15), i
         got = await cache.read(8, count=100)
         assert got.ids == list(range(i * 10, i * 10 - 80, -10)) and got.truncated
-    assert not await cache.insert(8, 190)  # the head again: a no-op
-    assert (await cache.read(8, count=3)).ids == [190, 180, 170]
-    assert (await cache.read(8, before=170, since=130, count=10)).ids == [160, 150, 140]
+        assert (await cache.read(8, before=i * 10 - 20, count=2)).ids == \
+            [i * 10 - 30, i * 10 - 40]
+    assert len(value) == (15 + 8 + 1) * 8  # 15 free slots, 8 entries, the sentinel
+    assert not await cache.insert(8, 390)  # the head again: a no-op
+    assert (await cache.read(8, count=3)).ids == [390, 380, 370]
+    assert (await cache.read(8, before=370, since=330, count=10)).ids == [360, 350, 340]
     # an id between entries: back to a plain list, the oldest dropped
-    assert await cache.insert(8, 1000) and await cache.insert(8, 175)
+    assert await cache.insert(8, 1000) and await cache.insert(8, 375)
     assert (await raw(cache.key(8)))[:1] != b"\xff"
-    assert (await cache.read(8, count=100)).ids == [1000, 190, 180, 175, 170, 160, 150, 140]
-    assert await cache.insert(8, 1010)  # a ring again
-    assert await cache.remove_many([8], [190, 175]) == 2
-    assert (await cache.read(8, count=100)).ids == [1010, 1000, 180, 170, 160, 150]
+    assert (await cache.read(8, count=100)).ids == [1000, 390, 380, 375, 370, 360, 350, 340]
+    assert await cache.insert(8, 1010)  # free slots again
+    assert await cache.remove_many([8], [390, 375]) == 2
+    assert (await cache.read(8, count=100)).ids == [1010, 1000, 380, 370, 360, 350]
     assert await cache.insert(8, 1020)  # not full: a plain insert
-    assert await cache.insert(8, 1030) and await cache.insert(8, 1040)  # full, then a ring
-    await cache.merge(8, [1030, 200, 185], truncated=False)
+    assert await cache.insert(8, 1030) and await cache.insert(8, 1040)  # full, then free slots
+    await cache.merge(8, [1030, 400, 385], truncated=False)
     got = await cache.read(8, count=100)
-    assert got.ids == [1040, 1030, 1020, 1010, 1000, 200, 185, 180] and got.truncated
+    assert got.ids == [1040, 1030, 1020, 1010, 1000, 400, 385, 380] and got.truncated
+    # a list written with another cap is rewritten, not patched, by an insert
+    small = TimelineCache(cache.redis, cache.prefix, cap=4, ttl_seconds=60)
+    assert await cache.insert(8, 1050)
+    assert await small.insert(8, 1060)
+    assert (await cache.read(8, count=100)).ids == [1060, 1050, 1040, 1030]
 
 
 async def test_bytes_per_entry(services):
@@ -152,14 +163,14 @@ async def test_bytes_per_entry(services):
     per_entry = used / 800
     print(f"bytes per cached timeline entry: {per_entry:.2f} ({used} bytes for 800)")
     assert per_entry <= 8.2
-    # The ring a full list becomes keeps that size however many heads are pushed on:
-    # written in place, never grown (Redis grows strings greedily when appended to).
+    # New heads then go into free slots in front (15 of 8 bytes): written in place,
+    # never grown (Redis grows strings greedily when appended to).
     for i in ids[800:] + [services.ids.next_id() for _ in range(1000)]:
         await full.insert(owner, i)
     assert (await services.redis.getrange(full.key(owner), 0, 0)) == b"\xff"
-    ring = await services.redis.memory_usage(full.key(owner))
-    print(f"as a ring, after 1,000 pushes: {ring / 800:.2f} bytes per entry")
-    assert ring / 800 <= 8.2
+    pushed = await services.redis.memory_usage(full.key(owner))
+    print(f"with free slots, after 1,001 pushes: {pushed / 800:.2f} bytes per entry")
+    assert pushed / 800 <= 8.4
 
 
 async def test_live_notices_go_once_to_each_hub_naming_its_present_owners(services):
