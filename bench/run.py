@@ -613,17 +613,12 @@ class Bench:
         async with svc.redis.pipeline(transaction=False) as pipe:
             for k in keys:
                 pipe.memory_usage(k, samples=0)
-                pipe.strlen(k)
-                pipe.getrange(k, -8, -1)
-                pipe.getrange(k, 0, 0)
+                pipe.get(k)
             replies = await pipe.execute()
-        usage = np.array(replies[0::4], dtype=np.float64)
-        length = np.array(replies[1::4], dtype=np.int64)
-        # a ring (storage/timeline_cache.py) is a full list: a 16-byte header, no sentinel
-        ring = np.array([r == b"\xff" for r in replies[3::4]])
-        capped = np.array([r == graphs.SENTINEL for r in replies[2::4]]) & ~ring
-        entries = np.where(ring, (length - 16) // 8, length // 8 - capped)
-        capped |= ring
+        usage = np.array(replies[0::2], dtype=np.float64)
+        shapes = [list_shape(v) for v in replies[1::2]]
+        entries = np.array([n for n, _ in shapes], dtype=np.int64)
+        capped = np.array([c for _, c in shapes])
         full = capped & (entries == svc.home.cap)
         info = await svc.redis.info("memory")
         keys_total = await svc.redis.dbsize()
@@ -758,6 +753,20 @@ class Bench:
         return {"entries": len(owners), "append_per_s": round(len(owners) / append_s),
                 "insert_script_per_s": round(len(owners) / script_s),
                 "batch": 1000}
+
+
+def list_shape(value: bytes | None) -> tuple[int, bool]:
+    """Entries in a cached list's value, and whether it is capped (storage/timeline_cache.py:
+    free slots of 255 bytes may lead, the first zero entry is the sentinel, padding may
+    follow it)."""
+    slots = [value[i:i + 8] for i in range(0, len(value or b""), 8)]
+    free = 0
+    while free < len(slots) and slots[free][:1] == b"\xff":
+        free += 1
+    entries = slots[free:]
+    if graphs.SENTINEL in entries:
+        return entries.index(graphs.SENTINEL), True
+    return len(entries), False
 
 
 def targets(results: dict) -> dict:

@@ -122,7 +122,8 @@ async def open_services(
         await pool.close()
         raise
     home = TimelineCache(
-        redis, "tl", settings.timeline_max, settings.timeline_ttl_seconds, live=True
+        redis, "tl", settings.timeline_max, settings.timeline_ttl_seconds, live=True,
+        free_slots=True,
     )
     recents = TimelineCache(redis, "ut", settings.timeline_max, settings.timeline_ttl_seconds)
     feed = FeedManager(

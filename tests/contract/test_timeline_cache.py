@@ -15,7 +15,7 @@ ids = st.integers(min_value=1, max_value=2**63 - 2)  # 2**63-1 is the NEWEST rea
 
 @pytest.fixture
 def cache(services):
-    return TimelineCache(services.redis, "test-tl", cap=8, ttl_seconds=60)
+    return TimelineCache(services.redis, "test-tl", cap=8, ttl_seconds=60, free_slots=True)
 
 
 async def fresh(cache, owner, entries, truncated=False):
@@ -146,16 +146,21 @@ async def test_a_full_list_takes_new_heads_in_place(cache):
     got = await cache.read(8, count=100)
     assert got.ids == [1040, 1030, 1020, 1010, 1000, 400, 385, 380] and got.truncated
     # a list written with another cap is rewritten, not patched, by an insert
-    small = TimelineCache(cache.redis, cache.prefix, cap=4, ttl_seconds=60)
+    small = TimelineCache(cache.redis, cache.prefix, cap=4, ttl_seconds=60, free_slots=True)
     assert await cache.insert(8, 1050)
     assert await small.insert(8, 1060)
     assert (await cache.read(8, count=100)).ids == [1060, 1050, 1040, 1030]
+    # a family without free slots (an author's recents) stays plain
+    plain = TimelineCache(cache.redis, cache.prefix, cap=4, ttl_seconds=60)
+    assert await plain.insert(8, 1070)
+    assert (await raw(cache.key(8)))[:1] != b"\xff"
+    assert (await cache.read(8, count=100)).ids == [1070, 1060, 1050, 1040]
 
 
 async def test_bytes_per_entry(services):
     """The number docs/timelines.md quotes: MEMORY USAGE of a full 800-entry home timeline
     (with its truncation sentinel), divided by 800."""
-    full = TimelineCache(services.redis, "test-mem", cap=800, ttl_seconds=60)
+    full = TimelineCache(services.redis, "test-mem", cap=800, ttl_seconds=60, free_slots=True)
     owner = 77
     ids = [services.ids.next_id() for _ in range(801)]
     await fresh(full, owner, ids[::-1][:800], truncated=True)
