@@ -143,7 +143,8 @@ def markdown(r: dict) -> str:
                          f"{v.get('valkey_cpu_us_per_delivery')} | "
                          f"{v.get('postgres_cpu_us_per_delivery')} |")
         lines += ["", f"Raw pipelined writes of the same {_fmt(raw['entries'])} entries from "
-                  f"one process, 1,000 per round trip: APPEND {_fmt(raw['append_per_s'])}/s, "
+                  f"one process, 1,000 per round trip, each on fresh copies of the "
+                  f"timelines, median of three ids: APPEND {_fmt(raw['append_per_s'])}/s, "
                   f"the insert script over 1,000 keys per call "
                   f"{_fmt(raw['insert_script_per_s'])}/s. Worker / raw APPEND: "
                   f"{r['fanout_vs_raw_redis_ratio']}; worker / script: "
