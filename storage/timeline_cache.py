@@ -20,8 +20,8 @@ written in place, the string never grown (Redis grows strings greedily when appe
 When the free slots run out, or anything other than a new head arrives, the list is
 rewritten plain. Reads see the same entries either way: a head read skips the free slots
 (one `string.find`), a search passes them (they sort first), and the first zero entry ends
-the list. Measured in docs/timelines.md: Valkey CPU per delivery into full lists 26 -> 16 us,
-+1.7 % memory.
+the list. Measured in docs/timelines.md (`python -m bench.timeline_scripts`): Valkey CPU
+per delivery into full lists 28 -> 17 us, +1.5 % memory.
 
 Every write is idempotent (insert skips a present id) so at-least-once fan-out is safe,
 and writes only touch lists that exist: a missing list is rebuilt on its next read.
@@ -128,7 +128,7 @@ local function notify_one(owner)
 end
 -- the presence keys among keys[lo..hi] that exist, found by halving: one EXISTS for a
 -- whole page when none of its owners is online (the usual case), instead of an HGETALL
--- per list, which cost a fan-out insert 4-7 us of its ~13
+-- per list (~1 us of Valkey per delivery less, measured with nobody online)
 local function notify_range(owners, keys, lo, hi)
   if redis.call('EXISTS', unpack(keys, lo, hi)) == 0 then return end
   if lo == hi then notify_one(owners[lo]); return end
