@@ -4,12 +4,14 @@ stop: what the adapters and the fault tests rely on."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 import uuid
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from cassandra.cluster import Cluster
 
+from deploy.local.backends import servers
 from tests.backends import Backends, ensure_backends
 
 KEYSPACE = "chirp_backends_test"
@@ -58,6 +60,27 @@ async def test_kafka_stop_start_keeps_messages(backends: Backends) -> None:
     assert await asyncio.to_thread(backends.kafka.start)  # launched afresh
     await _produce(backends.kafka_bootstrap, topic, [b"after"])
     assert await _consume(backends.kafka_bootstrap, topic, 2) == [b"before", b"after"]
+
+
+async def test_a_server_whose_data_dir_was_deleted_is_replaced(backends: Backends,
+                                                               tmp_path) -> None:
+    """A server left running by a checkout that has since been deleted cannot serve (its
+    files are gone): `start` launches a new one on its own data dir instead of adopting it.
+    (A CI clone once reused a Cassandra whose clone had been removed, and failed.)"""
+    ours = backends.kafka.data_dir
+    await asyncio.to_thread(backends.kafka.stop)
+    orphan = servers(tmp_path / "gone", only="kafka")["kafka"]
+    assert await asyncio.to_thread(orphan.start)
+    shutil.rmtree(tmp_path / "gone")
+    (tmp_path / "gone" / "kafka").mkdir(parents=True)  # a new checkout at the same path
+    fresh = servers(ours.parent, only="kafka")["kafka"]
+    assert await asyncio.to_thread(fresh.start)  # launched, not adopted
+    assert fresh.pid != orphan.pid and fresh.data_dir == ours
+    assert not orphan.is_running() or orphan.pid == fresh.pid
+    backends.kafka.pid = None  # the fixture's handle adopts the new process
+    topic = f"replaced-{uuid.uuid4().hex[:8]}"
+    await _produce(backends.kafka_bootstrap, topic, [b"served"])
+    assert await _consume(backends.kafka_bootstrap, topic, 1) == [b"served"]
 
 
 def _session(backends: Backends):  # -> (Cluster, Session)

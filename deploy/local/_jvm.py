@@ -178,6 +178,17 @@ class JvmServer:
     def start(self) -> bool:
         """Start unless running, and wait until it serves clients. True if we launched it."""
         with machine_lock(f"{self.name}-{self.port}"):
+            own = self.data_dir
+            if self._adopt() is not None and not self.pid_path.exists():
+                # Left running by a checkout since deleted (a CI clone, a temp dir; its
+                # pid file, written at launch, went with its data, even if a new checkout
+                # has made the same path since): it cannot serve (Cassandra fails reading
+                # its schema files). Replace it rather than adopt it.
+                self.kill()
+                self.data_dir = own
+                deadline = time.monotonic() + 10  # its sockets close just after it exits
+                while any(port_in_use(p) for p in self.ports()) and time.monotonic() < deadline:
+                    time.sleep(0.1)
             launched = self._adopt() is None
             if launched:
                 self._launch()
