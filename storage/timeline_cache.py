@@ -81,15 +81,6 @@ local function free_count(t)
   if string.byte(t, 1) ~= 255 then return 0 end
   return (string.find(t, '[^\\255]', 9) - 1) / 8
 end
--- a list's value without its free slots (false if there is none)
-local function get_plain(key)
-  local v = redis.call('GET', key)
-  if v then
-    local f = free_count(v)
-    if f > 0 then return string.sub(v, f * 8 + 1) end
-  end
-  return v
-end
 -- index (0-based) of the first entry strictly below t, among the first n entries
 local function first_below(v, n, t)
   -- the common case, a new id or a read from the head, without the search: each cmp is
@@ -104,8 +95,21 @@ local function first_below(v, n, t)
 end
 """
 
-# Live notices, for the scripts that change lists (a script defines every function it
-# includes on each call: the reads, most of the calls, include only _LIB).
+# For the scripts that rewrite lists (a script defines every function it includes on each
+# call: the reads, most of the calls, include only _LIB).
+_PLAIN = """
+-- a list's value without its free slots (false if there is none)
+local function get_plain(key)
+  local v = redis.call('GET', key)
+  if v then
+    local f = free_count(v)
+    if f > 0 then return string.sub(v, f * 8 + 1) end
+  end
+  return v
+end
+"""
+
+# Live notices, for the scripts that change lists.
 _LIVE = """
 -- live notices: the hubs (API processes) holding a session of a changed list's owner,
 -- from the owner's presence hash (hub id -> expiry ms), collected over the whole call and
@@ -161,7 +165,7 @@ end
 # live owners about ('' for none): one PUBLISH per hub holding any of the lists changed;
 # ARGV[4] '1' to give a full list free slots for new heads.
 # Returns lists inserted into.
-_INSERT = _LIB + _LIVE + """
+_INSERT = _LIB + _PLAIN + _LIVE + """
 local FREE = string.rep('\\255', 8)
 local function first_free(cap)
   return '\\255\\255\\255\\255\\255' .. string.char(math.floor(cap / 65536) % 256,
@@ -222,7 +226,7 @@ return total
 
 # KEYS: lists; ARGV[1] packed ids to remove, ARGV[2] the deleted tweet's decimal id to tell
 # live owners about ('' for none), published like inserts. Returns entries removed.
-_REMOVE = _LIB + _LIVE + """
+_REMOVE = _LIB + _PLAIN + _LIVE + """
 local function one(key)
   local v = get_plain(key)
   if not v then return 0 end
@@ -255,7 +259,7 @@ return total
 # truncated (more exist below its last entry), ARGV[3] cap, ARGV[4] ttl ms or '0' to keep.
 # Keeps only what both sides know exactly: entries at or above the higher of the floors.
 # Returns the number of lists that existed (and were merged into).
-_MERGE = _LIB + """
+_MERGE = _LIB + _PLAIN + """
 local function one(key)
   local v = get_plain(key)
   if not v then return -1 end

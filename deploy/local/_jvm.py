@@ -186,9 +186,6 @@ class JvmServer:
                 # its schema files). Replace it rather than adopt it.
                 self.kill()
                 self.data_dir = own
-                deadline = time.monotonic() + 10  # its sockets close just after it exits
-                while any(port_in_use(p) for p in self.ports()) and time.monotonic() < deadline:
-                    time.sleep(0.1)
             launched = self._adopt() is None
             if launched:
                 self._launch()
@@ -255,10 +252,12 @@ class JvmServer:
         self._forget()
 
     def _wait_exit(self, pid: int, timeout: float) -> bool:
+        """Until the process is gone and its ports are free: /proc shows an exiting process
+        gone (its memory released) just before its listening sockets close."""
         deadline = time.monotonic() + timeout
-        while alive(pid, self.tag):
+        while alive(pid, self.tag) or any(port_in_use(p) for p in self.ports()):
             if time.monotonic() > deadline:
-                return False
+                return not alive(pid, self.tag)
             time.sleep(0.1)
         return True
 
