@@ -4,7 +4,7 @@
 
 `start` is idempotent: a server already on its port is left alone (and waited for).
 The servers outlive this command; `stop` ends them, from any process.
-Ports: Kafka 127.0.0.1:9092 (controller 9093), Cassandra CQL 127.0.0.1:9042 (storage 7000).
+Ports: Kafka 127.0.0.1:9092 (controller 9093), Cassandra CQL 127.0.0.1:9042 (storage 7100).
 Data: `.chirp/backends/{kafka,cassandra}` in the checkout unless --data-dir or
 CHIRP_BACKENDS_DIR says otherwise.
 """

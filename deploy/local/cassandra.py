@@ -15,7 +15,7 @@ from deploy.local._jvm import POMS, JvmServer, java
 from deploy.local.ports import port_in_use
 
 PORT = 9042
-STORAGE_PORT = 7000
+STORAGE_PORT = 7100  # 7000-7005 belong to the local Valkey cluster
 HEAP_MAX = "1g"
 # Cassandra mlockall()s the heap it has at start: a small initial heap starts faster.
 HEAP_START = "256m"
