@@ -37,7 +37,7 @@ from runtime.container import Services, open_services
 from runtime.settings import Settings, load
 from schema import build_schema
 from schema.errors import formatted
-from storage import outbox
+from storage import keys, outbox
 from subscriptions.hub import Hub
 from subscriptions.hydrate import EventHydrator
 from subscriptions.wire import LegacyWSHandler, RawSend, TransportWSHandler
@@ -268,7 +268,7 @@ async def metrics_endpoint(request: Request) -> Response:
     services: Services = request.app.state.services
     with contextlib.suppress(Exception):
         metrics.FANOUT_LAG.set(await services.bus.lag())
-        metrics.FANOUT_DELIVERIES.set(int(await services.redis.get(metrics.DELIVERIES_KEY) or 0))
+        metrics.FANOUT_DELIVERIES.set(int(await services.redis.get(keys.DELIVERIES) or 0))
         metrics.DEAD_LETTERS.set(await services.bus.dead_count())
     with contextlib.suppress(Exception):
         metrics.OUTBOX_PENDING.set(await outbox.pending(services.pool))

@@ -24,9 +24,10 @@ from pathlib import Path
 import psutil
 
 from bench.seed import author_with_followers
+from storage import keys
 
 ROOT = Path(__file__).resolve().parent.parent
-DELIVERIES = "chirp:stats:deliveries"
+DELIVERIES = keys.DELIVERIES
 
 
 async def _cpu_s(svc, procs) -> tuple[float, list[float]]:

@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from core.ids import CHIRP_EPOCH_MS, TIMESTAMP_SHIFT
+from storage import keys
 
 TWEET_WORKER, GRAPH_WORKER = 1023, 1022
 LONG = 900  # seconds: bulk loads and index builds outlast the pool's command timeout
@@ -359,7 +360,7 @@ async def seed_caches(svc, g: Graph, users) -> None:
         async with svc.redis.pipeline(transaction=False) as pipe:
             for u in users[start:start + 2000]:
                 pipe.set(svc.home.key(int(g.ids[u])), home_list(g, u, cap, celeb), px=ttl_ms)
-                pipe.set(f"chirp:seen:{{{int(g.ids[u])}}}", 1, ex=3600)
+                pipe.set(keys.seen(int(g.ids[u])), 1, ex=3600)
             await pipe.execute()
     async with svc.redis.pipeline(transaction=False) as pipe:
         for a in np.flatnonzero(celeb):
@@ -401,7 +402,7 @@ async def new_viewers(svc, g: Graph, followee_sets: list[np.ndarray]) -> list[in
             if len(allids) > cap:
                 blob += SENTINEL
             pipe.set(svc.home.key(int(ids[i])), blob, px=ttl_ms)
-            pipe.set(f"chirp:seen:{{{int(ids[i])}}}", 1, ex=3600)
+            pipe.set(keys.seen(int(ids[i])), 1, ex=3600)
         await pipe.execute()
     return [int(i) for i in ids]
 

@@ -230,7 +230,7 @@ async def seed(n: int) -> tuple[str, list[str], list[int]]:
 
 async def all_present(user_ids: list[int], seconds: float) -> None:
     from runtime.container import redis_client
-    from storage import live
+    from storage import keys
 
     redis = redis_client(os.environ["CHIRP_REDIS_URL"])
     try:
@@ -238,7 +238,7 @@ async def all_present(user_ids: list[int], seconds: float) -> None:
         while True:
             async with redis.pipeline(transaction=False) as pipe:
                 for u in user_ids:
-                    pipe.exists(live.presence_key(u))
+                    pipe.exists(keys.presence(u))
                 if all(await pipe.execute()):
                     return
             if time.monotonic() > deadline:

@@ -48,6 +48,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from bench import graph as graphs
 from bench.app import QUERY
 from bench.loadgen import build_requests, write_requests
+from storage import keys
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -609,9 +610,9 @@ class Bench:
         log("scenario 6: memory")
         rng = np.random.default_rng(5)
         sample = rng.choice(len(g.ids), size=min(3000, len(g.ids)), replace=False)
-        keys = [svc.home.key(int(g.ids[i])) for i in sample]
+        sampled = [svc.home.key(int(g.ids[i])) for i in sample]
         async with svc.redis.pipeline(transaction=False) as pipe:
-            for k in keys:
+            for k in sampled:
                 pipe.memory_usage(k, samples=0)
                 pipe.get(k)
             replies = await pipe.execute()
@@ -623,7 +624,7 @@ class Bench:
         info = await svc.redis.info("memory")
         keys_total = await svc.redis.dbsize()
         out = {
-            "sampled_timelines": len(keys),
+            "sampled_timelines": len(sampled),
             "bytes_per_timeline_entry": round(float(usage.sum() / entries.sum()), 3),
             "bytes_per_entry_full_timelines": round(float(usage[full].sum()
                                                           / entries[full].sum()), 3)
@@ -644,7 +645,6 @@ class Bench:
     # ------------------------------------------------------------------ scenario 3
 
     async def scenario_fanout(self, svc, g: graphs.Graph) -> None:
-        from runtime import metrics
 
         p = self.plan
         log("scenario 3: fan-out, one worker process")
@@ -671,11 +671,11 @@ class Bench:
             for size, (author, _followers) in authors.items():
                 runs, cpus = [], []
                 for k in range(p.fanout_runs):
-                    base = int(await svc.redis.get(metrics.DELIVERIES_KEY) or 0)
+                    base = int(await svc.redis.get(keys.DELIVERIES) or 0)
                     before = self.cpu.snapshot()
                     t0 = time.perf_counter()
                     await svc.tweeting.post(author, f"fan-out {size} run {k}")
-                    while int(await svc.redis.get(metrics.DELIVERIES_KEY) or 0) - base < size:
+                    while int(await svc.redis.get(keys.DELIVERIES) or 0) - base < size:
                         if time.perf_counter() - t0 > 300:
                             raise TimeoutError(f"fan-out to {size} did not finish")
                         await asyncio.sleep(0.005)

@@ -16,7 +16,7 @@ from services.accounts import Accounts
 from services.feed import FeedManager
 from services.social import Social
 from services.tweeting import Tweeting
-from storage import postgres
+from storage import keys, postgres
 from storage.cassandra_tweets import CassandraTweetStore
 from storage.eventbus import EventBus, RedisStreamBus
 from storage.graph import SocialGraph
@@ -122,10 +122,12 @@ async def open_services(
         await pool.close()
         raise
     home = TimelineCache(
-        redis, "tl", settings.timeline_max, settings.timeline_ttl_seconds, live=True,
+        redis, keys.HOME, settings.timeline_max, settings.timeline_ttl_seconds, live=True,
         free_slots=True,
     )
-    recents = TimelineCache(redis, "ut", settings.timeline_max, settings.timeline_ttl_seconds)
+    recents = TimelineCache(
+        redis, keys.RECENTS, settings.timeline_max, settings.timeline_ttl_seconds
+    )
     feed = FeedManager(
         home, recents, tweets, graph, users, settings.celebrity_threshold, settings.active_days,
         settings.fanout_chunk,

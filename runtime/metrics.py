@@ -46,7 +46,6 @@ DEAD_LETTERS = Gauge(
 )
 
 # Redis keys the worker increments.
-DELIVERIES_KEY = "chirp:stats:deliveries"
 
 LIVE_SUBSCRIPTIONS = Gauge(
     "chirp_live_subscriptions", "Open live subscriptions in this process", registry=REGISTRY

@@ -28,7 +28,7 @@ from core.models import AUTHOR_DEMOTED, TWEET_CREATED, TWEET_DELETED, Event, Twe
 from core.timeline import NEWEST, Slice, exact_merge, slice_of
 from runtime import metrics
 from runtime.settings import ACTIVE_MARK_SECONDS
-from storage import live
+from storage import keys, live
 from storage.graph import SocialGraph
 from storage.timeline_cache import CachedSlice, ReadState, TimelineCache, queue_reads
 from storage.tweets import IdCollision, TweetStore
@@ -101,7 +101,7 @@ class FeedManager:
         self.home.queue_insert(pipe, author_id, tweet_id)
         self.recents.queue_insert(pipe, author_id, tweet_id)
         self.home.queue_notify(
-            pipe, live.author_presence_key(author_id), live.author_channel(author_id),
+            pipe, keys.author_presence(author_id), keys.author_channel(author_id),
             live.added(tweet_id),
         )
 
@@ -170,7 +170,7 @@ class FeedManager:
             if pushing is not None:
                 delivered += await pushing
             pushing = asyncio.ensure_future(
-                self.home.insert_many(followers, tweet_id, count_into=metrics.DELIVERIES_KEY)
+                self.home.insert_many(followers, tweet_id, count_into=keys.DELIVERIES)
             )
         if pushing is not None:
             delivered += await pushing
@@ -191,7 +191,7 @@ class FeedManager:
         await self.home.remove_many([author_id], [tweet_id], deleted=True)
         await self.recents.remove_many([author_id], [tweet_id])
         await self.home.run(lambda pipe: self.home.queue_notify(
-            pipe, live.author_presence_key(author_id), live.author_channel(author_id),
+            pipe, keys.author_presence(author_id), keys.author_channel(author_id),
             live.deleted(tweet_id),
         ))
         author = (await self.users.get_many([author_id])).get(author_id)
@@ -368,7 +368,7 @@ class FeedManager:
         def build(pipe) -> None:
             sources = [(self.home, viewer), *((self.recents, c) for c in celebs)]
             queue_reads(pipe, sources, before, since, count, renew_first=True)
-            pipe.set(f"chirp:seen:{{{viewer}}}", 1, nx=True, ex=ACTIVE_MARK_SECONDS)
+            pipe.set(keys.seen(viewer), 1, nx=True, ex=ACTIVE_MARK_SECONDS)
 
         reads, seen = await self.home.run(build)
         if seen:

@@ -15,9 +15,10 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from core.models import Event
+from storage import keys
 
-STREAM = "chirp:events"
-DEAD = "chirp:events:dead"
+STREAM = keys.EVENTS
+DEAD = keys.EVENTS_DEAD
 GROUP = "fanout"
 
 

@@ -1,6 +1,6 @@
 """Snowflake worker ids leased in Redis, so concurrent processes never share one.
 
-A lease is a key `chirp:idlease:<n>` holding the holder's token and its high-water
+A lease is a key (`keys.id_lease`) holding the holder's token and its high-water
 millisecond. A new holder of a worker id starts minting after the previous holder's
 high-water mark plus the lease lifetime: whatever the old holder minted after its last
 renewal happened within that lifetime, even if the wall clock has since stepped back.
@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 
 from core.errors import Unavailable
 from core.ids import MAX_WORKER_ID, SnowflakeGenerator, wall_clock_ms
+from storage import keys
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ class LeasedIds:
 
     @staticmethod
     def _keys(worker_id: int) -> list[str]:
-        return [f"chirp:idlease:{worker_id}", f"chirp:idlease:{worker_id}:hwm"]
+        return [keys.id_lease(worker_id), keys.id_lease_high_water(worker_id)]
 
     async def start(self) -> int:
         worker_id = await self._lease()

@@ -1,8 +1,8 @@
 """Names, payloads and presence of live subscriptions in Redis.
 
 Home timelines are routed per API process, not per viewer. Each process's hub has an id
-and listens on one channel, `chirp:live:hub:<hub id>`. A viewer's presence key
-`chirp:live:{viewer}:hubs` is a hash: hub id -> expiry (ms, Redis server clock), one field per
+and listens on one channel (`keys.hub_channel`). A viewer's presence key
+(`keys.presence`) is a hash: hub id -> expiry (ms, Redis server clock), one field per
 process holding a session of that viewer, renewed by the session's heartbeat (the key
 itself expires too, so an abandoned one disappears). The fan-out scripts in
 timeline_cache.py read the presence of every timeline they change and publish once per hub
@@ -13,7 +13,7 @@ the event to its local sessions of those viewers.
 
 Authors' channels (celebrities are pulled, not pushed; `userTweets`) stay per author: one
 message per author event reaches each process subscribed to it once, however many local
-sessions listen there. Keep the key names here in step with the Lua in timeline_cache.py.
+sessions listen there.
 """
 
 from __future__ import annotations
@@ -38,22 +38,6 @@ redis.call('HSET', KEYS[1], ARGV[1], now + ttl)
 if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
 return 1
 """
-
-
-def presence_key(user: int) -> str:
-    return f"chirp:live:{{{user}}}:hubs"
-
-
-def hub_channel(hub_id: str) -> str:
-    return f"chirp:live:hub:{hub_id}"
-
-
-def author_presence_key(author: int) -> str:
-    return f"chirp:live:author:{{{author}}}:on"
-
-
-def author_channel(author: int) -> str:
-    return f"chirp:live:author:{{{author}}}"
 
 
 def added(tweet_id: int) -> str:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from redis.asyncio import Redis
 
+from storage import keys as rkeys
+
 # KEYS[1] bucket; ARGV capacity, period ms, now ms. Returns 0 if allowed, else ms to wait.
 _TAKE = """
 local cap, period, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -31,6 +33,6 @@ class RateLimiter:
     async def take(self, bucket: str, capacity: int, period_s: int, now_ms: int) -> int:
         """0 if the action may proceed, else whole seconds until it may."""
         wait_ms = await self._take(
-            keys=[f"chirp:rl:{bucket}"], args=[capacity, period_s * 1000, now_ms]
+            keys=[rkeys.rate_bucket(bucket)], args=[capacity, period_s * 1000, now_ms]
         )
         return 0 if wait_ms == 0 else max(1, -(-int(wait_ms) // 1000))

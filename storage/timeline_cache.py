@@ -39,7 +39,7 @@ from redis.asyncio.client import Pipeline
 from redis.exceptions import NoScriptError
 
 from core.timeline import ENTRY_BYTES, NEWEST, pack, unpack
-from storage import live
+from storage import keys, live
 
 SENTINEL = bytes(ENTRY_BYTES)
 
@@ -110,13 +110,18 @@ end
 """
 
 # Live notices, for the scripts that change lists.
-_LIVE = """
+# Key templates from storage.keys: the owner's id goes between head and tail.
+_KEYS = (
+    f"local PRESENCE_HEAD, PRESENCE_TAIL = '{keys.PRESENCE_HEAD}', '{keys.PRESENCE_TAIL}'\n"
+    f"local HUB_CHANNEL_HEAD = '{keys.HUB_CHANNEL_HEAD}'\n"
+)
+_LIVE = _KEYS + """
 -- live notices: the hubs (API processes) holding a session of a changed list's owner,
 -- from the owner's presence hash (hub id -> expiry ms), collected over the whole call and
 -- published once per hub by flush (see storage/live.py)
 local live_hubs, live_now = {}, nil
 local function notify_one(owner)
-  local present = redis.call('HGETALL', 'chirp:live:{' .. owner .. '}:hubs')
+  local present = redis.call('HGETALL', PRESENCE_HEAD .. owner .. PRESENCE_TAIL)
   if #present == 0 then return end
   if not live_now then
     local t = redis.call('TIME')
@@ -146,14 +151,14 @@ local function notify(changed)
     local owner = string.match(key, '{(%d+)}')
     if owner then
       owners[#owners + 1] = owner
-      keys[#keys + 1] = 'chirp:live:{' .. owner .. '}:hubs'
+      keys[#keys + 1] = PRESENCE_HEAD .. owner .. PRESENCE_TAIL
     end
   end
   if #keys > 0 then notify_range(owners, keys, 1, #keys) end
 end
 local function flush(kind, id)
   for hub, owners in pairs(live_hubs) do
-    redis.call('PUBLISH', 'chirp:live:hub:' .. hub,
+    redis.call('PUBLISH', HUB_CHANNEL_HEAD .. hub,
                kind .. ':' .. id .. ':' .. table.concat(owners, ','))
   end
 end
@@ -433,10 +438,10 @@ class TimelineCache:
 
     def key(self, owner: int) -> str:
         # Braces are a cluster hash tag: a list and its lock share a slot.
-        return f"{self.prefix}:{{{owner}}}"
+        return keys.timeline(self.prefix, owner)
 
     def lock_key(self, owner: int) -> str:
-        return f"{self.prefix}:{{{owner}}}:rebuild"
+        return keys.rebuild_lock(self.prefix, owner)
 
     # -- running scripts: one round trip per batch, reloading scripts on NOSCRIPT
 
@@ -461,11 +466,11 @@ class TimelineCache:
             await pipe.execute()
 
     @staticmethod
-    def call(pipe: Pipeline, name: str, keys: list[str], args: list) -> None:
-        pipe.evalsha(_SCRIPTS[name].sha, len(keys), *keys, *args)
+    def call(pipe: Pipeline, name: str, names: list[str], args: list) -> None:
+        pipe.evalsha(_SCRIPTS[name].sha, len(names), *names, *args)
 
-    async def _one(self, name: str, keys: list[str], args: list):
-        (reply,) = await self.run(lambda pipe: self.call(pipe, name, keys, args))
+    async def _one(self, name: str, names: list[str], args: list):
+        (reply,) = await self.run(lambda pipe: self.call(pipe, name, names, args))
         return reply
 
     # -- reads
@@ -511,10 +516,10 @@ class TimelineCache:
         `count_into` names a counter to add the attempts to, in the same round trip."""
         if not owners:
             return 0
-        keys = [self.key(o) for o in owners]
+        lists = [self.key(o) for o in owners]
 
         def build(pipe: Pipeline) -> None:
-            self.call(pipe, "insert", keys, self._insert_args(tweet_id))
+            self.call(pipe, "insert", lists, self._insert_args(tweet_id))
             if count_into:
                 pipe.incrby(count_into, len(owners))
 
@@ -577,8 +582,8 @@ def queue_reads(
     """Queue one script call reading the same window of several lists (any families);
     its reply holds one reply per source, in order, each for that cache's `parse`.
     `renew_first` gives the first list its cache's full TTL again."""
-    keys: list[str] = []
+    names: list[str] = []
     for cache, owner in sources:
-        keys += (cache.key(owner), cache.lock_key(owner))
+        names += (cache.key(owner), cache.lock_key(owner))
     ttl = sources[0][0].ttl_seconds if renew_first else 0
-    TimelineCache.call(pipe, "read", keys, [_id8(before), _id8(since), count, ttl])
+    TimelineCache.call(pipe, "read", names, [_id8(before), _id8(since), count, ttl])

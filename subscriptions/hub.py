@@ -1,7 +1,7 @@
 """The per-process pub/sub hub: one Redis connection for every live session in this process,
 handing each event to the sessions it concerns.
 
-Home timelines arrive on the hub's own channel (`storage.live.hub_channel(hub.id)`): the
+Home timelines arrive on the hub's own channel (`storage.keys.hub_channel(hub.id)`): the
 fan-out scripts publish one message per hub per page of followers, naming the viewers, and
 the hub hands it to its local sessions of those viewers. Authors' channels (celebrities,
 `userTweets`) are subscribed once per process however many local sessions want them.
@@ -39,7 +39,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from runtime import metrics
-from storage import live
+from storage import keys, live
 from subscriptions.hydrate import ADDED, DELETED, EventHydrator, LiveEvent
 from subscriptions.wire import send_eagerly
 
@@ -205,7 +205,7 @@ class Hub:
         self.tune_gc = tune_gc  # the process's GC: see tune_gc(); off in tests
         # Names this process in presence hashes; a restarted process is a new hub.
         self.id = secrets.token_hex(8)
-        self.channel = live.hub_channel(self.id)
+        self.channel = keys.hub_channel(self.id)
         self._refs: dict[str, set[Subscriber]] = {}  # author channel -> sessions
         self._viewers: dict[int, set[Subscriber]] = {}  # viewer -> home sessions
         self._pubsub: PubSub | None = None

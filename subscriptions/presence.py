@@ -19,7 +19,7 @@ import math
 from collections.abc import Iterable
 
 from runtime.container import Services
-from storage import live
+from storage import keys, live
 from subscriptions.hub import Hub, Subscriber
 
 log = logging.getLogger("chirp.live")
@@ -29,7 +29,7 @@ BATCH = 500  # sessions per Redis round trip
 
 
 def celebrity_channels(celebs: Iterable[int]) -> set[str]:
-    return {live.author_channel(c) for c in celebs}
+    return {keys.author_channel(c) for c in celebs}
 
 
 class Presence:
@@ -67,11 +67,11 @@ class Presence:
 
         def build(pipe) -> None:
             for v in viewers:
-                home.call(pipe, "present", [live.presence_key(v)], [hub_id, ttl_ms])
+                home.call(pipe, "present", [keys.presence(v)], [hub_id, ttl_ms])
                 # keep the cached timeline alive as long as someone watches it
                 pipe.expire(home.key(v), home.ttl_seconds)
             for a in authors:
-                pipe.set(live.author_presence_key(a), 1, ex=live.PRESENCE_TTL_S)
+                pipe.set(keys.author_presence(a), 1, ex=live.PRESENCE_TTL_S)
 
         replies = await home.run(build)
         # EXPIRE answers 0 for a missing key (an empty timeline is cached as '', so exists)

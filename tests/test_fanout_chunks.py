@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from runtime import metrics
+from storage import keys
 from tests.conftest import api_with, bulk_followers, drain
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -21,13 +21,13 @@ async def test_a_big_fan_out_is_chunked_and_covers_everyone_once(stack):
         followers = await bulk_followers(svc, author, FOLLOWERS)
         sample = random.Random(5).sample(followers, 40) + [followers[0], followers[-1]]
         await drain(svc)
-        before = int(await svc.redis.get(metrics.DELIVERIES_KEY) or 0)
+        before = int(await svc.redis.get(keys.DELIVERIES) or 0)
 
         tweet = await api.post(token, "to many")
         applied = await drain(svc)
 
         assert applied >= 1 + FOLLOWERS // CHUNK + 1  # the post, then one event per chunk
-        pushed = int(await svc.redis.get(metrics.DELIVERIES_KEY)) - before
+        pushed = int(await svc.redis.get(keys.DELIVERIES)) - before
         assert pushed == FOLLOWERS  # the chunks tile the followers: no gap, no overlap
         for f in sample:
             assert (await svc.home.read(f, count=10)).ids == [tweet], f

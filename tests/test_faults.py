@@ -11,6 +11,7 @@ import pytest
 import pytest_asyncio
 
 from deploy.local.valkey import EmbeddedValkey
+from storage import keys
 from tests.conftest import api_with, bulk_followers, drain, worker_env
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -59,11 +60,11 @@ async def test_worker_killed_mid_fan_out_finishes_after_restart(stack, env):
     killed_at = None
     try:
         await asyncio.sleep(2.0)  # let it start and lease an id
-        base = int(await svc.redis.get("chirp:stats:deliveries") or 0)
+        base = int(await svc.redis.get(keys.DELIVERIES) or 0)
         tid = await api.post(token, "to twenty thousand")
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            done = int(await svc.redis.get("chirp:stats:deliveries") or 0) - base
+            done = int(await svc.redis.get(keys.DELIVERIES) or 0) - base
             if done >= 1000:
                 worker.kill()
                 killed_at = done

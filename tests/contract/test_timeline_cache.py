@@ -183,21 +183,21 @@ async def test_live_notices_go_once_to_each_hub_naming_its_present_owners(servic
     listing the owners whose lists changed and whose presence there has not expired."""
     import asyncio
 
-    from storage import live
+    from storage import keys, live
 
     home = TimelineCache(services.redis, "tl", cap=8, ttl_seconds=60, live=True)
     owners = [9100, 9101, 9102, 9103]  # 9103 has no cached list: not written, not told
     for o in owners[:3]:
         await fresh(home, o, [10])
     r = services.redis
-    await home.run(lambda p: home.call(p, "present", [live.presence_key(9100)], ["hubA", 60000]))
-    await home.run(lambda p: home.call(p, "present", [live.presence_key(9101)], ["hubA", 60000]))
-    await home.run(lambda p: home.call(p, "present", [live.presence_key(9101)], ["hubB", 60000]))
-    await home.run(lambda p: home.call(p, "present", [live.presence_key(9103)], ["hubA", 60000]))
-    await r.hset(live.presence_key(9102), "hubB", 1)  # expired long ago: not told
-    assert 55 <= await r.ttl(live.presence_key(9100)) <= 60
+    await home.run(lambda p: home.call(p, "present", [keys.presence(9100)], ["hubA", 60000]))
+    await home.run(lambda p: home.call(p, "present", [keys.presence(9101)], ["hubA", 60000]))
+    await home.run(lambda p: home.call(p, "present", [keys.presence(9101)], ["hubB", 60000]))
+    await home.run(lambda p: home.call(p, "present", [keys.presence(9103)], ["hubA", 60000]))
+    await r.hset(keys.presence(9102), "hubB", 1)  # expired long ago: not told
+    assert 55 <= await r.ttl(keys.presence(9100)) <= 60
     pubsub = r.pubsub(ignore_subscribe_messages=True)
-    await pubsub.subscribe(live.hub_channel("hubA"), live.hub_channel("hubB"))
+    await pubsub.subscribe(keys.hub_channel("hubA"), keys.hub_channel("hubB"))
     try:
         assert await home.insert_many(owners, 20) == 3
         await home.remove_many(owners, [20], deleted=True)
@@ -208,13 +208,13 @@ async def test_live_notices_go_once_to_each_hub_naming_its_present_owners(servic
             if m:
                 got.append((m["channel"].decode(), m["data"].decode()))
         assert sorted(got) == sorted([
-            (live.hub_channel("hubA"), "a:20:9100,9101"), (live.hub_channel("hubB"), "a:20:9101"),
-            (live.hub_channel("hubA"), "d:20:9100,9101"), (live.hub_channel("hubB"), "d:20:9101"),
+            (keys.hub_channel("hubA"), "a:20:9100,9101"), (keys.hub_channel("hubB"), "a:20:9101"),
+            (keys.hub_channel("hubA"), "d:20:9100,9101"), (keys.hub_channel("hubB"), "d:20:9101"),
         ])
         assert live.parse_routed("a:20:9100,9101") == ("a", 20, [9100, 9101])
         # renewing presence drops the fields of hubs that stopped renewing theirs
-        await home.run(lambda p: home.call(p, "present", [live.presence_key(9102)], ["hubA", 60000]))
-        assert await r.hkeys(live.presence_key(9102)) == [b"hubA"]
+        await home.run(lambda p: home.call(p, "present", [keys.presence(9102)], ["hubA", 60000]))
+        assert await r.hkeys(keys.presence(9102)) == [b"hubA"]
     finally:
         await pubsub.aclose()
-        await r.delete(*[live.presence_key(o) for o in owners], *[home.key(o) for o in owners])
+        await r.delete(*[keys.presence(o) for o in owners], *[home.key(o) for o in owners])

@@ -10,7 +10,7 @@ import asyncio
 import pytest
 
 from bench.seed import author_with_followers
-from storage import live
+from storage import keys, live
 from subscriptions.hub import QUEUE_SIZE, RESYNC, Hub, Seen
 from subscriptions.hydrate import ADDED, DELETED, EventHydrator
 
@@ -47,8 +47,8 @@ async def test_slow_subscriber_gets_resync_not_unbounded_memory(hub, services):
 async def test_routed_notices_reach_only_the_named_viewers(hub, services):
     a1, a2 = await hub.join(set(), viewer=1), await hub.join(set(), viewer=1)
     b, c = await hub.join(set(), viewer=2), await hub.join(set(), viewer=3)
-    await services.redis.publish(live.hub_channel(hub.id), "d:77:1,2,99")
-    await services.redis.publish(live.hub_channel(hub.id), "d:78:3")
+    await services.redis.publish(keys.hub_channel(hub.id), "d:77:1,2,99")
+    await services.redis.publish(keys.hub_channel(hub.id), "d:78:3")
     for sub in (a1, a2, b):
         assert (await asyncio.wait_for(sub.get(), 5)).tweet_id == 77
     assert (await asyncio.wait_for(c.get(), 5)).tweet_id == 78
@@ -62,11 +62,11 @@ async def test_celebrity_tweets_reach_only_current_followers(hub, services):
     celeb, (fan, former) = await author_with_followers(services, 2)
     await services.graph.unfollow(former, celeb)
     tweet = await services.tweeting.post(celeb, "to my fans")
-    channel = {live.author_channel(celeb)}
+    channel = {keys.author_channel(celeb)}
     fan_s, former_s = await hub.join(channel, fan), await hub.join(channel, former)
     watcher = await hub.join(channel)  # userTweets: anyone may watch
     await asyncio.sleep(0.2)
-    await services.redis.publish(live.author_channel(celeb), live.added(tweet.id))
+    await services.redis.publish(keys.author_channel(celeb), live.added(tweet.id))
     for sub in (fan_s, watcher):
         event = await asyncio.wait_for(sub.get(), 5)
         assert (event.kind, event.tweet_id, event.tweet.text) == (ADDED, tweet.id, "to my fans")
@@ -109,7 +109,7 @@ class FakeDirect:
 async def test_direct_delivery_keeps_order_with_a_slow_socket(hub, services):
     sub = await hub.join(set(), viewer=5)
     direct = sub.direct = FakeDirect()
-    channel = live.hub_channel(hub.id)
+    channel = keys.hub_channel(hub.id)
     await services.redis.publish(channel, "d:1:5")
     await asyncio.sleep(0.2)
     assert direct.sent == ["TWEET_DELETED:1"] and sub.queue.empty()  # written directly

@@ -10,7 +10,7 @@ import pytest
 
 from bench.seed import author_with_followers
 from core.timeline import NEWEST
-from storage import live
+from storage import keys, live
 from subscriptions.hub import RESYNC, Hub
 from subscriptions.hydrate import EventHydrator
 from subscriptions.presence import Presence
@@ -29,21 +29,21 @@ async def test_renewal_marks_presence_and_follows_celebrity_changes(stack, servi
         presence = Presence.of(services, hub)
         assert Presence.of(services, hub) is presence  # one per hub
         home = await hub.join(set(), viewer)  # as if opened before following the celebrity
-        other = await hub.join({live.author_channel(celeb)}, plain)
+        other = await hub.join({keys.author_channel(celeb)}, plain)
         presence.add(home, set())
         presence.add(other, {celeb})
         await presence.renew([home, other])
-        assert home.channels == {live.author_channel(celeb)}  # now listening there
+        assert home.channels == {keys.author_channel(celeb)}  # now listening there
         r = services.redis
         for v in (viewer, plain):
-            assert await r.hkeys(live.presence_key(v)) == [hub.id.encode()]
-            assert 0 < await r.ttl(live.presence_key(v)) <= live.PRESENCE_TTL_S
-        assert await r.exists(live.author_presence_key(celeb))
+            assert await r.hkeys(keys.presence(v)) == [hub.id.encode()]
+            assert 0 < await r.ttl(keys.presence(v)) <= live.PRESENCE_TTL_S
+        assert await r.exists(keys.author_presence(celeb))
 
         await services.graph.unfollow(viewer, celeb)  # still a celebrity to the others
         await presence.renew([home, other])
         assert home.channels == set()
-        assert other.channels == {live.author_channel(celeb)}  # still followed there
+        assert other.channels == {keys.author_channel(celeb)}  # still followed there
         presence.discard(home)
         presence.discard(other)
         await home.close()

@@ -1,0 +1,68 @@
+"""Every Redis key and channel the service uses, named in one place.
+
+A `{...}` part is a Redis Cluster hash tag: keys that one script or transaction touches
+together carry the same tag, so they land in one slot. Per-user keys are tagged by the
+user id; a timeline, its rebuild lock and its owner's presence therefore share a slot.
+The Lua scripts build presence keys and hub channels from the templates below, substituted
+when the scripts are loaded, so Python and Lua cannot drift apart.
+"""
+
+from __future__ import annotations
+
+PREFIX = "chirp"
+
+# Timeline families (storage.timeline_cache.TimelineCache)
+HOME = "tl"  # a viewer's precomputed home timeline
+RECENTS = "ut"  # an author's newest tweet ids
+
+# The Redis Streams event bus (storage.eventbus)
+EVENTS = f"{PREFIX}:events"
+EVENTS_DEAD = f"{PREFIX}:events:dead"
+
+DELIVERIES = f"{PREFIX}:stats:deliveries"  # fan-out deliveries attempted, for /metrics
+
+# The Lua scripts' templates: the owner's decimal id goes between the two halves.
+PRESENCE_HEAD, PRESENCE_TAIL = f"{PREFIX}:live:{{", "}:hubs"
+HUB_CHANNEL_HEAD = f"{PREFIX}:live:hub:"
+
+
+def timeline(family: str, owner: int) -> str:
+    return f"{family}:{{{owner}}}"
+
+
+def rebuild_lock(family: str, owner: int) -> str:
+    return f"{family}:{{{owner}}}:rebuild"
+
+
+def presence(user: int) -> str:
+    """Hash: hub id -> expiry (ms) for each API process holding a live session of `user`."""
+    return f"{PRESENCE_HEAD}{user}{PRESENCE_TAIL}"
+
+
+def hub_channel(hub_id: str) -> str:
+    return f"{HUB_CHANNEL_HEAD}{hub_id}"
+
+
+def author_presence(author: int) -> str:
+    return f"{PREFIX}:live:author:{{{author}}}:on"
+
+
+def author_channel(author: int) -> str:
+    return f"{PREFIX}:live:author:{{{author}}}"
+
+
+def seen(user: int) -> str:
+    """Set for a while after a user's home read: their activity mark is fresh."""
+    return f"{PREFIX}:seen:{{{user}}}"
+
+
+def rate_bucket(bucket: str) -> str:
+    return f"{PREFIX}:rl:{bucket}"
+
+
+def id_lease(worker_id: int) -> str:
+    return f"{PREFIX}:idlease:{worker_id}"
+
+
+def id_lease_high_water(worker_id: int) -> str:
+    return f"{PREFIX}:idlease:{worker_id}:hwm"
