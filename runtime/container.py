@@ -7,9 +7,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import asyncpg
-from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
+from redis.asyncio import Redis, RedisCluster
 
 from runtime.settings import Settings
 from services.accounts import Accounts
@@ -24,6 +22,7 @@ from storage.idlease import LeasedIds
 from storage.kafka_bus import KafkaBus
 from storage.kafka_bus import parse_url as parse_kafka_url
 from storage.ratelimit import RateLimiter
+from storage.redis_client import connect as redis_connect
 from storage.timeline_cache import TimelineCache
 from storage.tweets import PostgresTweetStore, TweetStore
 from storage.users import UserStore
@@ -33,7 +32,7 @@ from storage.users import UserStore
 class Services:
     settings: Settings
     pool: asyncpg.Pool
-    redis: Redis
+    redis: Redis | RedisCluster
     ids: LeasedIds
     users: UserStore
     graph: SocialGraph
@@ -68,15 +67,9 @@ class Services:
         await self.pool.close()
 
 
-def redis_client(url: str) -> Redis:
-    # Fail fast when Redis is down: reads then degrade to the database instead of hanging.
-    return Redis.from_url(
-        url,
-        socket_connect_timeout=1.0,
-        socket_timeout=2.0,
-        retry=Retry(ExponentialBackoff(cap=0.05, base=0.01), 1),
-        max_connections=256,
-    )
+def redis_client(url: str) -> Redis | RedisCluster:
+    """One server or a Redis Cluster, by the URL (storage/redis_client.py)."""
+    return redis_connect(url)
 
 
 async def tweet_store(settings: Settings, pool: asyncpg.Pool) -> TweetStore:
@@ -87,7 +80,7 @@ async def tweet_store(settings: Settings, pool: asyncpg.Pool) -> TweetStore:
     )
 
 
-def event_bus(settings: Settings, redis: Redis, claim_idle_ms: int) -> EventBus:
+def event_bus(settings: Settings, redis: Redis | RedisCluster, claim_idle_ms: int) -> EventBus:
     if settings.event_bus == "redis":
         return RedisStreamBus(redis, claim_idle_ms=claim_idle_ms)
     return KafkaBus(

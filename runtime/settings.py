@@ -68,6 +68,20 @@ def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> str | N
     return raw
 
 
+def _redis_url(env: Mapping[str, str]) -> str | None:
+    from storage.redis_client import cluster_seeds, is_cluster
+
+    url = _url(env, "CHIRP_REDIS_URL", ("redis", "rediss", "unix", "redis+cluster"))
+    if url is not None and is_cluster(url):
+        try:
+            cluster_seeds(url)
+        except ValueError as e:
+            raise ConfigError(
+                f"CHIRP_REDIS_URL={url!r} must be redis+cluster://host:port[,host:port] ({e})"
+            ) from None
+    return url
+
+
 def _jwt_secret(env: Mapping[str, str], envname: str, data_dir: Path) -> str:
     secret = env.get("CHIRP_JWT_SECRET")
     if secret:
@@ -136,7 +150,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         env=envname,
         data_dir=data_dir,
         postgres_url=_url(env, "CHIRP_POSTGRES_URL", ("postgresql", "postgres")),
-        redis_url=_url(env, "CHIRP_REDIS_URL", ("redis", "rediss", "unix")),
+        redis_url=_redis_url(env),
         host=env.get("CHIRP_HOST") or "127.0.0.1",
         port=_int(env, "CHIRP_PORT", 8000, 1, 65535),
         jwt_secret=_jwt_secret(env, envname, data_dir),

@@ -30,7 +30,7 @@ from runtime import metrics
 from runtime.settings import ACTIVE_MARK_SECONDS
 from storage import keys, live
 from storage.graph import SocialGraph
-from storage.timeline_cache import CachedSlice, ReadState, TimelineCache, queue_reads
+from storage.timeline_cache import CachedSlice, Reads, ReadState, TimelineCache
 from storage.tweets import IdCollision, TweetStore
 from storage.users import UserStore
 
@@ -365,12 +365,15 @@ class FeedManager:
         self, viewer: int, followed: Followed, before: int, since: int, count: int
     ) -> list[CachedSlice]:
         celebs = followed.celebs
+        sources = [(self.home, viewer), *((self.recents, c) for c in celebs)]
+        reading = Reads(sources, before, since, count, renew_first=True)
+
         def build(pipe) -> None:
-            sources = [(self.home, viewer), *((self.recents, c) for c in celebs)]
-            queue_reads(pipe, sources, before, since, count, renew_first=True)
+            reading.queue(pipe)
             pipe.set(keys.seen(viewer), 1, nx=True, ex=ACTIVE_MARK_SECONDS)
 
-        reads, seen = await self.home.run(build)
+        replies = await self.home.run(build)
+        reads, seen = reading.collect(replies), replies[reading.calls]
         if seen:
             # Off the read's critical path; keep a reference so the task is not collected.
             task = asyncio.get_running_loop().create_task(self._mark_active(viewer))

@@ -13,11 +13,11 @@ import contextlib
 import logging
 import secrets
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 
 from core.errors import Unavailable
 from core.ids import MAX_WORKER_ID, SnowflakeGenerator, wall_clock_ms
-from storage import keys
+from storage import keys, scripts
 
 log = logging.getLogger(__name__)
 
@@ -26,43 +26,18 @@ log = logging.getLogger(__name__)
 LEASE_MS = 300_000
 RENEW_EVERY_S = 10.0
 
-# KEYS lease, high-water mark. Returns the floor (ms) the new holder must mint above, or
-# nil if the id is held. After a clean release the previous holder's last millisecond is
-# exact; after a crash it may have minted up to a lease lifetime past its last renewal.
-_ACQUIRE = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return false end
-local floor = 0
-local last = redis.call('GET', KEYS[2])
-if last then
-  local clean, ms = string.match(last, '^(c?)(%d+)$')
-  floor = tonumber(ms) + 1
-  if clean == '' then floor = floor + tonumber(ARGV[2]) end
-end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return tostring(floor)
-"""
-
-# KEYS lease, high-water mark; ARGV token, lease ms, hwm ('c' prefix: clean release).
-_RENEW = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[2], ARGV[3])
-if string.sub(ARGV[3], 1, 1) == 'c' then redis.call('DEL', KEYS[1])
-else redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 1
-"""
-
-
 class LeasedIds:
     """A SnowflakeGenerator whose worker id is leased and renewed in the background."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis | RedisCluster) -> None:
         self.redis = redis
         self.token = secrets.token_hex(8)
         self.generator: SnowflakeGenerator | None = None
         self._expires_ms = 0
         self._task: asyncio.Task | None = None
-        self._acquire = redis.register_script(_ACQUIRE)
-        self._renew = redis.register_script(_RENEW)
+        # storage/lua/lease_*.lua; a lease and its high-water mark share a slot
+        self._acquire = redis.register_script(scripts.source("lease_acquire"))
+        self._renew = redis.register_script(scripts.source("lease_renew"))
 
     @staticmethod
     def _keys(worker_id: int) -> list[str]:

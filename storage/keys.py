@@ -2,9 +2,11 @@
 
 A `{...}` part is a Redis Cluster hash tag: keys that one script or transaction touches
 together carry the same tag, so they land in one slot. Per-user keys are tagged by the
-user id; a timeline, its rebuild lock and its owner's presence therefore share a slot.
-The Lua scripts build presence keys and hub channels from the templates below, substituted
-when the scripts are loaded, so Python and Lua cannot drift apart.
+user id; a timeline, its rebuild lock, its owner's presence and live channel therefore
+share a slot (a script may only touch, and publish within, its keys' slot). The event
+stream and its dead letters share one tag, as do an id lease and its high-water mark.
+The same names serve one server and a cluster (docs/production.md). The Lua scripts get
+channel templates from LUA_TEMPLATES, substituted when they are loaded (storage.scripts).
 """
 
 from __future__ import annotations
@@ -16,14 +18,19 @@ HOME = "tl"  # a viewer's precomputed home timeline
 RECENTS = "ut"  # an author's newest tweet ids
 
 # The Redis Streams event bus (storage.eventbus)
-EVENTS = f"{PREFIX}:events"
-EVENTS_DEAD = f"{PREFIX}:events:dead"
+EVENTS = f"{PREFIX}:{{events}}"
+EVENTS_DEAD = f"{PREFIX}:{{events}}:dead"
 
 DELIVERIES = f"{PREFIX}:stats:deliveries"  # fan-out deliveries attempted, for /metrics
 
-# The Lua scripts' templates: the owner's decimal id goes between the two halves.
-PRESENCE_HEAD, PRESENCE_TAIL = f"{PREFIX}:live:{{", "}:hubs"
+# Channel templates for the Lua scripts: a user's decimal id goes between head and tail.
 HUB_CHANNEL_HEAD = f"{PREFIX}:live:hub:"
+HOME_CHANNEL_HEAD, HOME_CHANNEL_TAIL = f"{PREFIX}:live:{{", "}:home"
+LUA_TEMPLATES = {
+    "HUB_CHANNEL_HEAD": HUB_CHANNEL_HEAD,
+    "HOME_CHANNEL_HEAD": HOME_CHANNEL_HEAD,
+    "HOME_CHANNEL_TAIL": HOME_CHANNEL_TAIL,
+}
 
 
 def timeline(family: str, owner: int) -> str:
@@ -36,11 +43,18 @@ def rebuild_lock(family: str, owner: int) -> str:
 
 def presence(user: int) -> str:
     """Hash: hub id -> expiry (ms) for each API process holding a live session of `user`."""
-    return f"{PRESENCE_HEAD}{user}{PRESENCE_TAIL}"
+    return f"{PREFIX}:live:{{{user}}}:hubs"
 
 
 def hub_channel(hub_id: str) -> str:
+    """One server: an API process's channel, carrying notices for all its viewers."""
     return f"{HUB_CHANNEL_HEAD}{hub_id}"
+
+
+def home_channel(user: int) -> str:
+    """A cluster: a viewer's shard channel (in their timeline's slot), which every API
+    process holding a session of theirs subscribes to."""
+    return f"{HOME_CHANNEL_HEAD}{user}{HOME_CHANNEL_TAIL}"
 
 
 def author_presence(author: int) -> str:
@@ -61,8 +75,8 @@ def rate_bucket(bucket: str) -> str:
 
 
 def id_lease(worker_id: int) -> str:
-    return f"{PREFIX}:idlease:{worker_id}"
+    return f"{PREFIX}:idlease:{{{worker_id}}}"
 
 
 def id_lease_high_water(worker_id: int) -> str:
-    return f"{PREFIX}:idlease:{worker_id}:hwm"
+    return f"{PREFIX}:idlease:{{{worker_id}}}:hwm"

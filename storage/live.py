@@ -4,12 +4,17 @@ Home timelines are routed per API process, not per viewer. Each process's hub ha
 and listens on one channel (`keys.hub_channel`). A viewer's presence key
 (`keys.presence`) is a hash: hub id -> expiry (ms, Redis server clock), one field per
 process holding a session of that viewer, renewed by the session's heartbeat (the key
-itself expires too, so an abandoned one disappears). The fan-out scripts in
-timeline_cache.py read the presence of every timeline they change and publish once per hub
-per script call: `a:<tweet id>:<viewer>,<viewer>,...`. A page of 1,000 followers, however
+itself expires too, so an abandoned one disappears; storage/lua/present.lua). The fan-out
+scripts read the presence of every timeline they change and publish once per hub per
+script call: `a:<tweet id>:<viewer>,<viewer>,...`. A page of 1,000 followers, however
 many of them are live, costs one PUBLISH per process that holds any of them, instead of one
 per live follower (Mastodon's `subscribed:timeline:<id>` idea, batched). The hub then hands
 the event to its local sessions of those viewers.
+
+On a Redis Cluster a script may publish only within its keys' slot, so the notice goes to
+the viewer's own shard channel instead (`keys.home_channel`, SPUBLISH, same payload with
+one viewer), which each hub holding a session of that viewer subscribes to (SSUBSCRIBE):
+a message reaches only the node owning the slot and the hubs listening there.
 
 Authors' channels (celebrities are pulled, not pushed; `userTweets`) stay per author: one
 message per author event reaches each process subscribed to it once, however many local
@@ -22,23 +27,6 @@ import asyncpg
 
 PRESENCE_TTL_S = 60
 HEARTBEAT_S = 20
-
-# KEYS[1] presence hash; ARGV[1] hub id, ARGV[2] ttl ms. Marks the hub present for the
-# viewer until now + ttl on the server's clock (publishers compare with the same clock),
-# keeps the key at least that long, and drops fields of hubs that stopped renewing.
-PRESENT = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local ttl = tonumber(ARGV[2])
-local fields = redis.call('HGETALL', KEYS[1])
-for i = 1, #fields, 2 do
-  if tonumber(fields[i + 1]) <= now then redis.call('HDEL', KEYS[1], fields[i]) end
-end
-redis.call('HSET', KEYS[1], ARGV[1], now + ttl)
-if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
-return 1
-"""
-
 
 def added(tweet_id: int) -> str:
     return f"a:{tweet_id}"

@@ -6,29 +6,16 @@ never lets 200 through across a window boundary.
 
 from __future__ import annotations
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 
 from storage import keys as rkeys
-
-# KEYS[1] bucket; ARGV capacity, period ms, now ms. Returns 0 if allowed, else ms to wait.
-_TAKE = """
-local cap, period, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local per = period / cap
-local b = redis.call('HMGET', KEYS[1], 'tokens', 'at')
-local tokens, at = tonumber(b[1]), tonumber(b[2])
-if not tokens then tokens, at = cap, now end
-if now > at then tokens = math.min(cap, tokens + (now - at) / per); at = now end
-if tokens < 1 then return math.ceil((1 - tokens) * per) end
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens - 1), 'at', tostring(at))
-redis.call('PEXPIRE', KEYS[1], math.ceil(period))
-return 0
-"""
+from storage import scripts
 
 
 class RateLimiter:
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis | RedisCluster) -> None:
         self.redis = redis
-        self._take = redis.register_script(_TAKE)
+        self._take = redis.register_script(scripts.source("take"))  # storage/lua/take.lua
 
     async def take(self, bucket: str, capacity: int, period_s: int, now_ms: int) -> int:
         """0 if the action may proceed, else whole seconds until it may."""

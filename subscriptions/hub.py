@@ -4,7 +4,9 @@ handing each event to the sessions it concerns.
 Home timelines arrive on the hub's own channel (`storage.keys.hub_channel(hub.id)`): the
 fan-out scripts publish one message per hub per page of followers, naming the viewers, and
 the hub hands it to its local sessions of those viewers. Authors' channels (celebrities,
-`userTweets`) are subscribed once per process however many local sessions want them.
+`userTweets`) are subscribed once per process however many local sessions want them. On a
+Redis Cluster every channel is a shard channel (subscriptions/sharded.py): the hub
+subscribes to each local viewer's own channel (`keys.home_channel`) instead of its own.
 
 The reader only parses; a dispatcher task takes notices in order, loads each event once
 (`EventHydrator`), keeps a celebrity's tweet from sessions whose viewer no longer follows
@@ -40,7 +42,9 @@ from redis.backoff import NoBackoff
 
 from runtime import metrics
 from storage import keys, live
+from storage.redis_client import is_cluster
 from subscriptions.hydrate import ADDED, DELETED, EventHydrator, LiveEvent
+from subscriptions.sharded import ShardedPubSub
 from subscriptions.wire import send_eagerly
 
 log = logging.getLogger("chirp.hub")
@@ -205,10 +209,11 @@ class Hub:
         self.tune_gc = tune_gc  # the process's GC: see tune_gc(); off in tests
         # Names this process in presence hashes; a restarted process is a new hub.
         self.id = secrets.token_hex(8)
+        self.cluster = is_cluster(redis_url)
         self.channel = keys.hub_channel(self.id)
         self._refs: dict[str, set[Subscriber]] = {}  # author channel -> sessions
         self._viewers: dict[int, set[Subscriber]] = {}  # viewer -> home sessions
-        self._pubsub: PubSub | None = None
+        self._pubsub: PubSub | ShardedPubSub | None = None
         self._client: Redis | None = None
         self._task: asyncio.Task | None = None
         self._lock = asyncio.Lock()
@@ -254,6 +259,11 @@ class Hub:
         return sub
 
     async def change(self, sub: Subscriber, channels: set[str]) -> None:
+        if self.cluster and sub.viewer is not None:  # notices routed to the viewer
+            channels = channels | {keys.home_channel(sub.viewer)}
+        await self._change(sub, channels)
+
+    async def _change(self, sub: Subscriber, channels: set[str]) -> None:
         async with self._lock:
             added, removed = channels - sub.channels, sub.channels - channels
             sub.channels = set(channels)
@@ -287,7 +297,7 @@ class Hub:
             # The viewer's presence field for this hub is left to expire: removing it
             # could race a new session of the same viewer here, and until it expires a
             # notice for them costs only a few bytes in a message this hub gets anyway.
-        await self.change(sub, set())
+        await self._change(sub, set())
 
     def viewer_sessions(self, viewer: int) -> list[Subscriber]:
         return list(self._viewers.get(viewer, ()))
@@ -298,9 +308,16 @@ class Hub:
 
     # -- dispatch
 
+    def _routed(self, channel: str) -> bool:
+        """A channel carrying notices routed to viewers, rather than an author's."""
+        if self.cluster:
+            return channel.startswith(keys.HOME_CHANNEL_HEAD) and \
+                channel.endswith(keys.HOME_CHANNEL_TAIL)
+        return channel == self.channel
+
     def _receive(self, channel: str, data: bytes) -> None:
         """The reader's part: parse, queue for the dispatcher."""
-        if channel == self.channel:
+        if self._routed(channel):
             routed = live.parse_routed(data)
             if routed is None:
                 return
@@ -373,6 +390,14 @@ class Hub:
     # -- the connection
 
     async def _connect(self) -> None:
+        if self.cluster:
+            self._pubsub = ShardedPubSub(self.redis_url, DEAD_AFTER_S)
+            await self._pubsub.connect()
+            async with self._lock:
+                await self._pubsub.subscribe(*self._refs)
+            self._last_pong = asyncio.get_running_loop().time()
+            self.connected.set()
+            return
         # No silent retries: a reconnect must be seen, so subscribers can resync.
         self._client = Redis.from_url(
             self.redis_url, retry=Retry(NoBackoff(), 0), socket_connect_timeout=2.0,

@@ -1,11 +1,14 @@
-"""Kafka and Cassandra as long-lived local daemons, for `make backends` and the tests.
+"""Kafka, Cassandra and a Valkey cluster as long-lived local daemons, for `make backends`
+and the tests.
 
-`python -m deploy.local.backends start|stop|status [--data-dir DIR] [--only kafka|cassandra]`
+`python -m deploy.local.backends start|stop|status [--data-dir DIR]
+[--only kafka|cassandra|valkey-cluster]`
 
 `start` is idempotent: a server already on its port is left alone (and waited for).
 The servers outlive this command; `stop` ends them, from any process.
-Ports: Kafka 127.0.0.1:9092 (controller 9093), Cassandra CQL 127.0.0.1:9042 (storage 7100).
-Data: `.chirp/backends/{kafka,cassandra}` in the checkout unless --data-dir or
+Ports: Kafka 127.0.0.1:9092 (controller 9093), Cassandra CQL 127.0.0.1:9042 (storage 7100),
+the Valkey cluster 127.0.0.1:7000-7005 (3 primaries, 1 replica each; bus ports 17000-17005).
+Data: `.chirp/backends/{kafka,cassandra,valkey-cluster}` in the checkout unless --data-dir or
 CHIRP_BACKENDS_DIR says otherwise.
 """
 
@@ -21,8 +24,10 @@ from pathlib import Path
 from deploy.local._jvm import JvmServer
 from deploy.local.cassandra import LocalCassandra
 from deploy.local.kafka import LocalKafka
+from deploy.local.valkey_cluster import ValkeyCluster
 
-NAMES = ("kafka", "cassandra")
+NAMES = ("kafka", "cassandra", "valkey-cluster")
+VALKEY_CLUSTER_PORT = 7000
 
 
 def default_data_dir() -> Path:
@@ -31,24 +36,28 @@ def default_data_dir() -> Path:
 
 
 def servers(data_dir: Path | None = None, only: str | None = None,
-            detached: bool = True) -> dict[str, JvmServer]:
+            detached: bool = True) -> dict[str, JvmServer | ValkeyCluster]:
     base = Path(data_dir) if data_dir else default_data_dir()
-    made: dict[str, JvmServer] = {
+    made: dict[str, JvmServer | ValkeyCluster] = {
         "kafka": LocalKafka(base / "kafka", detached=detached),
         "cassandra": LocalCassandra(base / "cassandra", detached=detached),
+        "valkey-cluster": ValkeyCluster(base / "valkey-cluster", VALKEY_CLUSTER_PORT,
+                                        detached=detached),
     }
     return {n: s for n, s in made.items() if only in (None, n)}
 
 
-def address(server: JvmServer) -> str:
+def address(server: JvmServer | ValkeyCluster) -> str:
+    if isinstance(server, ValkeyCluster):
+        return f"127.0.0.1:{server.nodes[0].port}-{server.nodes[-1].port}"
     return f"127.0.0.1:{server.port}"
 
 
-def start_all(found: dict[str, JvmServer], report: bool = True) -> None:
+def start_all(found: dict[str, JvmServer | ValkeyCluster], report: bool = True) -> None:
     """Start them side by side (each JVM spends its start-up mostly on one core); raise
     the first failure after both have had their go."""
 
-    def one(server: JvmServer) -> None:
+    def one(server: JvmServer | ValkeyCluster) -> None:
         t0 = time.monotonic()
         launched = server.start()
         if report:
@@ -63,8 +72,8 @@ def start_all(found: dict[str, JvmServer], report: bool = True) -> None:
         raise errors[0]  # type: ignore[misc]
 
 
-def stop_all(found: dict[str, JvmServer], report: bool = True) -> None:
-    def one(server: JvmServer) -> None:
+def stop_all(found: dict[str, JvmServer | ValkeyCluster], report: bool = True) -> None:
+    def one(server: JvmServer | ValkeyCluster) -> None:
         was = server.is_running()
         t0 = time.monotonic()
         server.stop()

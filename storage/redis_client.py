@@ -1,0 +1,84 @@
+"""Redis clients: one server (`redis://`, `rediss://`, `unix://`) or a Redis Cluster
+(`redis+cluster://host:port[,host:port...]`, redis-py's asyncio RedisCluster).
+
+On a cluster every command (and every script call) must keep its keys in one slot; the
+key layout in storage.keys makes that so, and `by_slot` groups a batch for one call per
+slot. Cluster-only failures (no node for a slot while a shard fails over) are raised as
+ConnectionError, so callers handle one family: RedisError.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+from redis.asyncio import Redis, RedisCluster
+from redis.asyncio.cluster import ClusterNode, ClusterPipeline
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.crc import key_slot
+from redis.exceptions import ConnectionError, RedisClusterException
+
+CLUSTER_SCHEME = "redis+cluster://"
+T = TypeVar("T")
+
+
+def is_cluster(url: str) -> bool:
+    return url.startswith(CLUSTER_SCHEME)
+
+
+def cluster_seeds(url: str) -> list[tuple[str, int]]:
+    """The host:port pairs of a redis+cluster:// URL; ValueError if malformed."""
+    rest = url[len(CLUSTER_SCHEME):].split("/", 1)[0]
+    seeds = []
+    for part in rest.split(","):
+        host, sep, port = part.strip().rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{part!r} is not host:port")
+        seeds.append((host, int(port)))
+    return seeds
+
+
+class _Pipeline(ClusterPipeline):
+    async def execute(self, *args: Any, **kwargs: Any) -> list[Any]:
+        try:
+            return await super().execute(*args, **kwargs)
+        except RedisClusterException as e:
+            raise ConnectionError(f"Redis Cluster: {e}") from e
+
+
+class ChirpCluster(RedisCluster):
+    """RedisCluster whose cluster-only exceptions are RedisErrors (see the module doc)."""
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().execute_command(*args, **kwargs)
+        except RedisClusterException as e:
+            raise ConnectionError(f"Redis Cluster: {e}") from e
+
+    def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> ClusterPipeline:
+        return _Pipeline(self, transaction)
+
+
+def connect(url: str, **overrides: Any) -> Redis | ChirpCluster:
+    # Fail fast when Redis is down: reads then degrade to the database instead of hanging.
+    options: dict[str, Any] = dict(
+        socket_connect_timeout=1.0,
+        socket_timeout=2.0,
+        retry=Retry(ExponentialBackoff(cap=0.05, base=0.01), 1),
+        max_connections=256,
+    )
+    options.update(overrides)
+    if not is_cluster(url):
+        return Redis.from_url(url, **options)
+    nodes = [ClusterNode(host, port) for host, port in cluster_seeds(url)]
+    # A slot whose primary is failing over is refused by the client, not the whole cluster.
+    return ChirpCluster(startup_nodes=nodes, require_full_coverage=False, **options)
+
+
+def by_slot(items: Iterable[T], key: Callable[[T], str]) -> list[list[T]]:
+    """Items grouped by the hash slot of key(item), each group in its original order."""
+    groups: dict[int, list[T]] = {}
+    for item in items:
+        groups.setdefault(key_slot(key(item).encode()), []).append(item)
+    return list(groups.values())
