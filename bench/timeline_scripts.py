@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import importlib.util
 import json
 import random
@@ -50,6 +51,39 @@ def load_version(name: str, source: str) -> ModuleType:
     sys.modules[name] = module  # dataclasses look their module up
     exec(compile(source, f"<{name}: storage/timeline_cache.py>", "exec"), module.__dict__)
     return module
+
+
+def load_revision(name: str, revision: str, tmp: Path) -> ModuleType:
+    """storage/timeline_cache.py at `revision`, importing that revision's storage modules
+    (key names, the Lua files and their loader) instead of today's."""
+    subprocess.run(f"git archive {revision} storage | tar -x -C {tmp}", shell=True,
+                   cwd=ROOT, check=True)
+    saved = {}
+    for mod in ("keys", "live", "redis_client", "scripts"):
+        importlib.import_module(f"storage.{mod}")  # today's, to put back afterwards
+        path = tmp / "storage" / f"{mod}.py"
+        if not path.exists():
+            continue
+        full = f"storage.{mod}"
+        saved[full] = sys.modules.get(full)
+        spec = importlib.util.spec_from_file_location(full, path)
+        loaded = importlib.util.module_from_spec(spec)
+        sys.modules[full] = loaded
+        spec.loader.exec_module(loaded)
+    storage = importlib.import_module("storage")
+    attrs = {m: getattr(storage, m.split(".")[1], None) for m in saved}
+    try:
+        for m in saved:
+            setattr(storage, m.split(".")[1], sys.modules[m])
+        source = (tmp / "storage" / "timeline_cache.py").read_text()
+        return load_version(name, source)
+    finally:
+        for m, old in saved.items():
+            if old is None:
+                sys.modules.pop(m, None)
+            else:
+                sys.modules[m] = old
+            setattr(storage, m.split(".")[1], attrs[m])
 
 
 def home_cache(module, redis: Redis, prefix: str):
@@ -146,14 +180,12 @@ def main() -> None:
     parser.add_argument("--fanout-rounds", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=30, help="read rounds")
     args = parser.parse_args()
-    old = subprocess.run(["git", "show", f"{args.against}:storage/timeline_cache.py"],
-                         cwd=ROOT, check=True, capture_output=True, text=True).stdout
-    versions = {
-        args.against: load_version("timeline_cache_then", old),
-        "now": load_version("timeline_cache_now",
-                            (ROOT / "storage/timeline_cache.py").read_text()),
-    }
     with tempfile.TemporaryDirectory(prefix="chirp-scripts-") as tmp:
+        versions = {
+            args.against: load_revision("timeline_cache_then", args.against, Path(tmp)),
+            "now": load_version("timeline_cache_now",
+                                (ROOT / "storage/timeline_cache.py").read_text()),
+        }
         valkey = EmbeddedValkey(Path(tmp) / "valkey")
         url = valkey.start()
         try:

@@ -40,6 +40,12 @@ def cluster_seeds(url: str) -> list[tuple[str, int]]:
 
 
 class _Pipeline(ClusterPipeline):
+    async def initialize(self, *args: Any, **kwargs: Any) -> ClusterPipeline:
+        try:
+            return await super().initialize(*args, **kwargs)
+        except RedisClusterException as e:
+            raise ConnectionError(f"Redis Cluster: {e}") from e
+
     async def execute(self, *args: Any, **kwargs: Any) -> list[Any]:
         try:
             return await super().execute(*args, **kwargs)
@@ -49,6 +55,12 @@ class _Pipeline(ClusterPipeline):
 
 class ChirpCluster(RedisCluster):
     """RedisCluster whose cluster-only exceptions are RedisErrors (see the module doc)."""
+
+    async def initialize(self, *args: Any, **kwargs: Any) -> RedisCluster:
+        try:
+            return await super().initialize(*args, **kwargs)
+        except RedisClusterException as e:
+            raise ConnectionError(f"Redis Cluster: {e}") from e
 
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
         try:

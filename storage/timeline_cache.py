@@ -124,7 +124,8 @@ class TimelineCache:
             await pipe.execute()
 
     def call(self, pipe: Pipeline, name: str, names: list[str], args: list) -> None:
-        pipe.evalsha(self.scripts[name].sha, len(names), *names, *args)
+        # execute_command: redis-py's cluster pipeline refuses its evalsha(), not EVALSHA
+        pipe.execute_command("EVALSHA", self.scripts[name].sha, len(names), *names, *args)
 
     def _batches(self, owners: list[int]) -> list[list[int]]:
         """One script call's owners: all of them, or on a cluster one group per slot."""

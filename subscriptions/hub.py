@@ -254,16 +254,13 @@ class Hub:
         published after the caller then marks itself present reaches it."""
         sub = Subscriber(self, viewer)
         if viewer is not None:
+            if viewer not in self._viewers:
+                await self._home_subscription(viewer, True)
             self._viewers.setdefault(viewer, set()).add(sub)
         await self.change(sub, set(channels))
         return sub
 
     async def change(self, sub: Subscriber, channels: set[str]) -> None:
-        if self.cluster and sub.viewer is not None:  # notices routed to the viewer
-            channels = channels | {keys.home_channel(sub.viewer)}
-        await self._change(sub, channels)
-
-    async def _change(self, sub: Subscriber, channels: set[str]) -> None:
         async with self._lock:
             added, removed = channels - sub.channels, sub.channels - channels
             sub.channels = set(channels)
@@ -294,10 +291,26 @@ class Hub:
                 sessions.discard(sub)
                 if not sessions:
                     del self._viewers[sub.viewer]
+                    await self._home_subscription(sub.viewer, False)
             # The viewer's presence field for this hub is left to expire: removing it
             # could race a new session of the same viewer here, and until it expires a
             # notice for them costs only a few bytes in a message this hub gets anyway.
-        await self._change(sub, set())
+        await self.change(sub, set())
+
+    async def _home_subscription(self, viewer: int, on: bool) -> None:
+        """On a cluster, the viewer's own channel while this hub holds a session of theirs
+        (on one server the hub's channel carries every viewer's notices)."""
+        if not self.cluster or self._pubsub is None:
+            return  # (re)connecting subscribes every viewer's channel
+        channel = keys.home_channel(viewer)
+        try:
+            async with self._lock:
+                if on:
+                    await self._pubsub.subscribe(channel)
+                else:
+                    await self._pubsub.unsubscribe(channel)
+        except Exception as e:  # the reader notices too, reconnects, resubscribes
+            log.warning("pub/sub (un)subscribe failed: %s", e)
 
     def viewer_sessions(self, viewer: int) -> list[Subscriber]:
         return list(self._viewers.get(viewer, ()))
@@ -394,7 +407,8 @@ class Hub:
             self._pubsub = ShardedPubSub(self.redis_url, DEAD_AFTER_S)
             await self._pubsub.connect()
             async with self._lock:
-                await self._pubsub.subscribe(*self._refs)
+                await self._pubsub.subscribe(*self._refs,
+                                             *(keys.home_channel(v) for v in self._viewers))
             self._last_pong = asyncio.get_running_loop().time()
             self.connected.set()
             return

@@ -1,5 +1,6 @@
-"""Kafka and Cassandra for the tests: the same long-lived local daemons `make backends`
-starts (deploy.local.backends), started here if they are not running and left running.
+"""Kafka, Cassandra and the Valkey cluster for the tests: the same long-lived local daemons
+`make backends` starts (deploy.local.backends), started here if they are not running and
+left running.
 
 The event bus and tweet store at scale are part of what the suite covers, so a missing
 java or a server that will not start raises BackendsUnavailable: a failure, never a skip.
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from deploy.local.backends import servers, start_all
 from deploy.local.cassandra import LocalCassandra
 from deploy.local.kafka import LocalKafka
+from deploy.local.valkey_cluster import ValkeyCluster
 
 
 class BackendsUnavailable(RuntimeError):
@@ -33,6 +35,7 @@ class Backends:
 
     kafka: LocalKafka
     cassandra: LocalCassandra
+    valkey_cluster: ValkeyCluster
 
     @property
     def kafka_bootstrap(self) -> str:
@@ -61,6 +64,7 @@ def ensure_backends() -> Backends:
         start_all(found, report=False)
     except Exception as e:
         raise BackendsUnavailable(f"Kafka/Cassandra did not start: {e}") from e
-    kafka, cassandra = found["kafka"], found["cassandra"]
+    kafka, cassandra, cluster = found["kafka"], found["cassandra"], found["valkey-cluster"]
     assert isinstance(kafka, LocalKafka) and isinstance(cassandra, LocalCassandra)
-    return Backends(kafka, cassandra)
+    assert isinstance(cluster, ValkeyCluster)
+    return Backends(kafka, cassandra, cluster)

@@ -1,10 +1,11 @@
 """Real servers for the whole suite: an embedded PostgreSQL and Valkey (Redis-compatible)
 started once per session on free ports, plus helpers to talk GraphQL to the app.
 
-CHIRP_TEST_STACK=kafka-cassandra runs the same tests with the event bus on the local
-Apache Kafka and the tweet store on the local Apache Cassandra (`make backends` starts
-them; tests/backends.py starts them if needed), each session on its own topic and
-keyspace. `make test` runs the suite both ways."""
+CHIRP_TEST_STACK=scale runs the same tests with the event bus on the local Apache Kafka,
+the tweet store on the local Apache Cassandra and everything kept in Redis on the local
+Valkey cluster (`make backends` starts all three; tests/backends.py starts them if
+needed), each session on its own topic and keyspace. `make test` runs the main suites
+both ways. (`kafka-cassandra`, the name before the cluster joined, means the same.)"""
 
 from __future__ import annotations
 
@@ -28,9 +29,12 @@ from runtime.settings import Settings, load
 from storage import outbox
 from workers.fanout import _apply
 
-SCALE_STACK = "kafka-cassandra"
+SCALE_STACK = "scale"
 TEST_STACK = os.environ.get("CHIRP_TEST_STACK") or "default"
+if TEST_STACK == "kafka-cassandra":
+    TEST_STACK = SCALE_STACK
 assert TEST_STACK in ("default", SCALE_STACK), f"CHIRP_TEST_STACK={TEST_STACK!r}"
+CLUSTER = TEST_STACK == SCALE_STACK  # Redis is the local Valkey cluster
 
 
 @dataclass
@@ -39,7 +43,7 @@ class Stack:
     postgres: EmbeddedPostgres
     valkey: EmbeddedValkey
     postgres_url: str
-    redis_url: str
+    redis_url: str  # the suite's Redis: the embedded Valkey, or the cluster's URL
     # CHIRP_* settings choosing the event bus and tweet store (empty: the defaults).
     backend_env: dict[str, str]
     backends: Any = None  # tests.backends.Backends when Kafka and Cassandra are in use
@@ -74,6 +78,8 @@ def stack(tmp_path_factory) -> Stack:
     except BaseException:
         pg.stop()
         raise
+    if backends is not None:
+        redis_url = backends.valkey_cluster.url
     yield Stack(root, pg, vk, pg_url, redis_url, backend_env, backends)
     vk.stop()
     pg.stop()

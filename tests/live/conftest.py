@@ -1,5 +1,6 @@
 """Live tests run the real thing: two uvicorn API processes and a separate fan-out worker,
-on their own Valkey (the fault test restarts it), with real WebSocket clients."""
+on their own Valkey (the fault test restarts it), with real WebSocket clients. On the
+scale stack their own Redis is a throwaway Valkey cluster (3 primaries, 3 replicas)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ import pytest
 
 from deploy.local.ports import free_port
 from deploy.local.valkey import EmbeddedValkey
-from tests.conftest import worker_env
+from deploy.local.valkey_cluster import ValkeyCluster
+from tests.conftest import CLUSTER, worker_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -23,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 class Live:
     apis: list[str]  # http://127.0.0.1:PORT
     redis_url: str
-    valkey: EmbeddedValkey
+    valkey: EmbeddedValkey | ValkeyCluster  # stop() and start() it: a Redis restart
     procs: list[subprocess.Popen]
 
     def ws(self, i: int) -> str:
@@ -46,8 +48,13 @@ def _wait_ready(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
 
 @pytest.fixture(scope="module")
 def live(stack):
-    vk = EmbeddedValkey(stack.root / f"live-valkey-{free_port()}")
-    redis_url = vk.start()
+    if CLUSTER:
+        vk: EmbeddedValkey | ValkeyCluster = ValkeyCluster(stack.root / f"live-{free_port()}")
+        vk.start()
+        redis_url = vk.url
+    else:
+        vk = EmbeddedValkey(stack.root / f"live-valkey-{free_port()}")
+        redis_url = vk.start()
     env = worker_env(stack, redis_url, CHIRP_WORKER_CLAIM_IDLE_MS="2000")
     procs: list[subprocess.Popen] = []
     apis = []

@@ -13,8 +13,25 @@ from bench.seed import author_with_followers
 from storage import keys, live
 from subscriptions.hub import QUEUE_SIZE, RESYNC, Hub, Seen
 from subscriptions.hydrate import ADDED, DELETED, EventHydrator
+from tests.conftest import CLUSTER
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+async def publish(services, channel: str, payload: str) -> None:
+    """As the scripts publish: to shard channels on a cluster."""
+    await services.redis.execute_command("SPUBLISH" if CLUSTER else "PUBLISH", channel, payload)
+
+
+async def route(services, hub, payload: str) -> None:
+    """A notice routed to viewers (`kind:id:v1,v2`), as the fan-out scripts send it: to the
+    hub's channel on one server, to each viewer's own channel on a cluster."""
+    if not CLUSTER:
+        await publish(services, keys.hub_channel(hub.id), payload)
+        return
+    kind, tweet, viewers = payload.split(":")
+    for v in viewers.split(","):
+        await publish(services, keys.home_channel(int(v)), f"{kind}:{tweet}:{v}")
 
 
 @pytest.fixture
@@ -31,8 +48,8 @@ async def test_slow_subscriber_gets_resync_not_unbounded_memory(hub, services):
     fast = await hub.join({"chirp:test:fast"})
     await asyncio.sleep(0.2)
     for i in range(QUEUE_SIZE * 2):
-        await services.redis.publish("chirp:test:slow", f"d:{i + 1}")
-    await services.redis.publish("chirp:test:fast", "d:1")
+        await publish(services, "chirp:test:slow", f"d:{i + 1}")
+    await publish(services, "chirp:test:fast", "d:1")
     got = await asyncio.wait_for(fast.get(), 5)
     assert (got.kind, got.tweet_id) == (DELETED, 1)
     await asyncio.sleep(0.3)
@@ -47,8 +64,8 @@ async def test_slow_subscriber_gets_resync_not_unbounded_memory(hub, services):
 async def test_routed_notices_reach_only_the_named_viewers(hub, services):
     a1, a2 = await hub.join(set(), viewer=1), await hub.join(set(), viewer=1)
     b, c = await hub.join(set(), viewer=2), await hub.join(set(), viewer=3)
-    await services.redis.publish(keys.hub_channel(hub.id), "d:77:1,2,99")
-    await services.redis.publish(keys.hub_channel(hub.id), "d:78:3")
+    await route(services, hub, "d:77:1,2,99")
+    await route(services, hub, "d:78:3")
     for sub in (a1, a2, b):
         assert (await asyncio.wait_for(sub.get(), 5)).tweet_id == 77
     assert (await asyncio.wait_for(c.get(), 5)).tweet_id == 78
@@ -66,7 +83,7 @@ async def test_celebrity_tweets_reach_only_current_followers(hub, services):
     fan_s, former_s = await hub.join(channel, fan), await hub.join(channel, former)
     watcher = await hub.join(channel)  # userTweets: anyone may watch
     await asyncio.sleep(0.2)
-    await services.redis.publish(keys.author_channel(celeb), live.added(tweet.id))
+    await publish(services, keys.author_channel(celeb), live.added(tweet.id))
     for sub in (fan_s, watcher):
         event = await asyncio.wait_for(sub.get(), 5)
         assert (event.kind, event.tweet_id, event.tweet.text) == (ADDED, tweet.id, "to my fans")
@@ -109,13 +126,12 @@ class FakeDirect:
 async def test_direct_delivery_keeps_order_with_a_slow_socket(hub, services):
     sub = await hub.join(set(), viewer=5)
     direct = sub.direct = FakeDirect()
-    channel = keys.hub_channel(hub.id)
-    await services.redis.publish(channel, "d:1:5")
+    await route(services, hub, "d:1:5")
     await asyncio.sleep(0.2)
     assert direct.sent == ["TWEET_DELETED:1"] and sub.queue.empty()  # written directly
     paused = direct.gate = asyncio.get_running_loop().create_future()  # the socket pauses
-    await services.redis.publish(channel, "d:2:5")
-    await services.redis.publish(channel, "d:3:5")
+    await route(services, hub, "d:2:5")
+    await route(services, hub, "d:3:5")
     await asyncio.sleep(0.2)
     assert direct.sent == ["TWEET_DELETED:1"]
     assert sub.direct is None and sub.queue.qsize() == 1  # 3 waits in the queue, behind 2
@@ -127,7 +143,7 @@ async def test_direct_delivery_keeps_order_with_a_slow_socket(hub, services):
     assert direct.sent == ["TWEET_DELETED:1", "TWEET_DELETED:2"]
     direct.open = False  # the operation completed: nothing more goes directly
     sub.direct = direct
-    await services.redis.publish(channel, "d:4:5")
+    await route(services, hub, "d:4:5")
     assert (await asyncio.wait_for(sub.get(), 5)).tweet_id == 4
     assert direct.sent == ["TWEET_DELETED:1", "TWEET_DELETED:2"]
     await sub.close()
