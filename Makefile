@@ -39,7 +39,8 @@ browser:
 	  { echo "the live-page test needs Chromium: apt-get install chromium"; exit 1; }
 
 # Kafka 9092 and Cassandra 9042 as background daemons from Maven Central jars (needs java
-# and mvn); idempotent, and they keep running: `make backends-stop` ends them.
+# and mvn), and a Valkey cluster on 7000-7005 (3 primaries, 1 replica each; docs/backends.md);
+# idempotent, and they keep running: `make backends-stop` ends them.
 backends: venv
 	@command -v java >/dev/null && command -v mvn >/dev/null || \
 	  { echo "Kafka and Cassandra need java 17 and mvn (apt-get install openjdk-17-jdk-headless maven)"; exit 1; }
@@ -48,15 +49,15 @@ backends: venv
 backends-stop: venv
 	$(PY) -m deploy.local.backends stop
 
-# Kafka and Cassandra are part of what the suite covers: without java it stops here. Every
-# test that runs on the default backends runs again with the event bus on Kafka and the
-# tweet store on Cassandra (the contract suites already cover both adapters).
+# Kafka, Cassandra and the Valkey cluster are part of what the suite covers: without java it
+# stops here. The main suites run again on the scale stack: the event bus on Kafka, the tweet
+# store on Cassandra and everything kept in Redis on the Valkey cluster.
 SCALE_TESTS := tests/api tests/live tests/test_consistency.py tests/test_faults.py \
 	tests/test_fanout_chunks.py
 test: venv web browser backends
 	$(PY) -m pytest
-	@echo "== the same tests on Kafka and Cassandra =="
-	CHIRP_TEST_STACK=kafka-cassandra $(PY) -m pytest $(SCALE_TESTS)
+	@echo "== the same tests on Kafka, Cassandra and the Valkey cluster =="
+	CHIRP_TEST_STACK=scale $(PY) -m pytest $(SCALE_TESTS)
 
 # The benchmark (bench/run.py, docs/capacity.md): a 110,000-user heavy-tailed graph,
 # open-loop homeTimeline load, the floors, pure pull, fan-out, post-to-visible, celebrity
@@ -69,6 +70,7 @@ $(BENCH_STAMP): $(STAMP)
 
 bench: $(BENCH_STAMP)
 	$(PY) -m bench.run
+	$(PY) -m bench.run --redis cluster
 
 bench-quick: $(BENCH_STAMP)
 	$(PY) -m bench.run --quick

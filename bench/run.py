@@ -1,4 +1,5 @@
-"""The benchmark: `python -m bench.run` (`make bench`), `--quick` (`make bench-quick`).
+"""The benchmark: `python -m bench.run` (`make bench`), `--quick` (`make bench-quick`);
+`--redis cluster`: timelines on one Valkey beside a Valkey cluster (bench/cluster.py).
 
 Starts its own PostgreSQL and Valkey (deploy/local, in a temporary directory), seeds a
 synthetic social graph with a heavy-tailed follower distribution (bench/graph.py), then
@@ -802,7 +803,18 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true",
                         help="py-spy the API under saturation (bench/results/profile-*.txt)")
     parser.add_argument("--out", type=Path, default=RESULTS)
-    args = parser.parse_args()
+    parser.add_argument("--redis", choices=("single", "cluster"), default="single",
+                        help="cluster: timelines on one Valkey beside a 3-primary cluster "
+                             "(bench/cluster.py)")
+    args, rest = parser.parse_known_args()
+    if args.redis == "cluster":
+        from bench import cluster
+
+        cluster.main([*rest, "--out", str(args.out)] +
+                     (["--keys", "5000", "--pushes", "3", "--reads", "500"] if args.quick else []))
+        return
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     from bench.report import write_reports
     from deploy.local.stack import LocalStack
 

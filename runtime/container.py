@@ -22,6 +22,7 @@ from storage.idlease import LeasedIds
 from storage.kafka_bus import KafkaBus
 from storage.kafka_bus import parse_url as parse_kafka_url
 from storage.ratelimit import RateLimiter
+from storage.redis_client import close as close_redis
 from storage.redis_client import connect as redis_connect
 from storage.timeline_cache import TimelineCache
 from storage.tweets import PostgresTweetStore, TweetStore
@@ -63,7 +64,7 @@ class Services:
             await self.bus.close()
         await self.tweets.close()
         with contextlib.suppress(Exception):
-            await self.redis.aclose()
+            await close_redis(self.redis)
         await self.pool.close()
 
 
@@ -111,7 +112,7 @@ async def open_services(
         tweets = await tweet_store(settings, pool)
     except BaseException:
         await ids.close()
-        await redis.aclose()
+        await close_redis(redis)
         await pool.close()
         raise
     home = TimelineCache(

@@ -4,7 +4,9 @@
 On a cluster every command (and every script call) must keep its keys in one slot; the
 key layout in storage.keys makes that so, and `by_slot` groups a batch for one call per
 slot. Cluster-only failures (no node for a slot while a shard fails over) are raised as
-ConnectionError, so callers handle one family: RedisError.
+ConnectionError, so callers handle one family: RedisError. So is the AttributeError
+redis-py 8.1's cluster client raises when a node's connection is closed under a command
+still using it (`_writer` is None), seen when a primary dies under load.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.crc import key_slot
 from redis.exceptions import ConnectionError, RedisClusterException
+
+# (the AttributeError: see the module doc)
+_CLUSTER_ERRORS = (RedisClusterException, AttributeError)
 
 CLUSTER_SCHEME = "redis+cluster://"
 T = TypeVar("T")
@@ -43,29 +48,47 @@ class _Pipeline(ClusterPipeline):
     async def initialize(self, *args: Any, **kwargs: Any) -> ClusterPipeline:
         try:
             return await super().initialize(*args, **kwargs)
-        except RedisClusterException as e:
+        except _CLUSTER_ERRORS as e:
             raise ConnectionError(f"Redis Cluster: {e}") from e
 
     async def execute(self, *args: Any, **kwargs: Any) -> list[Any]:
         try:
             return await super().execute(*args, **kwargs)
-        except RedisClusterException as e:
+        except _CLUSTER_ERRORS as e:
             raise ConnectionError(f"Redis Cluster: {e}") from e
 
 
 class ChirpCluster(RedisCluster):
-    """RedisCluster whose cluster-only exceptions are RedisErrors (see the module doc)."""
+    """RedisCluster whose cluster-only exceptions are RedisErrors (see the module doc), and
+    whose node errors refresh the slot map without cutting the other nodes' connections.
+    """
+
+    _closing = False
+
+    async def aclose(self) -> None:
+        # redis-py calls aclose() to refresh the slot map after one node's error; that
+        # closed every node's connections, failing commands in flight on healthy nodes (a
+        # read of another shard degraded while one primary failed over). A refresh keeps
+        # the live nodes' connections; the dead node's are dropped by their own errors.
+        if self._closing:
+            await super().aclose()
+        else:
+            self._initialize = True
+
+    async def shutdown(self) -> None:
+        self._closing = True
+        await super().aclose()
 
     async def initialize(self, *args: Any, **kwargs: Any) -> RedisCluster:
         try:
             return await super().initialize(*args, **kwargs)
-        except RedisClusterException as e:
+        except _CLUSTER_ERRORS as e:
             raise ConnectionError(f"Redis Cluster: {e}") from e
 
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
         try:
             return await super().execute_command(*args, **kwargs)
-        except RedisClusterException as e:
+        except _CLUSTER_ERRORS as e:
             raise ConnectionError(f"Redis Cluster: {e}") from e
 
     def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> ClusterPipeline:
@@ -86,6 +109,13 @@ def connect(url: str, **overrides: Any) -> Redis | ChirpCluster:
     nodes = [ClusterNode(host, port) for host, port in cluster_seeds(url)]
     # A slot whose primary is failing over is refused by the client, not the whole cluster.
     return ChirpCluster(startup_nodes=nodes, require_full_coverage=False, **options)
+
+
+async def close(redis: Redis | RedisCluster) -> None:
+    if isinstance(redis, ChirpCluster):
+        await redis.shutdown()
+    else:
+        await redis.aclose()
 
 
 def by_slot(items: Iterable[T], key: Callable[[T], str]) -> list[list[T]]:

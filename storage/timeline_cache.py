@@ -70,6 +70,10 @@ class TimelineCache:
     """One family of capped id lists under a key prefix (`tl` home, `ut` author recents)."""
 
     LOCK_MS = 10_000
+    # On a cluster, a batch of writes waits this long at most for a replica to have them,
+    # so a failover right after loses no delivery the worker went on to acknowledge
+    # (docs/production.md). Best effort: a shard without a live replica is not waited for.
+    REPLICA_WAIT_MS = 200
 
     def __init__(
         self, redis: Redis | RedisCluster, prefix: str, cap: int, ttl_seconds: int,
@@ -127,6 +131,19 @@ class TimelineCache:
         # execute_command: redis-py's cluster pipeline refuses its evalsha(), not EVALSHA
         pipe.execute_command("EVALSHA", self.scripts[name].sha, len(names), *names, *args)
 
+    def queue_replica_wait(self, pipe: Pipeline, owners: list[int]) -> int:
+        """On a cluster, queue a WAIT on each primary holding one of the owners' lists;
+        how many were queued (their replies come last)."""
+        if not self.cluster:
+            return 0
+        nodes = {}
+        for owner in owners:
+            node = self.redis.get_node_from_key(self.key(owner))
+            nodes[node.name] = node
+        for node in nodes.values():
+            pipe.execute_command("WAIT", 1, self.REPLICA_WAIT_MS, target_nodes=node)
+        return len(nodes)
+
     def _batches(self, owners: list[int]) -> list[list[int]]:
         """One script call's owners: all of them, or on a cluster one group per slot."""
         return by_slot(owners, self.key) if self.cluster else [owners]
@@ -138,11 +155,14 @@ class TimelineCache:
     async def _each(self, name: str, owners: list[int], names, args: list) -> int:
         """One call of `name` per batch of owners (`names(batch)` its keys); the replies'
         sum."""
-        def build(pipe: Pipeline) -> None:
-            for batch in self._batches(owners):
-                self.call(pipe, name, names(batch), args)
+        batches = self._batches(owners)
 
-        return sum(await self.run(build))
+        def build(pipe: Pipeline) -> None:
+            for batch in batches:
+                self.call(pipe, name, names(batch), args)
+            self.queue_replica_wait(pipe, owners)
+
+        return sum((await self.run(build))[:len(batches)])
 
     # -- reads
 
@@ -198,6 +218,7 @@ class TimelineCache:
                 self.call(pipe, "insert", self._changed_keys(batch), args)
             if count_into:
                 pipe.incrby(count_into, len(owners))
+            self.queue_replica_wait(pipe, owners)
 
         replies = await self.run(build)
         return sum(replies[:len(batches)])

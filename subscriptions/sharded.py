@@ -127,7 +127,7 @@ class ShardedPubSub:
         self._nodes.clear()
         if self.cluster is not None:
             with contextlib.suppress(Exception):
-                await self.cluster.aclose()
+                await self.cluster.shutdown()
 
 
 def _text(value: Any) -> str:

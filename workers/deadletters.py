@@ -7,6 +7,7 @@ import asyncio
 
 from runtime.container import event_bus, redis_client
 from runtime.settings import load
+from storage.redis_client import close as close_redis
 
 
 async def run(command: str) -> None:
@@ -24,7 +25,7 @@ async def run(command: str) -> None:
             print(f"replayed {await bus.replay_dead()} events")
     finally:
         await bus.close()
-        await redis.aclose()
+        await close_redis(redis)
 
 
 def main() -> None:

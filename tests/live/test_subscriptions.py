@@ -50,6 +50,7 @@ class Http:
 async def present(live, key: str, seconds: float = 10.0) -> None:
     """Wait until a live session has marked itself present (it then receives everything)."""
     from runtime.container import redis_client
+    from storage.redis_client import close as close_redis
 
     redis = redis_client(live.redis_url)
     try:
@@ -58,7 +59,7 @@ async def present(live, key: str, seconds: float = 10.0) -> None:
             assert asyncio.get_running_loop().time() < deadline, f"{key} never appeared"
             await asyncio.sleep(0.05)
     finally:
-        await redis.aclose()
+        await close_redis(redis)
 
 
 def home_present(user_id: str) -> str:
