@@ -11,7 +11,6 @@ import gc
 import logging
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -28,6 +27,7 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.types import ExecutionResult
 
+import web
 from core import cursor
 from core.errors import BadInput, ChirpError
 from resolvers import timelines, tweets
@@ -228,7 +228,7 @@ async def home_timeline(request: Request) -> Response:
 
 # ----------------------------------------------------------------------- live page
 
-WEB = Path(__file__).resolve().parent / "web"
+WEB = web.DIR
 GRAPHQL_WS_JS = WEB / "node_modules" / "graphql-ws" / "umd" / "graphql-ws.min.js"
 
 
