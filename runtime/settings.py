@@ -38,6 +38,10 @@ class Settings:
     kafka_partitions: int
     kafka_topic: str
     fanout_chunk: int
+    worker_claim_idle_ms: int
+    dev_pg_port: int
+    dev_redis_port: int
+    fault_exit_before_ack: bool
     max_query_depth: int
     max_query_tokens: int
     max_query_aliases: int
@@ -59,6 +63,13 @@ def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> i
     if not lo <= value <= hi:
         raise ConfigError(f"{name}={value} must be between {lo} and {hi}")
     return value
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name) or "0"
+    if raw not in ("0", "1"):
+        raise ConfigError(f"{name}={raw!r} must be 0 or 1")
+    return raw == "1"
 
 
 def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> str | None:
@@ -153,6 +164,10 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         kafka_partitions=_int(env, "CHIRP_KAFKA_PARTITIONS", 12, 1, 10_000),
         kafka_topic=_topic(env.get("CHIRP_KAFKA_TOPIC") or "chirp.events"),
         fanout_chunk=_int(env, "CHIRP_FANOUT_CHUNK", 20_000, 1000, 10**7),
+        worker_claim_idle_ms=_int(env, "CHIRP_WORKER_CLAIM_IDLE_MS", 30_000, 100, 86_400_000),
+        dev_pg_port=_int(env, "CHIRP_DEV_PG_PORT", 54329, 1, 65535),
+        dev_redis_port=_int(env, "CHIRP_DEV_REDIS_PORT", 63799, 1, 65535),
+        fault_exit_before_ack=_flag(env, "CHIRP_FAULT_EXIT_BEFORE_ACK"),
         max_query_depth=_int(env, "CHIRP_MAX_QUERY_DEPTH", 10, 2, 100),
         max_query_tokens=_int(env, "CHIRP_MAX_QUERY_TOKENS", 2000, 100, 100_000),
         max_query_aliases=_int(env, "CHIRP_MAX_QUERY_ALIASES", 30, 1, 1000),
