@@ -1,6 +1,6 @@
-"""Kafka, Cassandra and the Valkey cluster for the tests: the same long-lived local daemons
-`make backends` starts (deploy.local.backends), started here if they are not running and
-left running.
+"""Kafka, Cassandra, the S3 server and the Valkey cluster for the tests: the same long-lived
+local daemons `make backends` starts (deploy.local.backends), started here if they are not
+running and left running.
 
 The event bus and tweet store at scale are part of what the suite covers, so a missing
 java or a server that will not start raises BackendsUnavailable: a failure, never a skip.
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from deploy.local.backends import servers, start_all
 from deploy.local.cassandra import LocalCassandra
 from deploy.local.kafka import LocalKafka
+from deploy.local.s3proxy import LocalS3
 from deploy.local.valkey_cluster import ValkeyCluster
 
 
@@ -35,6 +36,7 @@ class Backends:
 
     kafka: LocalKafka
     cassandra: LocalCassandra
+    s3: LocalS3
     valkey_cluster: ValkeyCluster
 
     @property
@@ -64,7 +66,8 @@ def ensure_backends() -> Backends:
         start_all(found, report=False)
     except Exception as e:
         raise BackendsUnavailable(f"Kafka/Cassandra did not start: {e}") from e
-    kafka, cassandra, cluster = found["kafka"], found["cassandra"], found["valkey-cluster"]
+    kafka, cassandra, s3 = found["kafka"], found["cassandra"], found["s3"]
+    cluster = found["valkey-cluster"]
     assert isinstance(kafka, LocalKafka) and isinstance(cassandra, LocalCassandra)
-    assert isinstance(cluster, ValkeyCluster)
-    return Backends(kafka, cassandra, cluster)
+    assert isinstance(s3, LocalS3) and isinstance(cluster, ValkeyCluster)
+    return Backends(kafka, cassandra, s3, cluster)

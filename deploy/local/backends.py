@@ -1,14 +1,15 @@
-"""Kafka, Cassandra and a Valkey cluster as long-lived local daemons, for `make backends`
-and the tests.
+"""Kafka, Cassandra, an S3-compatible server and a Valkey cluster as long-lived local
+daemons, for `make backends` and the tests.
 
 `python -m deploy.local.backends start|stop|status [--data-dir DIR]
-[--only kafka|cassandra|valkey-cluster]`
+[--only kafka|cassandra|s3|valkey-cluster]`
 
 `start` is idempotent: a server already on its port is left alone (and waited for).
 The servers outlive this command; `stop` ends them, from any process.
 Ports: Kafka 127.0.0.1:9092 (controller 9093), Cassandra CQL 127.0.0.1:9042 (storage 7100),
-the Valkey cluster 127.0.0.1:7000-7005 (3 primaries, 1 replica each; bus ports 17000-17005).
-Data: `.chirp/backends/{kafka,cassandra,valkey-cluster}` in the checkout unless --data-dir or
+S3 (S3Proxy) 127.0.0.1:9000, the Valkey cluster 127.0.0.1:7000-7005 (3 primaries, 1 replica
+each; bus ports 17000-17005).
+Data: `.chirp/backends/{kafka,cassandra,s3,valkey-cluster}` in the checkout unless --data-dir or
 CHIRP_BACKENDS_DIR says otherwise.
 """
 
@@ -24,9 +25,10 @@ from pathlib import Path
 from deploy.local._jvm import JvmServer
 from deploy.local.cassandra import LocalCassandra
 from deploy.local.kafka import LocalKafka
+from deploy.local.s3proxy import LocalS3
 from deploy.local.valkey_cluster import ValkeyCluster
 
-NAMES = ("kafka", "cassandra", "valkey-cluster")
+NAMES = ("kafka", "cassandra", "s3", "valkey-cluster")
 VALKEY_CLUSTER_PORT = 7000
 
 
@@ -41,6 +43,7 @@ def servers(data_dir: Path | None = None, only: str | None = None,
     made: dict[str, JvmServer | ValkeyCluster] = {
         "kafka": LocalKafka(base / "kafka", detached=detached),
         "cassandra": LocalCassandra(base / "cassandra", detached=detached),
+        "s3": LocalS3(base / "s3", detached=detached),
         "valkey-cluster": ValkeyCluster(base / "valkey-cluster", VALKEY_CLUSTER_PORT,
                                         detached=detached),
     }
@@ -55,7 +58,7 @@ def address(server: JvmServer | ValkeyCluster) -> str:
 
 def start_all(found: dict[str, JvmServer | ValkeyCluster], report: bool = True) -> None:
     """Start them side by side (each JVM spends its start-up mostly on one core); raise
-    the first failure after both have had their go."""
+    the first failure after all have had their go."""
 
     def one(server: JvmServer | ValkeyCluster) -> None:
         t0 = time.monotonic()
