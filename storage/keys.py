@@ -6,7 +6,8 @@ user id; a timeline, its rebuild lock, its owner's presence and live channel the
 share a slot (a script may only touch, and publish within, its keys' slot). The event
 stream and its dead letters share one tag, as do an id lease and its high-water mark.
 The same names serve one server and a cluster (docs/production.md). The Lua scripts get
-channel templates from LUA_TEMPLATES, substituted when they are loaded (storage.scripts).
+key and channel templates from LUA_TEMPLATES, substituted when they are loaded
+(storage.scripts).
 """
 
 from __future__ import annotations
@@ -23,11 +24,14 @@ EVENTS_DEAD = f"{PREFIX}:{{events}}:dead"
 
 DELIVERIES = f"{PREFIX}:stats:deliveries"  # fan-out deliveries attempted, for /metrics
 
-# Channel templates for the Lua scripts: a user's decimal id goes between head and tail.
+# Templates for the Lua scripts: a user's decimal id goes between head and tail.
 HUB_CHANNEL_HEAD = f"{PREFIX}:live:hub:"
 HOME_CHANNEL_HEAD, HOME_CHANNEL_TAIL = f"{PREFIX}:live:{{", "}:home"
+PRESENCE_HEAD, PRESENCE_TAIL = f"{PREFIX}:live:{{", "}:hubs"
 LUA_TEMPLATES = {
     "HUB_CHANNEL_HEAD": HUB_CHANNEL_HEAD,
+    "PRESENCE_HEAD": PRESENCE_HEAD,
+    "PRESENCE_TAIL": PRESENCE_TAIL,
     "HOME_CHANNEL_HEAD": HOME_CHANNEL_HEAD,
     "HOME_CHANNEL_TAIL": HOME_CHANNEL_TAIL,
 }
@@ -43,7 +47,7 @@ def rebuild_lock(family: str, owner: int) -> str:
 
 def presence(user: int) -> str:
     """Hash: hub id -> expiry (ms) for each API process holding a live session of `user`."""
-    return f"{PREFIX}:live:{{{user}}}:hubs"
+    return f"{PRESENCE_HEAD}{user}{PRESENCE_TAIL}"
 
 
 def hub_channel(hub_id: str) -> str:

@@ -189,9 +189,11 @@ class TimelineCache:
                 "1" if self.free_slots else "0"]
 
     def _changed_keys(self, owners: list[int]) -> list[str]:
-        """A writing script's keys: the lists, then (live notices) their owners' presence."""
+        """A writing script's keys: the lists, then on a cluster (live notices) their owners'
+        presence keys, which the script reads (storage/lua/live_*.lua)."""
         lists = [self.key(o) for o in owners]
-        return lists + [keys.presence(o) for o in owners] if self.live else lists
+        return lists + [keys.presence(o) for o in owners] if self.live and self.cluster \
+            else lists
 
     def queue_insert(self, pipe: Pipeline, owner: int, tweet_id: int) -> None:
         self.call(pipe, "insert", self._changed_keys([owner]), self._insert_args(tweet_id))

@@ -1,7 +1,7 @@
 --! include lib plain ${LIVE}
 -- KEYS: lists (one script call per fan-out page, or per slot on a cluster: one command,
--- one reply, instead of one per list), then, when ARGV[3] is not '', their owners'
--- presence keys; ARGV[1] id (8 bytes), ARGV[2] cap, ARGV[3] the id in decimal to tell live
+-- one reply, instead of one per list), then on a cluster, when ARGV[3] is not '', their
+-- owners' presence keys; ARGV[1] id (8 bytes), ARGV[2] cap, ARGV[3] the id in decimal to tell live
 -- owners about ('' for none); ARGV[4] '1' to give a full list free slots for new heads.
 -- Returns lists inserted into.
 local FREE = string.rep('\255', 8)
@@ -53,7 +53,7 @@ local function one(key)
   return 1
 end
 local live = ARGV[3] ~= ''
-local n = live and #KEYS / 2 or #KEYS
+local n = list_count(live)
 local total, changed = 0, {}
 for i = 1, n do
   local r = one(KEYS[i])

@@ -1,8 +1,13 @@
 -- Live notices on one server (storage/live.py): the hubs (API processes) holding a session
 -- of a changed list's owner, from the owner's presence hash (hub id -> expiry ms), collected
--- over the whole call and published once per hub by flush. A script changing lists
--- KEYS[1..N] declares their owners' presence keys as KEYS[N + 1..2N].
+-- over the whole call and published once per hub by flush. A script changing lists takes
+-- them alone as KEYS; their owners' presence keys are named here, not declared (on a
+-- cluster they are: live_shards.lua): declaring them cost a fan-out page 1,000 more
+-- arguments to pack and parse (docs/production.md).
 local HUB_CHANNEL_HEAD = '${HUB_CHANNEL_HEAD}'
+local PRESENCE_HEAD, PRESENCE_TAIL = '${PRESENCE_HEAD}', '${PRESENCE_TAIL}'
+-- how many of KEYS are lists
+local function list_count(live) return #KEYS end
 local live_hubs, live_now = {}, nil
 local function notify_one(owner, presence)
   local present = redis.call('HGETALL', presence)
@@ -32,8 +37,11 @@ end
 local function notify(changed, n)
   local owners, pkeys = {}, {}
   for _, i in ipairs(changed) do
-    owners[#owners + 1] = string.match(KEYS[i], '{(%d+)}')
-    pkeys[#pkeys + 1] = KEYS[n + i]
+    local owner = string.match(KEYS[i], '{(%d+)}')
+    if owner then
+      owners[#owners + 1] = owner
+      pkeys[#pkeys + 1] = PRESENCE_HEAD .. owner .. PRESENCE_TAIL
+    end
   end
   if #pkeys > 0 then notify_range(owners, pkeys, 1, #pkeys) end
 end

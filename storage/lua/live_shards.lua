@@ -5,6 +5,8 @@
 -- KEYS[N + 1..2N].
 local HOME_CHANNEL_HEAD, HOME_CHANNEL_TAIL = '${HOME_CHANNEL_HEAD}', '${HOME_CHANNEL_TAIL}'
 local live_owners = {}
+-- how many of KEYS are lists (the presence keys follow them when there are notices to send)
+local function list_count(live) return live and #KEYS / 2 or #KEYS end
 local function notify(changed, n)
   for _, i in ipairs(changed) do
     if redis.call('EXISTS', KEYS[n + i]) == 1 then

@@ -1,5 +1,5 @@
 --! include lib plain ${LIVE}
--- KEYS: lists, then, when ARGV[2] is not '', their owners' presence keys; ARGV[1] packed
+-- KEYS: lists, then on a cluster, when ARGV[2] is not '', their owners' presence keys; ARGV[1] packed
 -- ids to remove, ARGV[2] the deleted tweet's decimal id to tell live owners about ('' for
 -- none), published like inserts. Returns entries removed.
 local function one(key)
@@ -21,7 +21,7 @@ local function one(key)
   return removed
 end
 local live = ARGV[2] ~= ''
-local n = live and #KEYS / 2 or #KEYS
+local n = list_count(live)
 local total, changed = 0, {}
 for i = 1, n do
   local r = one(KEYS[i])
