@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -11,12 +12,15 @@ from dataclasses import dataclass
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from redis.exceptions import RedisError
 
 from core import validation
 from core.errors import Unauthenticated, Unavailable
 from core.models import User
 from storage import keys
 from storage.users import UserStore
+
+log = logging.getLogger(__name__)
 
 # A fixed hash to verify against when the handle is unknown, so log-in takes the same time
 # whether or not the account exists.
@@ -120,10 +124,16 @@ class Accounts:
     async def live(self, claims: Claims) -> bool:
         """Whether a verified token still stands: not logged out (this token, or all of its
         user's issued before a "log out everywhere"), and its user still exists."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.exists(keys.revoked_token(claims.jti))
-            pipe.get(keys.tokens_after(claims.user_id))
-            revoked, after = await pipe.execute()
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.exists(keys.revoked_token(claims.jti))
+                pipe.get(keys.tokens_after(claims.user_id))
+                revoked, after = await pipe.execute()
+        except RedisError as e:
+            # Fail open, as the rate limits do: Redis (or the shard holding these keys,
+            # failing over) being down must not sign everyone out or stop posting.
+            log.warning("token revocation check unavailable, token accepted: %s", e)
+            revoked, after = 0, None
         if revoked or (after is not None and claims.issued_at < float(after)):
             return False
         return claims.user_id in await self.users.get_many([claims.user_id])
