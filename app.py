@@ -224,8 +224,6 @@ async def home_timeline(request: Request) -> Response:
     return _json({"tweets": items, "next_cursor": next_cursor, "degraded": page.degraded})
 
 
-# ----------------------------------------------------------------------- operations
-
 # ----------------------------------------------------------------------- live page
 
 WEB = web.DIR

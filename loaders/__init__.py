@@ -57,13 +57,6 @@ class DataLoader(Generic[K, V]):
                 f.add_done_callback(_retrieve)
             raise
 
-    def prime(self, key: K, value: V) -> None:
-        """Cache a value for `key` unless one is cached or being loaded."""
-        if key not in self._cache:
-            future = (self._loop or asyncio.get_running_loop()).create_future()
-            future.set_result(value)
-            self._cache[key] = future
-
     def _dispatch(self) -> None:
         batch, self._batch = self._batch, None
         if batch and not all(f.cancelled() for _k, f in batch):

@@ -179,10 +179,10 @@ class LiveExecutionContext(StrawberryGraphQLCoreExecutionContext):
 class _Direct:
     """A shareable subscription's frames, for the hub to send (see subscriptions/wire.py)."""
 
-    __slots__ = ("executor", "key", "prefix", "alive", "send_text")
+    __slots__ = ("executor", "key", "framed", "alive", "send_text")
 
     def __init__(self, wire: Wire, executor: LiveExecutionContext, key: Hashable) -> None:
-        self.executor, self.key, self.prefix = executor, ("json", key), wire.prefix
+        self.executor, self.key, self.framed = executor, ("json", key), wire.frame
         self.alive, self.send_text = wire.alive, wire.send_text
 
     def frame(self, event: live.LiveEvent) -> str | None:
@@ -200,7 +200,7 @@ class _Direct:
             payload = orjson.dumps({"data": result.data}).decode()
             if len(shared.results) < _MEMO_MAX:
                 shared.results[self.key] = payload
-        return self.prefix + payload + "}"
+        return self.framed(payload)
 
 
 def _direct() -> _Direct | None:

@@ -13,7 +13,6 @@ session (at 2,000 sessions those cost about a tenth of the process's CPU).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 from collections.abc import Iterable
@@ -40,7 +39,6 @@ class Presence:
         # timeline's viewer follows, or a userTweets session's author
         self.sessions: dict[Subscriber, set[int]] = {}
         self._cursor = 0
-        self._task: asyncio.Task | None = None
 
     @classmethod
     def of(cls, services: Services, hub: Hub) -> Presence:
@@ -48,7 +46,7 @@ class Presence:
         presence = hub.presence
         if presence is None:
             presence = hub.presence = cls(services, hub)
-            presence._task = hub.spawn(presence._run())
+            hub.spawn(presence._run())  # stopped with the hub
         return presence
 
     def add(self, sub: Subscriber, authors: set[int]) -> None:
@@ -124,9 +122,3 @@ class Presence:
                 await self.renew(due)
             except Exception as e:  # Redis or the database blinked: their turn comes again
                 log.warning("live presence renewal failed: %s", e)
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
