@@ -46,6 +46,12 @@ class Settings:
     max_query_tokens: int
     max_query_aliases: int
     pg_pool_size: int
+    public_url: str
+    media_store: str
+    s3_endpoint_url: str | None
+    s3_access_key_id: str | None
+    s3_secret_access_key: str | None
+    s3_region: str
 
     @property
     def production(self) -> bool:
@@ -117,6 +123,27 @@ def _cassandra_url(url: str) -> None:
     parse_url(url)
 
 
+def _object_store(env: Mapping[str, str], name: str) -> str:
+    """`file` or `s3://bucket[/prefix]` (storage/objects.py)."""
+    from storage.objects import parse_s3_url
+
+    spec = env.get(name) or "file"
+    if spec != "file":
+        try:
+            parse_s3_url(spec)
+        except ValueError as e:
+            raise ConfigError(f"{name}={spec!r} must be 'file' or s3://bucket[/prefix] ({e})") \
+                from None
+    return spec
+
+
+def _public_url(env: Mapping[str, str], host: str, port: int) -> str:
+    raw = env.get("CHIRP_PUBLIC_URL") or f"http://{host}:{port}"
+    if not raw.startswith(("http://", "https://")) or "?" in raw or "#" in raw:
+        raise ConfigError(f"CHIRP_PUBLIC_URL={raw!r} must be an http(s):// base URL")
+    return raw.rstrip("/")
+
+
 def load(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
     envname = env.get("CHIRP_ENV", "development")
@@ -172,7 +199,17 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         max_query_tokens=_int(env, "CHIRP_MAX_QUERY_TOKENS", 2000, 100, 100_000),
         max_query_aliases=_int(env, "CHIRP_MAX_QUERY_ALIASES", 30, 1, 1000),
         pg_pool_size=_int(env, "CHIRP_PG_POOL_SIZE", 10, 1, 500),
+        public_url=_public_url(env, env.get("CHIRP_HOST") or "127.0.0.1",
+                               _int(env, "CHIRP_PORT", 8000, 1, 65535)),
+        media_store=_object_store(env, "CHIRP_MEDIA_STORE"),
+        s3_endpoint_url=_url(env, "CHIRP_S3_ENDPOINT_URL", ("http", "https")),
+        s3_access_key_id=env.get("CHIRP_S3_ACCESS_KEY_ID") or None,
+        s3_secret_access_key=env.get("CHIRP_S3_SECRET_ACCESS_KEY") or None,
+        s3_region=env.get("CHIRP_S3_REGION") or "us-east-1",
     )
+    if bool(settings.s3_access_key_id) != bool(settings.s3_secret_access_key):
+        raise ConfigError("CHIRP_S3_ACCESS_KEY_ID and CHIRP_S3_SECRET_ACCESS_KEY go together "
+                          "(or set neither, for the default AWS credential chain)")
     # Fan-out skips inactive followers. That is only safe if their cached timelines expire
     # before they count as inactive; otherwise a live cache would silently miss tweets.
     if settings.active_days * 86400 <= settings.timeline_ttl_seconds + ACTIVE_MARK_SECONDS:
