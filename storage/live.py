@@ -18,8 +18,6 @@ sessions listen there.
 
 from __future__ import annotations
 
-import asyncpg
-
 PRESENCE_TTL_S = 60
 HEARTBEAT_S = 20
 
@@ -68,32 +66,3 @@ def parse_routed(payload: bytes | str) -> tuple[str, int, list[int]] | None:
         return kind, int(digits), [int(v) for v in viewers.split(",") if v]
     except ValueError:
         return None
-
-
-async def celebrity_followees(
-    pool: asyncpg.Pool, viewers: list[int], threshold: int
-) -> dict[int, set[int]]:
-    """The celebrities (followers >= threshold, as in core.fanout) each viewer follows, in
-    one query for a batch of live sessions. (Per viewer this is FeedManager.followed's
-    `celebs`; batched here because live presence asks it for thousands of viewers.)"""
-    rows = await pool.fetch(
-        "SELECT f.follower_id, f.followee_id FROM follows f "
-        "JOIN users u ON u.id = f.followee_id "
-        "WHERE f.follower_id = ANY($1::bigint[]) AND u.followers_count >= $2",
-        viewers, threshold,
-    )
-    out: dict[int, set[int]] = {}
-    for r in rows:
-        out.setdefault(r["follower_id"], set()).add(r["followee_id"])
-    return out
-
-
-async def followers_among(pool: asyncpg.Pool, author: int, viewers: list[int]) -> set[int]:
-    """Which of `viewers` follow `author` (for a celebrity's tweet reaching many live
-    sessions of one process: one query instead of one per session)."""
-    rows = await pool.fetch(
-        "SELECT follower_id FROM follows WHERE followee_id = $1 "
-        "AND follower_id = ANY($2::bigint[])",
-        author, viewers,
-    )
-    return {r["follower_id"] for r in rows}

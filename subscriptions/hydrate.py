@@ -17,7 +17,6 @@ from typing import Any
 
 from core.models import Tweet, User
 from runtime.container import Services
-from storage import live
 
 TTL_S = 5.0
 ADDED, DELETED, RESYNCED = "TWEET_ADDED", "TWEET_DELETED", "RESYNC"
@@ -83,7 +82,7 @@ class EventHydrator:
     async def following(self, author: int, viewers: set[int]) -> set[int]:
         """Which of these viewers follow the author now (one query for all the sessions a
         celebrity's tweet reaches in this process)."""
-        return await live.followers_among(self.services.pool, author, sorted(viewers))
+        return await self.services.graph.followers_among(author, sorted(viewers))
 
     async def _load(self, tweet_id: int) -> LiveEvent | None:
         tweet = (await self.services.tweets.get_many([tweet_id])).get(tweet_id)

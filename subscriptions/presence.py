@@ -88,8 +88,8 @@ class Presence:
     async def renew(self, subs: list[Subscriber]) -> None:
         homes = [s for s in subs if s.viewer is not None and s in self.sessions]
         if homes:
-            followed = await live.celebrity_followees(
-                self.services.pool, sorted({s.viewer for s in homes}),
+            followed = await self.services.graph.celebrity_followees(
+                sorted({s.viewer for s in homes}),
                 self.services.settings.celebrity_threshold,
             )
             for sub in homes:
