@@ -15,8 +15,8 @@ from strawberry.extensions import (
 from runtime.settings import Settings
 from schema.compiled import CompiledExecutionContext
 from schema.errors import ChirpSchema
-from schema.live import Subscription
 from schema.root import Mutation, Query
+from schema.subscription import Subscription
 
 
 class RememberValidated(SchemaExtension):

@@ -45,7 +45,7 @@ from graphql import (
 from graphql.execution.collect_fields import collect_subfields
 from graphql.pyutils import Path, Undefined, gather_with_cancel
 
-from schema.live import LiveExecutionContext
+from schema.subscription import LiveExecutionContext
 from schema.types import DIRECT, UNRESOLVED
 
 _PLANS_MAX = 4096

@@ -39,7 +39,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from runtime import metrics
-from storage import keys, live
+from storage import keys, notices
 from subscriptions.hydrate import ADDED, DELETED, EventHydrator, LiveEvent
 from subscriptions.wire import send_eagerly
 
@@ -116,7 +116,7 @@ class Seen:
 
 
 class Direct(Protocol):
-    """What a session offers for direct delivery (made by schema/live.py)."""
+    """What a session offers for direct delivery (made by schema/subscription.py)."""
 
     def alive(self) -> bool: ...
 
@@ -301,13 +301,13 @@ class Hub:
     def _receive(self, channel: str, data: bytes) -> None:
         """The reader's part: parse, queue for the dispatcher."""
         if channel == self.channel:
-            routed = live.parse_routed(data)
+            routed = notices.parse_routed(data)
             if routed is None:
                 return
             kind, tweet_id, viewers = routed
             notice: Notice = (None, kind, tweet_id, viewers)
         else:
-            parsed = live.parse(data)
+            parsed = notices.parse(data)
             if parsed is None or not self._refs.get(channel):
                 return
             notice = (channel, parsed[0], parsed[1], [])

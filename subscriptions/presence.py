@@ -18,7 +18,7 @@ import math
 from collections.abc import Iterable
 
 from runtime.container import Services
-from storage import keys, live
+from storage import keys, notices
 from subscriptions.hub import Hub, Subscriber
 
 log = logging.getLogger("chirp.live")
@@ -60,7 +60,7 @@ class Presence:
         Returns the viewers whose cached home timeline was missing: fan-out skips those,
         so their sessions may have missed tweets (see `heal`)."""
         home = self.services.home
-        hub_id, ttl_ms = self.hub.id, live.PRESENCE_TTL_S * 1000
+        hub_id, ttl_ms = self.hub.id, notices.PRESENCE_TTL_S * 1000
         viewers, authors = list(viewers), list(authors)
 
         def build(pipe) -> None:
@@ -69,7 +69,7 @@ class Presence:
                 # keep the cached timeline alive as long as someone watches it
                 pipe.expire(home.key(v), home.ttl_seconds)
             for a in authors:
-                pipe.set(keys.author_presence(a), 1, ex=live.PRESENCE_TTL_S)
+                pipe.set(keys.author_presence(a), 1, ex=notices.PRESENCE_TTL_S)
 
         replies = await home.run(build)
         # EXPIRE answers 0 for a missing key (an empty timeline is cached as '', so exists)
@@ -79,7 +79,7 @@ class Presence:
     def heal(self, viewers: set[int]) -> None:
         """Sessions whose cached timeline vanished (Redis restarted or evicted it, or the
         session's first read fell back to the database) missed what fan-out skipped:
-        resync them; their streams re-cache the timeline and refetch (subscriptions/live.py)."""
+        resync them; their streams re-cache the timeline and refetch (subscriptions/streams.py)."""
         for viewer in viewers:
             for sub in self.hub.viewer_sessions(viewer):
                 if sub in self.sessions:
@@ -112,7 +112,7 @@ class Presence:
             subs = list(self.sessions)
             if not subs:
                 continue
-            per_tick = math.ceil(len(subs) * TICK_S / live.HEARTBEAT_S)
+            per_tick = math.ceil(len(subs) * TICK_S / notices.HEARTBEAT_S)
             start = self._cursor % len(subs)
             due = subs[start:start + per_tick]
             if len(due) < per_tick:

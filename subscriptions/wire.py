@@ -2,7 +2,7 @@
 socket itself, instead of waking the subscription's task to run it through graphql-core,
 Strawberry's result stream, its protocol handler and Starlette one layer at a time.
 
-Why: after sharing the execution (schema/live.py), those layers were still ~70 µs per
+Why: after sharing the execution (schema/subscription.py), those layers were still ~70 µs per
 subscription per event in CPython; the frame the client gets is the same for every
 subscription sharing a selection except for the operation id. Sending it directly costs a
 string concatenation and one ASGI send (one `send()` system call).
@@ -11,13 +11,13 @@ How it stays correct:
 - The protocol handlers below (installed on the GraphQL app) tell the operation's task,
   through a context variable, how its frames look (`{"id": …, "type": "next"|"data",
   "payload": …}`), how to send one and whether the operation is still open.
-- `schema/live.py` renders an event for the subscription's own selection (shared per
+- `schema/subscription.py` renders an event for the subscription's own selection (shared per
   event and selection), or declines (a selection reading viewer-dependent fields, errors),
   and the subscription then stays on the ordinary path.
 - A subscription only switches to direct delivery when its task has sent everything it had
   (backlog, queued events) and is idle; anything the hub cannot send directly (the
   previous send still waiting on a slow client, RESYNC) switches it back to its queue, and
-  its task catches up in order. See subscriptions/live.py and subscriptions/hub.py.
+  its task catches up in order. See subscriptions/streams.py and subscriptions/hub.py.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ class Wire:
     prefix: str  # the frame up to its payload: '{"id":"1","type":"next","payload":'
     send_text: Callable[[str], Awaitable[None]]
     alive: Callable[[], bool]  # the operation is still open (not completed or stopped)
-    executor: Any = None  # its graphql-core executor, registered by schema/live.py
+    executor: Any = None  # its graphql-core executor, registered by schema/subscription.py
 
     def frame(self, payload: str) -> str:
         return self.prefix + payload + "}"

@@ -10,7 +10,7 @@ import asyncio
 import pytest
 
 from bench.seed import author_with_followers
-from storage import keys, live
+from storage import keys, notices
 from subscriptions.hub import QUEUE_SIZE, RESYNC, Hub, Seen
 from subscriptions.hydrate import ADDED, DELETED, EventHydrator
 
@@ -66,7 +66,7 @@ async def test_celebrity_tweets_reach_only_current_followers(hub, services):
     fan_s, former_s = await hub.join(channel, fan), await hub.join(channel, former)
     watcher = await hub.join(channel)  # userTweets: anyone may watch
     await asyncio.sleep(0.2)
-    await services.redis.publish(keys.author_channel(celeb), live.added(tweet.id))
+    await services.redis.publish(keys.author_channel(celeb), notices.added(tweet.id))
     for sub in (fan_s, watcher):
         event = await asyncio.wait_for(sub.get(), 5)
         assert (event.kind, event.tweet_id, event.tweet.text) == (ADDED, tweet.id, "to my fans")

@@ -39,7 +39,7 @@ from strawberry.types import Info
 
 from schema.errors import classify
 from schema.types import Tweet
-from subscriptions import live
+from subscriptions import streams
 from subscriptions.wire import WIRE, Wire
 
 
@@ -59,7 +59,7 @@ class TimelineEvent:
     results: strawberry.Private[dict[Hashable, Any]]
 
     @classmethod
-    def of(cls, e: live.LiveEvent) -> TimelineEvent:
+    def of(cls, e: streams.LiveEvent) -> TimelineEvent:
         """One object per event per process, whichever sessions it reaches."""
         made = e.memo.get(cls)
         if made is None:
@@ -72,7 +72,7 @@ class TimelineEvent:
         return made
 
 
-async def _coded(events: AsyncIterator[live.LiveEvent]) -> AsyncIterator[live.LiveEvent]:
+async def _coded(events: AsyncIterator[streams.LiveEvent]) -> AsyncIterator[streams.LiveEvent]:
     """WebSocket errors are formatted by the protocol handler, not by our HTTP view: give
     them their extensions.code here."""
     try:
@@ -93,7 +93,7 @@ class Subscription:
     ) -> AsyncGenerator[TimelineEvent, None]:
         """The viewer's home timeline, live: own tweets, followees' tweets (pushed by
         fan-out) and followed celebrities' tweets (from their channels), and deletes."""
-        events = live.home_timeline(info.context, since_id, _direct())
+        events = streams.home_timeline(info.context, since_id, _direct())
         async for event in _coded(events):
             yield TimelineEvent.of(event)
 
@@ -102,7 +102,7 @@ class Subscription:
         self, info: Info, handle: str
     ) -> AsyncGenerator[TimelineEvent, None]:
         """One author's new and deleted tweets."""
-        async for event in _coded(live.user_tweets(info.context, handle, _direct())):
+        async for event in _coded(streams.user_tweets(info.context, handle, _direct())):
             yield TimelineEvent.of(event)
 
 
@@ -185,7 +185,7 @@ class _Direct:
         self.executor, self.key, self.framed = executor, ("json", key), wire.frame
         self.alive, self.send_text = wire.alive, wire.send_text
 
-    def frame(self, event: live.LiveEvent) -> str | None:
+    def frame(self, event: streams.LiveEvent) -> str | None:
         """This operation's frame for the event, or None to use the ordinary path."""
         shared = TimelineEvent.of(event)
         payload = shared.results.get(self.key)
