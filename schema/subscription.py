@@ -17,7 +17,6 @@ going through graphql-core and the protocol handler (subscriptions/wire.py).
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Hashable
-from enum import Enum
 from typing import Any
 
 import orjson
@@ -37,22 +36,18 @@ from graphql import (
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types import Info
 
+from core.models import LiveKind
 from schema.errors import classify
 from schema.types import Tweet
 from subscriptions import streams
 from subscriptions.wire import WIRE, Wire
 
-
-@strawberry.enum
-class TimelineEventKind(Enum):
-    TWEET_ADDED = "TWEET_ADDED"
-    TWEET_DELETED = "TWEET_DELETED"
-    RESYNC = "RESYNC"  # events may have been missed: refetch with sinceId
+TimelineEventKind = strawberry.enum(LiveKind, name="TimelineEventKind")
 
 
 @strawberry.type
 class TimelineEvent:
-    kind: TimelineEventKind
+    kind: TimelineEventKind  # type: ignore[valid-type]
     tweet_id: strawberry.ID | None
     tweet: Tweet | None
     # execution results of this event, per shareable selection (see LiveExecutionContext)
@@ -64,7 +59,7 @@ class TimelineEvent:
         made = e.memo.get(cls)
         if made is None:
             made = e.memo[cls] = cls(
-                kind=TimelineEventKind(e.kind),
+                kind=e.kind,
                 tweet_id=strawberry.ID(str(e.tweet_id)) if e.tweet_id is not None else None,
                 tweet=Tweet.of(e.tweet, e.author) if e.tweet is not None else None,
                 results={},

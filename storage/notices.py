@@ -18,6 +18,8 @@ sessions listen there.
 
 from __future__ import annotations
 
+from core.models import LiveKind
+
 PRESENCE_TTL_S = 60
 HEARTBEAT_S = 20
 
@@ -38,29 +40,36 @@ return 1
 """
 
 
+# A kind's code in notice payloads (the timeline scripts publish these too).
+CODES = {LiveKind.TWEET_ADDED: "a", LiveKind.TWEET_DELETED: "d"}
+_KINDS = {code: kind for kind, code in CODES.items()}
+
+
 def added(tweet_id: int) -> str:
-    return f"a:{tweet_id}"
+    return f"{CODES[LiveKind.TWEET_ADDED]}:{tweet_id}"
 
 
 def deleted(tweet_id: int) -> str:
-    return f"d:{tweet_id}"
+    return f"{CODES[LiveKind.TWEET_DELETED]}:{tweet_id}"
 
 
-def parse(payload: bytes | str) -> tuple[str, int] | None:
-    """An author channel's payload: ('a' | 'd', tweet id), or None for anything else."""
+def parse(payload: bytes | str) -> tuple[LiveKind, int] | None:
+    """An author channel's payload: (kind, tweet id), or None for anything else."""
     text = payload.decode() if isinstance(payload, bytes) else payload
-    kind, _, digits = text.partition(":")
-    if kind not in ("a", "d") or not digits.isdigit():
+    code, _, digits = text.partition(":")
+    kind = _KINDS.get(code)
+    if kind is None or not digits.isdigit():
         return None
     return kind, int(digits)
 
 
-def parse_routed(payload: bytes | str) -> tuple[str, int, list[int]] | None:
-    """A hub channel's payload: ('a' | 'd', tweet id, [viewer ids]), or None."""
+def parse_routed(payload: bytes | str) -> tuple[LiveKind, int, list[int]] | None:
+    """A hub channel's payload: (kind, tweet id, [viewer ids]), or None."""
     text = payload.decode() if isinstance(payload, bytes) else payload
-    kind, _, rest = text.partition(":")
+    code, _, rest = text.partition(":")
     digits, _, viewers = rest.partition(":")
-    if kind not in ("a", "d") or not digits.isdigit():
+    kind = _KINDS.get(code)
+    if kind is None or not digits.isdigit():
         return None
     try:
         return kind, int(digits), [int(v) for v in viewers.split(",") if v]

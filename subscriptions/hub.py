@@ -38,9 +38,10 @@ from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from core.models import LiveKind
 from runtime import metrics
 from storage import keys, notices
-from subscriptions.hydrate import ADDED, DELETED, EventHydrator, LiveEvent
+from subscriptions.hydrate import EventHydrator, LiveEvent
 from subscriptions.wire import send_eagerly
 
 log = logging.getLogger("chirp.hub")
@@ -53,11 +54,11 @@ PING_EVERY_S = 5.0
 DEAD_AFTER_S = 15.0
 
 # A parsed message: (author channel, or None when routed to viewers' home timelines,
-# 'a' | 'd', tweet id, the viewers it is routed to)
-Notice = tuple[str | None, str, int, list[int]]
+# kind, tweet id, the viewers it is routed to)
+Notice = tuple[str | None, LiveKind, int, list[int]]
 
-_ADDED_COUNT = metrics.LIVE_DELIVERED.labels(ADDED)
-_DELETED_COUNT = metrics.LIVE_DELIVERED.labels(DELETED)
+_ADDED_COUNT = metrics.LIVE_DELIVERED.labels(LiveKind.TWEET_ADDED)
+_DELETED_COUNT = metrics.LIVE_DELIVERED.labels(LiveKind.TWEET_DELETED)
 
 
 # Allocations minus deallocations between young-generation collections (CPython: 700).
@@ -157,7 +158,7 @@ class Subscriber:
         True if sent here."""
         direct = self.direct
         if direct is not None:
-            added = event.kind == ADDED
+            added = event.kind is LiveKind.TWEET_ADDED
             if added and event.tweet_id in self.seen:
                 return False  # already sent
             pending = self.pending
@@ -319,7 +320,7 @@ class Hub:
             return
         self._inbox.append(notice)
         self._wake.set()
-        if notice[1] == "a":
+        if notice[1] is LiveKind.TWEET_ADDED:
             self.hydrator.prefetch(notice[2])  # loads while earlier notices are dispatched
 
     async def _dispatch_loop(self) -> None:
@@ -344,12 +345,12 @@ class Hub:
         return out
 
     async def _dispatch(
-        self, channel: str | None, kind: str, tweet_id: int, viewers: list[int]
+        self, channel: str | None, kind: LiveKind, tweet_id: int, viewers: list[int]
     ) -> None:
         targets = self._targets(channel, viewers)
         if not targets:
             return
-        if kind == "d":
+        if kind is LiveKind.TWEET_DELETED:
             event = self.hydrator.deleted(tweet_id)
         else:
             event = await self.hydrator.added(tweet_id)  # once per process
@@ -368,7 +369,7 @@ class Hub:
             if i % YIELD_EVERY == 0:
                 await asyncio.sleep(0)  # let other work run between slices
         if sent:
-            (_ADDED_COUNT if kind == "a" else _DELETED_COUNT).inc(sent)
+            (_ADDED_COUNT if kind is LiveKind.TWEET_ADDED else _DELETED_COUNT).inc(sent)
 
     # -- the connection
 

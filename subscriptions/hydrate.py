@@ -15,16 +15,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.models import Tweet, User
+from core.models import LiveKind, Tweet, User
 from runtime.container import Services
 
 TTL_S = 5.0
-ADDED, DELETED, RESYNCED = "TWEET_ADDED", "TWEET_DELETED", "RESYNC"
 
 
 @dataclass(frozen=True, slots=True, eq=False)
 class LiveEvent:
-    kind: str
+    kind: LiveKind
     tweet_id: int | None = None
     tweet: Tweet | None = None
     author: User | None = None
@@ -33,7 +32,7 @@ class LiveEvent:
     memo: dict[Any, Any] = field(default_factory=dict, repr=False)
 
 
-RESYNC_EVENT = LiveEvent(RESYNCED)
+RESYNC_EVENT = LiveEvent(LiveKind.RESYNC)
 
 
 class EventHydrator:
@@ -44,7 +43,7 @@ class EventHydrator:
     async def added(self, tweet_id: int) -> LiveEvent | None:
         """The tweet with its author, or None if it is gone."""
         now = time.monotonic()
-        key = (ADDED, tweet_id)
+        key = (LiveKind.TWEET_ADDED, tweet_id)
         entry = self._entries.get(key)
         if entry is not None and entry[0] >= now:
             future = entry[1]
@@ -63,18 +62,18 @@ class EventHydrator:
 
     def prefetch(self, tweet_id: int) -> None:
         """Start loading a tweet that will be asked for soon."""
-        entry = self._entries.get((ADDED, tweet_id))
+        entry = self._entries.get((LiveKind.TWEET_ADDED, tweet_id))
         if entry is None or entry[0] < time.monotonic():
             task = asyncio.ensure_future(self.added(tweet_id))
             task.add_done_callback(_quiet)
 
     def deleted(self, tweet_id: int) -> LiveEvent:
         now = time.monotonic()
-        key = (DELETED, tweet_id)
+        key = (LiveKind.TWEET_DELETED, tweet_id)
         entry = self._entries.get(key)
         if entry is None or entry[0] < now:
             future = asyncio.get_running_loop().create_future()
-            future.set_result(LiveEvent(DELETED, tweet_id))
+            future.set_result(LiveEvent(LiveKind.TWEET_DELETED, tweet_id))
             entry = self._entries[key] = (now + TTL_S, future)
             self._expire(now)
         return entry[1].result()
@@ -89,7 +88,9 @@ class EventHydrator:
         if tweet is None:
             return None
         author = (await self.services.users.get_many([tweet.author_id])).get(tweet.author_id)
-        return LiveEvent(ADDED, tweet.id, tweet, author) if author is not None else None
+        if author is None:
+            return None
+        return LiveEvent(LiveKind.TWEET_ADDED, tweet.id, tweet, author)
 
     def _expire(self, now: float) -> None:
         if len(self._entries) > 1024:

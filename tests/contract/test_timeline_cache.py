@@ -195,6 +195,7 @@ async def test_live_notices_go_once_to_each_hub_naming_its_present_owners(servic
     listing the owners whose lists changed and whose presence there has not expired."""
     import asyncio
 
+    from core.models import LiveKind
     from storage import keys, notices
 
     home = TimelineCache(services.redis, "tl", cap=8, ttl_seconds=60, live=True)
@@ -223,7 +224,7 @@ async def test_live_notices_go_once_to_each_hub_naming_its_present_owners(servic
             (keys.hub_channel("hubA"), "a:20:9100,9101"), (keys.hub_channel("hubB"), "a:20:9101"),
             (keys.hub_channel("hubA"), "d:20:9100,9101"), (keys.hub_channel("hubB"), "d:20:9101"),
         ])
-        assert notices.parse_routed("a:20:9100,9101") == ("a", 20, [9100, 9101])
+        assert notices.parse_routed("a:20:9100,9101") == (LiveKind.TWEET_ADDED, 20, [9100, 9101])
         # renewing presence drops the fields of hubs that stopped renewing theirs
         await home.run(lambda p: home.call(p, "present", [keys.presence(9102)], ["hubA", 60000]))
         assert await r.hkeys(keys.presence(9102)) == [b"hubA"]
