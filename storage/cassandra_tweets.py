@@ -154,16 +154,14 @@ def migrate(session: Session, keyspace: str, replication: int = 1,
     done = {r[0] for r in session.execute(f"SELECT name FROM {keyspace}.schema_migrations")}
     session.set_keyspace(keyspace)
     applied = []
-    for path in sorted(directory.glob("[0-9][0-9][0-9][0-9]_*.cql")):
-        if path.name in done:
-            continue
-        for statement in _statements(path.read_text()):
+    for name, cql in migrations.pending(directory, ".cql", done):
+        for statement in _statements(cql):
             session.execute(statement)
         session.execute(
             "INSERT INTO schema_migrations (name, applied_at) VALUES (%s, toTimestamp(now()))",
-            (path.name,),
+            (name,),
         )
-        applied.append(path.name)
+        applied.append(name)
     return applied
 
 
