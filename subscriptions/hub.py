@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import secrets
 from array import array
@@ -39,7 +38,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from core.models import LiveKind
-from runtime import metrics
+from runtime import collector, metrics
 from storage import keys, notices
 from subscriptions.hydrate import EventHydrator, LiveEvent
 from subscriptions.wire import send_eagerly
@@ -59,28 +58,6 @@ Notice = tuple[str | None, LiveKind, int, list[int]]
 
 _ADDED_COUNT = metrics.LIVE_DELIVERED.labels(LiveKind.TWEET_ADDED)
 _DELETED_COUNT = metrics.LIVE_DELIVERED.labels(LiveKind.TWEET_DELETED)
-
-
-# Allocations minus deallocations between young-generation collections (CPython: 700).
-GC_YOUNG_THRESHOLD = 50_000
-
-
-def tune_gc() -> None:
-    """Garbage collection for a process holding thousands of live sessions.
-
-    With CPython's defaults, delivering one event to 2,000 sessions (a few short-lived
-    containers each, alive for as long as the whole delivery takes) crossed the 700-object
-    young threshold hundreds of times per second; survivors were promoted, and full
-    collections then walked every object of every connection (~650,000 at 2,000 sessions):
-    450 ms of CPU each, three in ten seconds, ~40 % of the process's CPU (measured with
-    gc.callbacks during `make bench-live`). A higher young threshold lets a delivery's
-    garbage die by reference counting first; cyclic garbage (an upgraded connection's
-    HTTP protocol objects) is still collected young. Freezing what start-up built keeps
-    those ~250,000 objects out of every later full collection."""
-    gc.collect()
-    gc.freeze()
-    _, older, oldest = gc.get_threshold()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
 
 
 class Seen:
@@ -203,7 +180,7 @@ class Hub:
     ) -> None:
         self.redis_url = redis_url
         self.hydrator = hydrator
-        self.tune_gc = tune_gc  # the process's GC: see tune_gc(); off in tests
+        self.tune_gc = tune_gc  # the process's GC policy (runtime/collector.py); off in tests
         # Names this process in presence hashes; a restarted process is a new hub.
         self.id = secrets.token_hex(8)
         self.channel = keys.hub_channel(self.id)
@@ -222,7 +199,7 @@ class Hub:
 
     async def start(self) -> None:
         if self.tune_gc:
-            tune_gc()
+            collector.for_live_sessions()
         self._task = asyncio.create_task(self._run())
         self.spawn(self._dispatch_loop())
 
