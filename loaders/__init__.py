@@ -16,12 +16,9 @@ V = TypeVar("V")
 
 
 class DataLoader(Generic[K, V]):
-    """Strawberry's DataLoader semantics (a cache of futures per key; every key asked for
-    in one loop iteration goes to the batch function in one call; a failing batch fails
-    each of its keys; cancelled waiters are skipped) at a fraction of its cost: a page
-    loads 20 tweets and their authors, and strawberry's loader spent ~10 µs per key
-    (a done-callback per future, a gather per load_many). Here a key costs one future,
-    and `load_many` awaits the futures in turn instead of gathering them."""
+    """Strawberry's DataLoader semantics (a cached future per key; the keys asked for in one
+    loop iteration go to the batch function in one call; a failing batch fails each key;
+    cancelled waiters are skipped) for one future per key. Twin: tests/unit/test_dataloader.py."""
 
     __slots__ = ("_batch", "_cache", "_fn", "_loop")
 

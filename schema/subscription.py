@@ -1,17 +1,9 @@
 """GraphQL types of live subscriptions, the Subscription root, and the executor that runs
 a live event's selection once per process rather than once per subscription.
 
-One tweet reaches every live follower in a process as the same `TimelineEvent` object
-(`TimelineEvent.of` is memoized on the shared `LiveEvent`). Subscriptions whose selection
-below the root field reads only what is the same for every viewer (the fields in
-`_SHAREABLE`, with no arguments) then share one execution result per event: the first
-executes it, the others reuse it. A selection that reaches anything else (say
-`author { viewerIsFollowing }`) is executed per subscription, as before, with that
-event's own loaders.
-
-A shareable subscription also offers the hub a `Direct`: the event's payload, serialized
-once per event and selection, framed for this operation, written to its socket without
-going through graphql-core and the protocol handler (subscriptions/wire.py).
+A subscription whose selection reads only fields in `_SHAREABLE` (the same for every
+viewer) shares one execution result, and one serialized frame (`Direct`), per event and
+selection; any other selection is executed per subscription. See docs/live.md.
 """
 
 from __future__ import annotations

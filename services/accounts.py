@@ -19,9 +19,9 @@ from storage.users import UserStore
 _HASHER = PasswordHasher()
 _DUMMY_HASH = _HASHER.hash("not-a-real-password")
 
-# Verified tokens -> (user id, expiry): a client sends the same token with every request,
-# and PyJWT's decode was ~2 % of a home read. Tokens are stateless (no revocation list), so
-# a hit that is checked against its expiry answers exactly what decoding would.
+# Verified tokens -> (user id, expiry): a client sends the same token with every request.
+# Tokens are stateless (no revocation list), so a hit checked against its expiry answers
+# exactly what decoding would.
 _VERIFIED_MAX = 65_536
 
 

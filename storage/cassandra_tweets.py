@@ -279,9 +279,8 @@ class CassandraTweetStore:
         return _tweet(rows[0]) if rows else None
 
     async def get_many(self, ids: Iterable[int]) -> dict[int, Tweet]:
-        # One IN query per IN_BATCH ids. Measured here for a 21-id page: 3.0 ms and 0.8 ms
-        # of client CPU, against 8-9 ms and 5.6-6.1 ms for 21 parallel single-partition
-        # reads. The driver's per-request Python cost is what an API process runs out of.
+        # One IN query per IN_BATCH ids, not a read per id: the driver's per-request Python
+        # cost is what an API process runs out of (docs/production.md).
         wanted = list(dict.fromkeys(ids))
         batches = [wanted[i:i + IN_BATCH] for i in range(0, len(wanted), IN_BATCH)]
         rows = await self._gather([self._run(self._get_in, (b,)) for b in batches])

@@ -12,12 +12,9 @@ them (one query per tweet, not one per session), and then for each session eithe
 the event's frame to its socket directly (an idle session whose selection can be shared,
 see subscriptions/wire.py) or puts the event in its bounded queue for its own task.
 
-Why redis-py directly and not broadcaster: broadcaster 0.3.1 gives every subscriber an
-unbounded queue and its Redis listener has no error handling (it hangs after a disconnect,
-encode/broadcaster#144). Here a slow subscriber's queue is bounded and overflows into a
-RESYNC, and a lost connection is detected (errors, or no PONG to our pings), re-established
-with every channel re-subscribed, and then every subscriber is told to RESYNC, since what
-was published meanwhile is gone.
+A slow subscriber's queue overflows into a RESYNC; a lost connection is re-established
+with every channel re-subscribed, then every subscriber is told to RESYNC, since what was
+published meanwhile is gone (docs/live.md, "Why redis-py and not broadcaster").
 """
 
 from __future__ import annotations
