@@ -1,19 +1,9 @@
-"""Names, payloads and presence of live subscriptions in Redis.
+"""Live notices in Redis: their payloads, and the presence script.
 
-Home timelines are routed per API process, not per viewer. Each process's hub has an id
-and listens on one channel (`keys.hub_channel`). A viewer's presence key
-(`keys.presence`) is a hash: hub id -> expiry (ms, Redis server clock), one field per
-process holding a session of that viewer, renewed by the session's heartbeat (the key
-itself expires too, so an abandoned one disappears). The fan-out scripts in
-timeline_cache.py read the presence of every timeline they change and publish once per hub
-per script call: `a:<tweet id>:<viewer>,<viewer>,...`. A page of 1,000 followers, however
-many of them are live, costs one PUBLISH per process that holds any of them, instead of one
-per live follower (Mastodon's `subscribed:timeline:<id>` idea, batched). The hub then hands
-the event to its local sessions of those viewers.
-
-Authors' channels (celebrities are pulled, not pushed; `userTweets`) stay per author: one
-message per author event reaches each process subscribed to it once, however many local
-sessions listen there.
+A viewer's presence hash (`keys.presence`) maps each API process (hub) holding a session of
+that viewer to an expiry on the Redis server's clock. The fan-out scripts publish one
+notice per hub per call, `<code>:<tweet id>:<viewer>,...`, on the hub's channel; authors'
+channels carry `<code>:<tweet id>`. Routing and its cost: docs/live.md.
 """
 
 from __future__ import annotations
