@@ -129,6 +129,13 @@ def _leaf(type_: GraphQLOutputType, parent: str, field: str) -> Callable[[Any], 
     return complete
 
 
+def _null(value: Any) -> bool:
+    """Whether a value completes to null; a value that is an exception is raised."""
+    if isinstance(value, Exception):
+        raise value
+    return value is None or value is Undefined
+
+
 def _tree(type_: GraphQLOutputType, parent: GraphQLObjectType, field: str, field_def: Any,
           field_details: list) -> Callable:
     """Completion of an object or list value: complete(executor, value, path, position)."""
@@ -157,9 +164,7 @@ def _tree(type_: GraphQLOutputType, parent: GraphQLObjectType, field: str, field
 
         def complete_list(ex: CompiledExecutionContext, value: Any, path: Path,
                           pc: Any) -> Any:
-            if isinstance(value, Exception):
-                raise value
-            if value is None or value is Undefined:
+            if _null(value):
                 return None
             if value.__class__ is not list and value.__class__ is not tuple:
                 return ex.generic(type_, field_details, field_def, parent, path, value, pc)
@@ -173,9 +178,7 @@ def _tree(type_: GraphQLOutputType, parent: GraphQLObjectType, field: str, field
 
         def complete_object(ex: CompiledExecutionContext, value: Any, path: Path,
                             pc: Any) -> Any:
-            if isinstance(value, Exception):
-                raise value
-            if value is None or value is Undefined:
+            if _null(value):
                 return None
             if not cell:
                 cell.append(ex.plan(type_, field_details))
@@ -191,6 +194,17 @@ def _tree(type_: GraphQLOutputType, parent: GraphQLObjectType, field: str, field
         return ex.generic(type_, field_details, field_def, parent, path, value, pc)
 
     return complete_abstract
+
+
+async def _gathered(out: Any, pending: list) -> Any:
+    """`out` (a dict or a list) with the awaitables at `pending` replaced by their results."""
+    if len(pending) == 1:
+        out[pending[0]] = await out[pending[0]]
+    else:
+        done = await gather_with_cancel(*(out[k] for k in pending))
+        for key, value in zip(pending, done, strict=True):
+            out[key] = value
+    return out
 
 
 class CompiledExecutionContext(LiveExecutionContext):
@@ -336,21 +350,9 @@ class CompiledExecutionContext(LiveExecutionContext):
                 if value.__class__ not in _NOT_AWAITABLE and self.is_awaitable(value):
                     (pending := pending or []).append(name)
         except Exception:
-            if pending:
-                self.settle_in_background([out[n] for n in pending])
+            self._abandon(out, pending)
             raise
-        if not pending:
-            return out
-
-        async def gather() -> dict[str, Any]:
-            if len(pending) == 1:
-                out[pending[0]] = await out[pending[0]]
-            else:
-                done = await gather_with_cancel(*(out[n] for n in pending))
-                out.update(zip(pending, done, strict=True))
-            return out
-
-        return gather()
+        return _gathered(out, pending) if pending else out
 
     def complete_items(self, item: Callable, item_type: GraphQLOutputType, details: list,
                        field_def: Any, parent: GraphQLObjectType, path: Path, items: Any,
@@ -380,22 +382,15 @@ class CompiledExecutionContext(LiveExecutionContext):
                 if completed.__class__ not in _NOT_AWAITABLE and is_awaitable(completed):
                     (pending := pending or []).append(index)
         except Exception:
-            if pending:
-                self.settle_in_background([out[i] for i in pending])
+            self._abandon(out, pending)
             raise
-        if not pending:
-            return out
+        return _gathered(out, pending) if pending else out
 
-        async def gather() -> list[Any]:
-            if len(pending) == 1:
-                out[pending[0]] = await out[pending[0]]
-            else:
-                done = await gather_with_cancel(*(out[i] for i in pending))
-                for i, value in zip(pending, done, strict=True):
-                    out[i] = value
-            return out
-
-        return gather()
+    def _abandon(self, out: Any, pending: list | None) -> None:
+        """A completion failed half-way: its awaitables still run, and their errors are
+        retrieved, as graphql-core does."""
+        if pending:
+            self.settle_in_background([out[k] for k in pending])
 
     async def _settled(self, awaitable: Any, return_type: GraphQLOutputType, details: list,
                        path: Path) -> Any:

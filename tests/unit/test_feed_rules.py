@@ -40,6 +40,13 @@ class World:
     def user(self, active: bool = True) -> int:
         return self.users.add(next(self._ids), active)
 
+    async def reader(self) -> tuple[int, int]:
+        """A viewer with a cached home timeline, following one author: (viewer, author)."""
+        viewer, author = self.user(), self.user()
+        self.graph.follow(viewer, author)
+        await self.cached(viewer)
+        return viewer, author
+
     async def cached(self, *viewers: int) -> None:
         """Give viewers a cached (rebuilt) home timeline, as a first read does."""
         for viewer in viewers:
@@ -115,9 +122,7 @@ async def test_celebrities_are_pulled_and_merged_at_read_time():
 
 async def test_a_redis_outage_degrades_the_read_to_the_store():
     w = World()
-    viewer, a = w.user(), w.user()
-    w.graph.follow(viewer, a)
-    await w.cached(viewer)
+    viewer, a = await w.reader()
     posted = [await w.post(a) for _ in range(3)]
     w.server.down = True
     page = await w.page(viewer, 2)
@@ -145,9 +150,7 @@ async def test_a_missing_timeline_is_rebuilt_once_from_the_store():
 
 async def test_paging_past_the_cached_window_continues_from_the_store():
     w = World(cap=5)
-    viewer, a = w.user(), w.user()
-    w.graph.follow(viewer, a)
-    await w.cached(viewer)
+    viewer, a = await w.reader()
     posted = [await w.post(a) for _ in range(13)]
     assert len(w.home.ids(viewer)) == 5
     assert await w.all_pages(viewer, 4) == posted[::-1]
@@ -172,9 +175,7 @@ async def test_a_deleted_tweet_leaves_every_timeline_and_the_store():
 
 async def test_a_deleted_tweet_still_cached_is_not_shown():
     w = World()
-    viewer, a = w.user(), w.user()
-    w.graph.follow(viewer, a)
-    await w.cached(viewer)
+    viewer, a = await w.reader()
     keep, doomed = await w.post(a), await w.post(a)
     await w.tweets.delete(doomed)  # the delete event has not been applied yet
     assert doomed in w.home.ids(viewer)
@@ -250,9 +251,7 @@ async def test_a_big_fan_out_is_split_into_chunk_events():
 
 async def test_since_returns_only_newer_tweets():
     w = World()
-    viewer, a = w.user(), w.user()
-    w.graph.follow(viewer, a)
-    await w.cached(viewer)
+    viewer, a = await w.reader()
     posted = [await w.post(a) for _ in range(5)]
     page = await w.page(viewer, 20, since=posted[2])
     assert [t.id for t in page.tweets] == posted[:2:-1]
