@@ -1,11 +1,7 @@
-"""Live events shared by every session in a process.
-
-One tweet published to 2,000 sessions in this process would otherwise be loaded 2,000 times
-and turned into 2,000 equal event objects (then executed and serialized 2,000 times). Here
-the first session to ask loads it and the others await the same result: one `LiveEvent`
-object per tweet per process, which the schema layer also uses to share what it derives
-from the event (`LiveEvent.memo`). Entries live a few seconds only, so this is the cache of
-one event, not a second copy of the database: nothing is served stale across events.
+"""Live events shared by every session in a process: the first session to ask for a tweet
+loads it and the others await the same `LiveEvent`, on which the schema layer also shares
+what it derives (`LiveEvent.memo`). Entries live a few seconds: the cache of one event,
+not a second copy of the database.
 """
 
 from __future__ import annotations

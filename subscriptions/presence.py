@@ -1,13 +1,10 @@
 """Presence of this process's live sessions, renewed in batches.
 
-A session marks itself present when it starts (and again after a Redis reconnect); from then
-on this process renews every session's marks: its presence field for this hub, the TTL of
-its cached home timeline, and the presence keys of the celebrities it follows (whose
-channels carry their tweets). It also notices when a viewer starts or stops following a
-celebrity, and moves the session's channels. One task does it for all sessions, a slice per
-second so that each session comes round every `HEARTBEAT_S`: one followees query and one
-pipelined Redis round trip per slice, instead of a timer, a query and a round trip per
-session (at 2,000 sessions those cost about a tenth of the process's CPU).
+From a session's start, this process renews its marks (its presence field for this hub,
+its cached home timeline's TTL, the presence keys of the celebrities it follows) and moves
+its channels when it follows or unfollows a celebrity. One task does it for all sessions,
+a slice per second, so each comes round every `HEARTBEAT_S` with one query and one
+round trip per slice rather than per session.
 """
 
 from __future__ import annotations
