@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from core.errors import Unauthenticated
 from loaders import Loaders, make_loaders
 from runtime.container import Services
+from services import limits
+from services.accounts import Claims
+from storage.ratelimit import Verdict
 
 
 @dataclass
@@ -24,6 +28,10 @@ class Context:
     connection_params: dict[str, Any] | None = None
     hub: Any = None
     hydrator: Any = None
+    # The Authorization header and its verified claims; the client's address.
+    authorization: str | None = None
+    claims: Claims | None = None
+    address: str = ""
 
     def mark_degraded(self) -> None:
         """Part of the answer came from the database because Redis was down."""
@@ -37,14 +45,50 @@ class Context:
             raise Unauthenticated("sign in: send Authorization: Bearer <token>")
         return self.viewer_id
 
-    def authenticate(self, authorization: str | None) -> None:
+    async def authenticate(self, authorization: str | None) -> None:
         """(Re)identify the viewer, e.g. from a WebSocket's connection_init payload."""
-        try:
-            self.viewer_id = self.services.accounts.user_id_from(authorization)
-            self.auth_error = None
-        except Unauthenticated as e:
-            self.viewer_id, self.auth_error = None, e
+        accounts = self.services.accounts
+        self.authorization = authorization
+        key = (accounts.secret, authorization)
+        known = _verified.get(key) if authorization else None
+        now = time.time()
+        if known is not None and known.claims.expires_at > now \
+                and now - known.checked_at < RECHECK_SECONDS:
+            self.viewer_id, self.auth_error, self.claims = known.claims.user_id, None, known.claims
+        else:
+            try:
+                claims = accounts.claims_from(authorization)
+                if claims is not None and not await accounts.live(claims):
+                    raise Unauthenticated("this token was logged out or its account is gone")
+            except Unauthenticated as e:
+                _verified.pop(key, None)
+                self.viewer_id, self.auth_error, self.claims = None, e, None
+            else:
+                self.viewer_id, self.auth_error, self.claims = (
+                    None if claims is None else claims.user_id), None, claims
+                if claims is not None:
+                    remember(key, claims, now)
         self.fresh_loaders()
+
+    def forget_token(self, everywhere: bool = False) -> None:
+        """This process stops honouring the context's token (or all of its user's) at once:
+        it was logged out."""
+        _verified.pop((self.services.accounts.secret, self.authorization), None)
+        if everywhere and self.claims is not None:
+            user = self.claims.user_id
+            for key in [k for k, v in _verified.items() if v.claims.user_id == user]:
+                _verified.pop(key, None)
+
+    def note(self, verdict: Verdict | None) -> None:
+        """Rate-limit headers for this answer, from the last bucket it took from."""
+        if verdict is not None and self.response is not None:
+            for name, value in limits.headers(verdict).items():
+                self.response.headers[name] = value
+
+    def check_read(self) -> None:
+        """The per-account read limit: in-process (services/limits.py), no round trip."""
+        if self.viewer_id is not None:
+            self.note(self.services.limits.read(self.viewer_id))
 
     def fresh_loaders(self) -> None:
         """New per-request caches. A WebSocket context lives as long as the connection, so
@@ -52,7 +96,40 @@ class Context:
         self.loaders = make_loaders(self.services, self.viewer_id)
 
 
-def build_context(services: Services, authorization: str | None, **kw: Any) -> Context:
+# Verified bearer headers: (signing key, header) -> claims and when they were last found
+# live. Verifying an HS256 token costs ~40 µs and checking it is not logged out a Redis
+# round trip, and a client sends the same token with every request. The rule: a hit is
+# honoured until its expiry, and re-checked (live()) once it is RECHECK_SECONDS old, so a
+# token logged out elsewhere stops working within that time; the process that logs it out
+# forgets it at once. Bounded: cleared when full.
+RECHECK_SECONDS = 5.0
+_VERIFIED_MAX = 50_000
+
+
+@dataclass(slots=True)
+class _Known:
+    claims: Claims
+    checked_at: float
+
+
+_verified: dict[tuple[str, Any], _Known] = {}
+
+
+def remember(key: tuple[str, Any], claims: Claims, now: float) -> None:
+    if len(_verified) >= _VERIFIED_MAX:
+        _verified.clear()
+    _verified[key] = _Known(claims, now)
+
+
+def issued(services: Services, token: str) -> None:
+    """A token this process just issued is known live: its first use is not re-checked."""
+    header = f"Bearer {token}"
+    claims = services.accounts.claims_from(header)
+    if claims is not None:
+        remember((services.accounts.secret, header), claims, time.time())
+
+
+async def build_context(services: Services, authorization: str | None, **kw: Any) -> Context:
     context = Context(services, **kw)
-    context.authenticate(authorization)
+    await context.authenticate(authorization)
     return context

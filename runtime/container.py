@@ -14,6 +14,7 @@ from redis.backoff import ExponentialBackoff
 from runtime.settings import Settings
 from services.accounts import Accounts
 from services.feed import FeedManager
+from services.limits import Limits
 from services.social import Social
 from services.tweeting import Tweeting
 from storage import keys, postgres
@@ -46,6 +47,7 @@ class Services:
     accounts: Accounts
     tweeting: Tweeting
     social: Social
+    limits: Limits
 
     def probes(self) -> dict[str, Callable[[], Awaitable[object]]]:
         """One readiness check per backend in use."""
@@ -138,6 +140,7 @@ async def open_services(
     recents = TimelineCache(
         redis, keys.RECENTS, settings.timeline_max, settings.timeline_ttl_seconds
     )
+    limiter = RateLimiter(redis)
     feed = FeedManager(
         home, recents, tweets, graph, users, settings.celebrity_threshold, settings.active_days,
         settings.fanout_chunk,
@@ -154,9 +157,12 @@ async def open_services(
         recents=recents,
         feed=feed,
         bus=event_bus(settings, redis, claim_idle_ms),
-        accounts=Accounts(users, ids.next_id, settings.jwt_secret, settings.jwt_ttl_seconds),
+        accounts=Accounts(users, ids.next_id, settings.jwt_secret, settings.jwt_ttl_seconds,
+                          redis, settings.argon2_threads),
         tweeting=Tweeting(
-            pool, tweets, feed, RateLimiter(redis), ids.next_id, settings.tweet_rate_per_hour
+            pool, tweets, feed, limiter, ids.next_id, settings.tweet_rate_per_hour,
+            settings.idempotency_retention_hours,
         ),
         social=Social(graph, users, feed, ids.next_id, settings.celebrity_threshold),
+        limits=Limits(settings, limiter),
     )

@@ -85,7 +85,7 @@ def test_pip_install_dot_ships_a_working_service(tmp_path, stack):
                     page = await c.get("/live")
                     assert page.status_code == 200 and "<html" in page.text.lower()
                     r = await c.post("/graphql", json={{"query": "{{ __typename }}"}})
-                    assert r.json() == {{"data": {{"__typename": "Query"}}}}, r.text
+                    assert r.json()["data"] == {{"__typename": "Query"}}, r.text
         asyncio.run(main())
         print("ok", len(names))
     """)
