@@ -63,11 +63,14 @@ class ChirpSchema(strawberry.Schema):
             async with asyncio.timeout(None) as budget:
                 token = BUDGET.set(budget)
                 try:
-                    return await super().execute(*args, **kwargs)
+                    result = await super().execute(*args, **kwargs)
                 finally:
                     BUDGET.reset(token)
         except TimeoutError:
             return self._timed_out()
+        # The cancellation may surface inside a resolver (graphql-core's gathered fields)
+        # and come back as a field error: the answer is still the budget's.
+        return self._timed_out() if budget.expired() else result
 
     def _timed_out(self) -> ExecutionResult:
         return self.refused(timed_out(self.timeout_ms))
@@ -92,7 +95,7 @@ class ChirpSchema(strawberry.Schema):
             return self.refused(too_complex(requested, self.max_cost))
         extensions = {"cost": {"requested": requested, "maximum": self.max_cost}}
         try:
-            async with asyncio.timeout(self.timeout_ms / 1000):
+            async with asyncio.timeout(self.timeout_ms / 1000) as budget:
                 result = await await_maybe(execute(
                     self._schema, document, root_value=root_value,
                     variable_values=variable_values, operation_name=operation_name,
@@ -106,6 +109,8 @@ class ChirpSchema(strawberry.Schema):
                 str(exc), original_error=exc)
             self._process_errors([error])
             return ExecutionResult(data=None, errors=[error], extensions=extensions)
+        if budget.expired():
+            return self._timed_out()
         if result.errors:
             self._process_errors(result.errors)
         return ExecutionResult(data=result.data, errors=result.errors, extensions=extensions)

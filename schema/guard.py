@@ -9,7 +9,7 @@ from collections.abc import Container, Iterator
 from contextvars import ContextVar
 from typing import Any
 
-from graphql import GraphQLError, OperationType
+from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 
 from core.errors import Forbidden, QueryTooComplex
@@ -88,7 +88,8 @@ class Guard(SchemaExtension):
         self.cost = requested
         if self.entry is not None:
             self.entry.runnable = True
-        if context.operation_type == OperationType.QUERY:
+        # Strawberry's OperationType, not graphql-core's: compare the value.
+        if context.operation_type.value == "query":
             check_read = getattr(context.context, "check_read", None)
             if check_read is not None:
                 check_read()
