@@ -124,8 +124,8 @@ async def test_hostile_inputs_get_clear_errors(api):
                                       "query": "mutation($h:String!,$p:String!){logIn(handle:$h,password:$p){token}}",
                                       "variables": {"h": handle, "p": password}}).encode())
         assert codes(r.json()) == ["BAD_USER_INPUT"], r.text
-    body = await api.gql('mutation{logIn(handle:"%s",password:"pass\\ud800word"){token}}'
-                         % handle)
+    body = await api.gql(
+        'mutation($h:String!){logIn(handle:$h,password:"pass\\ud800word"){token}}', {"h": handle})
     assert codes(body) == ["BAD_USER_INPUT"], body
     body = await api.gql('mutation{signUp(handle:"surr1",password:"pass\\ud800word"){token}}')
     assert codes(body) == ["BAD_USER_INPUT"], body
