@@ -12,7 +12,6 @@ import logging
 import secrets
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -30,6 +29,7 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.types import ExecutionResult
 
+import web
 from core import addresses, cursor
 from core.errors import (
     HTTP_STATUS,
@@ -421,7 +421,7 @@ async def home_timeline(request: Request) -> Response:
 
 # ----------------------------------------------------------------------- live page
 
-WEB = Path(__file__).resolve().parent / "web"
+WEB = web.DIR
 GRAPHQL_WS_JS = WEB / "node_modules" / "graphql-ws" / "umd" / "graphql-ws.min.js"
 
 

@@ -24,6 +24,7 @@ from storage.graph import SocialGraph
 from storage.idlease import LeasedIds
 from storage.kafka_bus import KafkaBus
 from storage.kafka_bus import parse_url as parse_kafka_url
+from storage.objects import ObjectStore, S3Config, open_store
 from storage.ratelimit import RateLimiter
 from storage.timeline_cache import TimelineCache
 from storage.tweets import PostgresTweetStore, TweetStore
@@ -97,6 +98,15 @@ def event_bus(settings: Settings, redis: Redis, claim_idle_ms: int) -> EventBus:
         partitions=settings.kafka_partitions,
         claim_idle_ms=claim_idle_ms,
     )
+
+
+def object_store(settings: Settings, spec: str, name: str) -> ObjectStore:
+    """The store `spec` names (`file` or `s3://bucket[/prefix]`); a file store lives in
+    `{CHIRP_DATA_DIR}/objects/{name}` and is served by the API at /objects/{name}/…."""
+    s3 = S3Config(settings.s3_endpoint_url, settings.s3_access_key_id,
+                  settings.s3_secret_access_key, settings.s3_region)
+    return open_store(spec, name=name, root=settings.data_dir / "objects" / name,
+                      base_url=settings.public_url, secret=settings.jwt_secret.encode(), s3=s3)
 
 
 async def open_services(

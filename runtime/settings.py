@@ -39,10 +39,20 @@ class Settings:
     kafka_partitions: int
     kafka_topic: str
     fanout_chunk: int
+    worker_claim_idle_ms: int
+    dev_pg_port: int
+    dev_redis_port: int
+    fault_exit_before_ack: bool
     max_query_depth: int
     max_query_tokens: int
     max_query_aliases: int
     pg_pool_size: int
+    public_url: str
+    media_store: str
+    s3_endpoint_url: str | None
+    s3_access_key_id: str | None
+    s3_secret_access_key: str | None
+    s3_region: str
     # Hardening (docs/security.md): every limit, with its default.
     max_query_cost: int = 5000
     query_timeout_ms: int = 5000
@@ -81,6 +91,13 @@ def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> i
     if not lo <= value <= hi:
         raise ConfigError(f"{name}={value} must be between {lo} and {hi}")
     return value
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name) or "0"
+    if raw not in ("0", "1"):
+        raise ConfigError(f"{name}={raw!r} must be 0 or 1")
+    return raw == "1"
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -171,6 +188,27 @@ def _cassandra_url(url: str) -> None:
     parse_url(url)
 
 
+def _object_store(env: Mapping[str, str], name: str) -> str:
+    """`file` or `s3://bucket[/prefix]` (storage/objects.py)."""
+    from storage.objects import parse_s3_url
+
+    spec = env.get(name) or "file"
+    if spec != "file":
+        try:
+            parse_s3_url(spec)
+        except ValueError as e:
+            raise ConfigError(f"{name}={spec!r} must be 'file' or s3://bucket[/prefix] ({e})") \
+                from None
+    return spec
+
+
+def _public_url(env: Mapping[str, str], host: str, port: int) -> str:
+    raw = env.get("CHIRP_PUBLIC_URL") or f"http://{host}:{port}"
+    if not raw.startswith(("http://", "https://")) or "?" in raw or "#" in raw:
+        raise ConfigError(f"CHIRP_PUBLIC_URL={raw!r} must be an http(s):// base URL")
+    return raw.rstrip("/")
+
+
 def load(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
     envname = env.get("CHIRP_ENV", "development")
@@ -219,10 +257,21 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         kafka_partitions=_int(env, "CHIRP_KAFKA_PARTITIONS", 12, 1, 10_000),
         kafka_topic=_topic(env.get("CHIRP_KAFKA_TOPIC") or "chirp.events"),
         fanout_chunk=_int(env, "CHIRP_FANOUT_CHUNK", 20_000, 1000, 10**7),
+        worker_claim_idle_ms=_int(env, "CHIRP_WORKER_CLAIM_IDLE_MS", 30_000, 100, 86_400_000),
+        dev_pg_port=_int(env, "CHIRP_DEV_PG_PORT", 54329, 1, 65535),
+        dev_redis_port=_int(env, "CHIRP_DEV_REDIS_PORT", 63799, 1, 65535),
+        fault_exit_before_ack=_flag(env, "CHIRP_FAULT_EXIT_BEFORE_ACK"),
         max_query_depth=_int(env, "CHIRP_MAX_QUERY_DEPTH", 10, 2, 100),
         max_query_tokens=_int(env, "CHIRP_MAX_QUERY_TOKENS", 2000, 100, 100_000),
         max_query_aliases=_int(env, "CHIRP_MAX_QUERY_ALIASES", 30, 1, 1000),
         pg_pool_size=_int(env, "CHIRP_PG_POOL_SIZE", 10, 1, 500),
+        public_url=_public_url(env, env.get("CHIRP_HOST") or "127.0.0.1",
+                               _int(env, "CHIRP_PORT", 8000, 1, 65535)),
+        media_store=_object_store(env, "CHIRP_MEDIA_STORE"),
+        s3_endpoint_url=_url(env, "CHIRP_S3_ENDPOINT_URL", ("http", "https")),
+        s3_access_key_id=env.get("CHIRP_S3_ACCESS_KEY_ID") or None,
+        s3_secret_access_key=env.get("CHIRP_S3_SECRET_ACCESS_KEY") or None,
+        s3_region=env.get("CHIRP_S3_REGION") or "us-east-1",
         max_query_cost=_int(env, "CHIRP_MAX_QUERY_COST", 5000, 10, 10**9),
         query_timeout_ms=_int(env, "CHIRP_QUERY_TIMEOUT_MS", 5000, 10, 600_000),
         max_body_bytes=_int(env, "CHIRP_MAX_BODY_BYTES", 1 << 20, 1024, 1 << 30),
@@ -249,6 +298,9 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
             celebrity_threshold * 9 // 10, 0, 10**9),
         worker_timeout_retries=_int(env, "CHIRP_WORKER_TIMEOUT_RETRIES", 5, 0, 1000),
     )
+    if bool(settings.s3_access_key_id) != bool(settings.s3_secret_access_key):
+        raise ConfigError("CHIRP_S3_ACCESS_KEY_ID and CHIRP_S3_SECRET_ACCESS_KEY go together "
+                          "(or set neither, for the default AWS credential chain)")
     if settings.celebrity_demote_threshold > settings.celebrity_threshold:
         raise ConfigError(
             f"CHIRP_CELEBRITY_DEMOTE_THRESHOLD={settings.celebrity_demote_threshold} must not "

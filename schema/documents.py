@@ -58,6 +58,11 @@ class DocumentCache:
             self.bytes -= dropped.size
         return entry
 
+    def forget(self, query: str) -> None:
+        old = self._entries.pop(query, None)
+        if old is not None:
+            self.bytes -= old.size
+
     def runnable(self, query: str) -> Entry | None:
         """The entry of a text known to pass every text-only check; None otherwise."""
         entry = self._entries.get(query)
