@@ -9,7 +9,12 @@ from typing import Any
 
 import strawberry
 from graphql import GraphQLError, execute
+from strawberry.exceptions import MissingQueryError
 from strawberry.execution.is_awaitable import optimized_is_awaitable
+from strawberry.schema.exceptions import (
+    CannotGetOperationTypeError,
+    InvalidOperationTypeError,
+)
 from strawberry.types import ExecutionResult
 from strawberry.utils.await_maybe import await_maybe
 
@@ -19,6 +24,7 @@ from schema.documents import DocumentCache, Entry
 from schema.guard import BUDGET, cost_of, timed_out, too_complex
 
 log = logging.getLogger("chirp.graphql")
+CLIENT_ERRORS = (InvalidOperationTypeError, CannotGetOperationTypeError, MissingQueryError)
 
 
 def classify(error: GraphQLError) -> tuple[str, str, dict[str, Any]]:
@@ -28,6 +34,12 @@ def classify(error: GraphQLError) -> tuple[str, str, dict[str, Any]]:
         return classify(original)
     if isinstance(original, ChirpError):
         return original.code, original.message, original.extensions
+    if isinstance(original, CLIENT_ERRORS):  # an operation type this transport refuses
+        return "BAD_USER_INPUT", error.message, {}
+    if original is None and error.extensions and "code" in error.extensions:
+        # Already classified (process_errors ran on it, or a subscription's wrapper did).
+        extra = {k: v for k, v in error.extensions.items() if k != "code"}
+        return error.extensions["code"], error.message, extra
     if original is None:
         # Parse, validation, limiter and argument-coercion errors: the client's query.
         return "BAD_USER_INPUT", error.message, {}

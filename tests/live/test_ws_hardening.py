@@ -56,10 +56,17 @@ async def test_websocket_errors_match_http(live):
         modern = await transport_ws(live.ws(0), token, query)
         errors = modern["payload"]["errors"] if modern["type"] == "next" else modern["payload"]
         assert errors == expected, (query, modern)
+        # The legacy protocol runs subscriptions only: a query is the client's error.
+        legacy = await legacy_ws(live.ws(1), token, query)
+        assert legacy["type"] == "error" and \
+            legacy["payload"]["extensions"]["code"] == "BAD_USER_INPUT", legacy
+    for query in ("subscription{nope}", 'subscription{userTweets(handle:"a"){nope}}'):
         legacy = await legacy_ws(live.ws(1), token, query)
         payload = legacy["payload"]
-        errors = payload["errors"] if "errors" in payload else [payload]
-        assert errors == expected, (query, legacy)
+        errors = payload.get("errors", [payload])
+        assert [e["extensions"]["code"] for e in errors] == ["BAD_USER_INPUT"], legacy
+        modern = await transport_ws(live.ws(0), token, query)
+        assert modern["payload"] == errors, modern
 
 
 async def test_websocket_message_size_and_origin(live):
@@ -95,5 +102,5 @@ async def test_subscription_ends_when_its_token_is_logged_out(live):
             message = json.loads(await asyncio.wait_for(ws.recv(), 15))
         assert message["type"] == "next", message
         assert [e["extensions"]["code"] for e in message["payload"]["errors"]] == \
-            ["UNAUTHENTICATED"]
+            ["UNAUTHENTICATED"], message
         assert json.loads(await asyncio.wait_for(ws.recv(), 5))["type"] == "complete"
