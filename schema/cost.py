@@ -44,7 +44,8 @@ Factor = int | tuple[str, int]  # a constant, or (variable name, its default)
 @dataclass(frozen=True, slots=True)
 class Formula:
     constant: int
-    terms: tuple[tuple[Factor, ...], ...]  # each a product of factors, at least one a variable
+    # Each a constant coefficient times variable factors.
+    terms: tuple[tuple[Factor, ...], ...]
 
     def of(self, variables: dict[str, Any] | None) -> int:
         total = self.constant
@@ -83,16 +84,21 @@ def formula(schema: GraphQLSchema, document: DocumentNode, operation_name: str |
     }
     _walk(schema, fragments, root, [operation.selection_set], (), terms, defaults)
     constant = 0
-    variable_terms = []
+    grouped: dict[tuple[Factor, ...], int] = {}  # variable factors -> constant coefficient
     for factors in terms:
-        if all(f.__class__ is int for f in factors):
-            product = 1
-            for f in factors:
-                product *= f  # type: ignore[operator]
-            constant += product
+        coefficient = 1
+        variables = []
+        for f in factors:
+            if f.__class__ is int:
+                coefficient *= f  # type: ignore[operator]
+            else:
+                variables.append(f)
+        if variables:
+            key = tuple(variables)
+            grouped[key] = grouped.get(key, 0) + coefficient
         else:
-            variable_terms.append(factors)
-    return Formula(constant, tuple(variable_terms))
+            constant += coefficient
+    return Formula(constant, tuple((c, *v) for v, c in grouped.items()))
 
 
 def _operation(document: DocumentNode, name: str | None) -> OperationDefinitionNode | None:

@@ -21,7 +21,7 @@ from strawberry.utils.await_maybe import await_maybe
 from core.errors import ChirpError, Unavailable
 from runtime.failures import is_transient
 from schema.documents import DocumentCache, Entry
-from schema.guard import BUDGET, cost_of, timed_out, too_complex
+from schema.guard import BUDGETED, WATCHDOG, cost_of, timed_out, too_complex
 
 log = logging.getLogger("chirp.graphql")
 CLIENT_ERRORS = (InvalidOperationTypeError, CannotGetOperationTypeError, MissingQueryError)
@@ -70,19 +70,19 @@ class ChirpSchema(strawberry.Schema):
         self.timeout_ms = timeout_ms
 
     async def execute(self, *args: Any, **kwargs: Any) -> ExecutionResult:
-        # The budget starts without a deadline: a query's Guard sets one as it executes.
+        # A query's Guard arms its time budget as it starts executing.
+        token = BUDGETED.set(True)
         try:
-            async with asyncio.timeout(None) as budget:
-                token = BUDGET.set(budget)
-                try:
-                    result = await super().execute(*args, **kwargs)
-                finally:
-                    BUDGET.reset(token)
-        except TimeoutError:
-            return self._timed_out()
+            result = await super().execute(*args, **kwargs)
+        except asyncio.CancelledError:
+            if WATCHDOG.disarm():
+                return self._timed_out()
+            raise
+        finally:
+            BUDGETED.reset(token)
         # The cancellation may surface inside a resolver (graphql-core's gathered fields)
         # and come back as a field error: the answer is still the budget's.
-        return self._timed_out() if budget.expired() else result
+        return self._timed_out() if WATCHDOG.disarm() else result
 
     def _timed_out(self) -> ExecutionResult:
         return self.refused(timed_out(self.timeout_ms))
@@ -106,22 +106,25 @@ class ChirpSchema(strawberry.Schema):
         if requested > self.max_cost:
             return self.refused(too_complex(requested, self.max_cost))
         extensions = {"cost": {"requested": requested, "maximum": self.max_cost}}
+        WATCHDOG.arm(self.timeout_ms / 1000)
         try:
-            async with asyncio.timeout(self.timeout_ms / 1000) as budget:
-                result = await await_maybe(execute(
-                    self._schema, document, root_value=root_value,
-                    variable_values=variable_values, operation_name=operation_name,
-                    context_value=context_value, is_awaitable=optimized_is_awaitable,
-                    executor_class=self.execution_context_class, operation_extensions=None,
-                ))
-        except TimeoutError:
-            return self._timed_out()
+            result = await await_maybe(execute(
+                self._schema, document, root_value=root_value,
+                variable_values=variable_values, operation_name=operation_name,
+                context_value=context_value, is_awaitable=optimized_is_awaitable,
+                executor_class=self.execution_context_class, operation_extensions=None,
+            ))
+        except asyncio.CancelledError:
+            if WATCHDOG.disarm():
+                return self._timed_out()
+            raise
         except Exception as exc:  # as Strawberry: an error result, not an exception
+            WATCHDOG.disarm()
             error = exc if isinstance(exc, GraphQLError) else GraphQLError(
                 str(exc), original_error=exc)
             self._process_errors([error])
             return ExecutionResult(data=None, errors=[error], extensions=extensions)
-        if budget.expired():
+        if WATCHDOG.disarm():
             return self._timed_out()
         if result.errors:
             self._process_errors(result.errors)
