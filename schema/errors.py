@@ -18,10 +18,10 @@ from strawberry.schema.exceptions import (
 from strawberry.types import ExecutionResult
 from strawberry.utils.await_maybe import await_maybe
 
-from core.errors import ChirpError, Unavailable
+from core.errors import ChirpError, QueryTooComplex, Unavailable
 from runtime.failures import is_transient
 from schema.documents import DocumentCache, Entry
-from schema.guard import BUDGETED, WATCHDOG, cost_of, timed_out, too_complex
+from schema.guard import BUDGETED, WATCHDOG, cost_of, introspection_allowance, timed_out
 
 log = logging.getLogger("chirp.graphql")
 CLIENT_ERRORS = (InvalidOperationTypeError, CannotGetOperationTypeError, MissingQueryError)
@@ -68,6 +68,7 @@ class ChirpSchema(strawberry.Schema):
         self.documents = documents
         self.max_cost = max_cost
         self.timeout_ms = timeout_ms
+        self.introspection_allowance = introspection_allowance(self._schema)
 
     async def execute(self, *args: Any, **kwargs: Any) -> ExecutionResult:
         # A query's Guard arms its time budget as it starts executing.
@@ -102,9 +103,11 @@ class ChirpSchema(strawberry.Schema):
         and validation steps, without the per-request extension hooks, but with the same
         cost check and time budget as the Guard applies there."""
         document = entry.document
-        requested = cost_of(self._schema, entry, document, operation_name, variable_values)
-        if requested > self.max_cost:
-            return self.refused(too_complex(requested, self.max_cost))
+        try:
+            requested = cost_of(self._schema, entry, document, operation_name,
+                                variable_values, self.max_cost, self.introspection_allowance)
+        except QueryTooComplex as e:
+            return self.refused(e)
         extensions = {"cost": {"requested": requested, "maximum": self.max_cost}}
         WATCHDOG.arm(self.timeout_ms / 1000)
         try:

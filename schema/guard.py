@@ -9,7 +9,7 @@ from collections.abc import Container, Iterator
 from contextvars import ContextVar
 from typing import Any
 
-from graphql import GraphQLError
+from graphql import GraphQLError, get_introspection_query, parse
 from strawberry.extensions import SchemaExtension
 
 from core.errors import Forbidden, QueryTooComplex
@@ -84,7 +84,8 @@ def timed_out(ms: int) -> QueryTooComplex:
 
 
 def cost_of(schema: Any, entry: Entry | None, document: Any, operation_name: str | None,
-            variables: dict[str, Any] | None) -> int:
+            variables: dict[str, Any] | None, max_cost: int, max_introspection: int) -> int:
+    """The operation's cost; QueryTooComplex if it or its introspection is over its limit."""
     if entry is not None:
         found = entry.formulas.get(operation_name)
         if found is None:
@@ -92,7 +93,26 @@ def cost_of(schema: Any, entry: Entry | None, document: Any, operation_name: str
             entry.formulas[operation_name] = found
     else:
         found = cost.formula(schema, document, operation_name)
-    return 0 if found is None else found.of(variables)
+    if found is None:
+        return 0
+    if found.introspection > max_introspection:
+        raise QueryTooComplex(
+            f"introspection may produce {found.introspection} objects; at most "
+            f"{max_introspection} (twice the full schema)", cost=found.introspection,
+            maximumCost=max_introspection)
+    requested = found.of(variables)
+    if requested > max_cost:
+        raise too_complex(requested, max_cost)
+    return requested
+
+
+def introspection_allowance(schema: Any) -> int:
+    """Twice what the complete standard introspection query may produce."""
+    full = get_introspection_query(descriptions=True, specified_by_url=True,
+                                   directive_is_repeatable=True, schema_description=True,
+                                   input_value_deprecation=True)
+    found = cost.formula(schema, parse(full), None)
+    return 2 * (found.introspection if found is not None else 0)
 
 
 class Guard(SchemaExtension):
@@ -131,12 +151,12 @@ class Guard(SchemaExtension):
                                          or sha256(context.query) not in self.trusted):
             raise GraphQLError("only trusted documents run here",
                                original_error=Forbidden("only trusted documents run here"))
-        requested = cost_of(context.schema._schema, self.entry, context.graphql_document,
-                            context.operation_name, context.variables)
-        if requested > self.max_cost:
-            error = too_complex(requested, self.max_cost)
-            raise GraphQLError(error.message, original_error=error)
-        self.cost = requested
+        try:
+            self.cost = cost_of(context.schema._schema, self.entry, context.graphql_document,
+                                context.operation_name, context.variables, self.max_cost,
+                                context.schema.introspection_allowance)
+        except QueryTooComplex as error:
+            raise GraphQLError(error.message, original_error=error) from None
         if self.entry is not None:
             self.entry.runnable = True
         # Strawberry's OperationType, not graphql-core's: compare the value.

@@ -316,3 +316,16 @@ async def test_automatic_persisted_queries_and_trusted_documents(stack, tmp_path
         assert r.json()["data"] == {"user": None}
         r = await api.client.post("/graphql", json={"query": "{viewer{id}}"})
         assert codes(r.json()) == ["FORBIDDEN"]
+
+
+async def test_introspection_is_bounded_by_the_schema_not_refused(api):
+    from graphql import get_introspection_query
+    full = get_introspection_query(descriptions=True, input_value_deprecation=True)
+    body = await api.gql(full)
+    assert "errors" not in body and body["data"]["__schema"]["types"]
+    # Breadth, which the introspection depth rule does not bound: 30 aliases.
+    wide = ("{" + " ".join(f"a{i}:__schema{{...S}}" for i in range(30)) + "}"
+            " fragment S on __Schema{types{fields{type{fields{type{name}}}}}}")
+    body = await api.gql(wide)
+    assert codes(body) == ["QUERY_TOO_COMPLEX"], body
+    assert "introspection" in body["errors"][0]["message"]
