@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.media import Media
 from core.models import Tweet, User
 from runtime.container import Services
 from storage import live
@@ -29,6 +30,7 @@ class LiveEvent:
     tweet_id: int | None = None
     tweet: Tweet | None = None
     author: User | None = None
+    media: tuple[Media, ...] | None = None
     # What other layers derive from this event, computed once for every session it
     # reaches (the GraphQL object, execution results per selection).
     memo: dict[Any, Any] = field(default_factory=dict, repr=False)
@@ -89,8 +91,12 @@ class EventHydrator:
         tweet = (await self.services.tweets.get_many([tweet_id])).get(tweet_id)
         if tweet is None:
             return None
-        author = (await self.services.users.get_many([tweet.author_id])).get(tweet.author_id)
-        return LiveEvent(ADDED, tweet.id, tweet, author) if author is not None else None
+        authors, (media,) = await asyncio.gather(
+            self.services.users.get_many([tweet.author_id]),
+            self.services.media.for_tweets([tweet.id]),
+        )
+        author = authors.get(tweet.author_id)
+        return LiveEvent(ADDED, tweet.id, tweet, author, media) if author is not None else None
 
     def _expire(self, now: float) -> None:
         if len(self._entries) > 1024:
