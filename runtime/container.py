@@ -14,6 +14,7 @@ from redis.backoff import ExponentialBackoff
 from runtime.settings import Settings
 from services.accounts import Accounts
 from services.feed import FeedManager
+from services.limits import Limits
 from services.media import MediaConfig, MediaLibrary
 from services.social import Social
 from services.tweeting import Tweeting
@@ -49,6 +50,7 @@ class Services:
     tweeting: Tweeting
     social: Social
     media: MediaLibrary
+    limits: Limits
 
     def probes(self) -> dict[str, Callable[[], Awaitable[object]]]:
         """One readiness check per backend in use."""
@@ -147,6 +149,7 @@ async def open_services(
     recents = TimelineCache(
         redis, keys.RECENTS, settings.timeline_max, settings.timeline_ttl_seconds
     )
+    limiter = RateLimiter(redis)
     feed = FeedManager(
         home, recents, tweets, graph, users, settings.celebrity_threshold, settings.active_days,
         settings.fanout_chunk,
@@ -173,10 +176,13 @@ async def open_services(
         recents=recents,
         feed=feed,
         bus=event_bus(settings, redis, claim_idle_ms),
-        accounts=Accounts(users, ids.next_id, settings.jwt_secret, settings.jwt_ttl_seconds),
+        accounts=Accounts(users, ids.next_id, settings.jwt_secret, settings.jwt_ttl_seconds,
+                          redis, settings.argon2_threads),
         tweeting=Tweeting(
-            pool, tweets, feed, limiter, ids.next_id, settings.tweet_rate_per_hour, media
+            pool, tweets, feed, limiter, ids.next_id, settings.tweet_rate_per_hour,
+            settings.idempotency_retention_hours, media=media,
         ),
         social=Social(graph, users, feed, ids.next_id, settings.celebrity_threshold),
+        limits=Limits(settings, limiter),
         media=media,
     )

@@ -22,7 +22,7 @@ import asyncpg
 from redis.exceptions import RedisError
 
 from core import validation
-from core.errors import Forbidden, NotFound, RateLimited, Unavailable
+from core.errors import Conflict, Forbidden, NotFound, RateLimited, Unavailable
 from core.ids import id_datetime
 from core.models import TWEET_CREATED, TWEET_DELETED, Event, Tweet
 from services.feed import FeedManager
@@ -45,6 +45,8 @@ class Tweeting:
         limiter: RateLimiter,
         next_id,
         rate_per_hour: int,
+        key_retention_hours: int = 24,
+        *,
         media: MediaLibrary,
     ) -> None:
         self.pool = pool
@@ -54,6 +56,7 @@ class Tweeting:
         self.next_id = next_id
         self.rate_per_hour = rate_per_hour
         self.media = media
+        self.key_retention_s = key_retention_hours * 3600
 
     async def post(self, author_id: int, text: str, idempotency_key: str | None = None,
                    media_ids: Sequence[int] = ()) -> Tweet:
@@ -63,7 +66,7 @@ class Tweeting:
         if key is not None:
             earlier = await self._by_key(author_id, key)
             if earlier is not None:
-                return earlier
+                return self._same(earlier, text)
         if media_ids:
             await self.media.check_attachable(author_id, media_ids)
         await self._check_rate(author_id)
@@ -75,7 +78,7 @@ class Tweeting:
         try:
             await self._commit(tweet, key, media_ids)
         except _Repeat:
-            return await self._by_key(author_id, key)  # type: ignore[arg-type]
+            return self._same(await self._by_key(author_id, key), text)  # type: ignore[arg-type]
         if not self.store.transactional:
             await self._store_after_commit(tweet, key)
         await self.media.on_posted(tweet_id, media_ids)
@@ -128,10 +131,21 @@ class Tweeting:
             )
             await outbox.add(tx, event)
 
+    @staticmethod
+    def _same(earlier: Tweet | None, text: str) -> Tweet:
+        if earlier is None or earlier.text != text:
+            raise Conflict("this idempotency key was used for a different tweet",
+                           field="idempotencyKey")
+        return earlier
+
     async def _by_key(self, author_id: int, key: str) -> Tweet | None:
+        # A key older than the retention is forgotten: deleted here, so it can be reused.
         tweet_id = await self.pool.fetchval(
-            "SELECT tweet_id FROM idempotency_keys WHERE user_id = $1 AND key = $2",
-            author_id, key,
+            "WITH gone AS (DELETE FROM idempotency_keys WHERE user_id = $1 AND key = $2 "
+            "AND created_at < now() - make_interval(secs => $3) RETURNING 1) "
+            "SELECT tweet_id FROM idempotency_keys WHERE user_id = $1 AND key = $2 "
+            "AND NOT EXISTS (SELECT 1 FROM gone)",
+            author_id, key, float(self.key_retention_s),
         )
         if tweet_id is None:
             return None

@@ -16,6 +16,8 @@ from starlette.routing import Route
 
 from storage.objects import FileObjectStore, UploadRefused
 
+PREFIX = "/objects/"
+
 # The address the current request reached the API at, when no CHIRP_PUBLIC_URL says it.
 REQUEST_BASE: ContextVar[str | None] = ContextVar("chirp_request_base", default=None)
 
@@ -68,7 +70,7 @@ def routes(store_named: Callable[[str], FileObjectStore | None]) -> list[Route]:
             headers={"Cache-Control": IMMUTABLE, "X-Content-Type-Options": "nosniff"},
         )
 
-    path = "/objects/{store}/{key:path}"
+    path = PREFIX + "{store}/{key:path}"
     return [
         Route(path, put_object, methods=["PUT"]),
         Route(path, get_object, methods=["GET", "HEAD"]),

@@ -256,15 +256,18 @@ async def test_post_with_up_to_four_and_rest(mapi):
     d = await api.ok(POST, {"t": "four", "m": ids}, token)
     assert [x["id"] for x in d["postTweet"]["media"]] == ids  # in the order given
     one = await ready(api, token)
+    def headers(key: str) -> dict[str, str]:
+        return {"authorization": f"Bearer {token}", "idempotency-key": key}
+
     r = await api.client.post("/v1/tweets", json={"text": "", "media_ids": [one]},
-                              headers={"authorization": f"Bearer {token}"})
+                              headers=headers("a"))
     assert r.status_code == 201, r.text
     assert [x["id"] for x in r.json()["media"]] == [one]
     r = await api.client.post("/v1/tweets", json={"text": "x", "media_ids": [one]},
-                              headers={"authorization": f"Bearer {token}"})
+                              headers=headers("b"))
     assert r.status_code == 409 and r.json()["error"]["code"] == "CONFLICT"
     r = await api.client.post("/v1/tweets", json={"text": "x", "media_ids": "nope"},
-                              headers={"authorization": f"Bearer {token}"})
+                              headers=headers("c"))
     assert r.status_code == 400
 
 
