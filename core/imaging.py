@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
@@ -19,6 +19,7 @@ _PIL_FORMATS = {"image/jpeg": "JPEG", "image/png": "PNG", "image/webp": "WEBP",
                 "image/gif": "GIF"}
 _SRGB = ImageCms.createProfile("sRGB")
 _ORIENTATION = 0x0112
+DRAFT_SHARE = 0.95
 WEBP_QUALITY = 80
 WEBP_METHOD = 2  # libwebp's effort, 0-6: 4 (the default) cost ~30 % more for ~4 % smaller
 JPEG_QUALITY = 85
@@ -75,9 +76,12 @@ def _process(image: Image.Image) -> Processed:
     if image.getexif().get(_ORIENTATION) in (5, 6, 7, 8):  # turned a quarter
         width, height = height, width
     if image.format == "JPEG":
-        # Decode at the smallest DCT scale still covering the largest variant: a 12 MP
-        # photo decodes at 1/2 scale, a quarter of the pixels and memory.
-        image.draft(image.mode if image.mode in ("RGB", "L") else None, (largest, largest))
+        # Decode at the smallest DCT scale (1/2, 1/4, 1/8) still giving the largest size
+        # at least DRAFT_SHARE of its box: a 12 MP photo decodes at half scale, a quarter
+        # of the pixels, and needs no resampling for its largest size (2000 px, not 2048).
+        tw, th = _fit(image.size, largest)
+        image.draft(image.mode if image.mode in ("RGB", "L") else None,
+                    (max(1, int(tw * DRAFT_SHARE)), max(1, int(th * DRAFT_SHARE))))
     oriented = ImageOps.exif_transpose(image)
     oriented.load()
     icc = image.info.get("icc_profile")
@@ -88,24 +92,28 @@ def _process(image: Image.Image) -> Processed:
         base = _to_srgb(base, icc)
     outputs: list[Output] = []
     source = base
+    previous: list[Output] = []
     for spec in sorted(SIZES, key=lambda s: -s.box):  # each size from the one above it
         if spec.square:  # from the full picture: a thin one still gets a full square
             variant = _square(base, spec.box)
         else:
-            variant = source.resize(_fit(source.size, spec.box), Image.Resampling.LANCZOS,
-                                    reducing_gap=2.0)
+            size = _fit(source.size, spec.box)
+            if previous and size == source.size:  # a small picture: same pixels again
+                outputs += [replace(o, name=o.name.replace(previous[0].name, spec.name, 1))
+                            for o in previous]
+                continue
+            variant = source.resize(size, Image.Resampling.LANCZOS, reducing_gap=2.0)
             source = variant
-        if variant is base:
-            variant = base.copy()
         variant.info = {}  # nothing of the original's metadata goes out
-        outputs.append(_encode(variant, spec.name, "webp", "image/webp", "WEBP",
-                               quality=WEBP_QUALITY, method=WEBP_METHOD))
+        previous = [_encode(variant, spec.name, "webp", "image/webp", "WEBP",
+                            quality=WEBP_QUALITY, method=WEBP_METHOD)]
         if alpha:
-            outputs.append(_encode(variant, spec.name + FALLBACK_SUFFIX, "png", "image/png",
-                                   "PNG", optimize=False))
+            previous.append(_encode(variant, spec.name + FALLBACK_SUFFIX, "png", "image/png",
+                                    "PNG", optimize=False))
         else:
-            outputs.append(_encode(variant, spec.name + FALLBACK_SUFFIX, "jpg", "image/jpeg",
-                                   "JPEG", quality=JPEG_QUALITY))
+            previous.append(_encode(variant, spec.name + FALLBACK_SUFFIX, "jpg",
+                                    "image/jpeg", "JPEG", quality=JPEG_QUALITY))
+        outputs += previous
     return Processed(width, height, tuple(outputs))
 
 
