@@ -33,7 +33,7 @@ from core.errors import BadInput, Conflict, NotFound, RateLimited, Unavailable
 from core.media import FAILED, PENDING, READY, Media, Variant
 from runtime import metrics
 from storage.media import MediaRows
-from storage.objects import ObjectStore, PresignedPut
+from storage.objects import ObjectNotFound, ObjectStore, PresignedPut
 from storage.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
@@ -159,17 +159,15 @@ class MediaLibrary:
             raise
 
     async def _process(self, m: Media) -> Media:
-        info = await self.store.head(m.upload_key)
-        if info is None:
-            raise BadInput("nothing was uploaded for this media: PUT the bytes to its "
-                           "uploadUrl first", field="mediaId")
         t0 = time.perf_counter()
         async with self._slots:
             try:
-                if info.size != m.byte_size:
-                    raise imaging.ImageRejected(
-                        f"{info.size} bytes were uploaded; {m.byte_size} were declared")
+                # The store took at most the signed length, so this read is bounded.
                 data = await self.store.get(m.upload_key)
+            except ObjectNotFound:
+                raise BadInput("nothing was uploaded for this media: PUT the bytes to its "
+                               "uploadUrl first", field="mediaId") from None
+            try:
                 if len(data) != m.byte_size:
                     raise imaging.ImageRejected(
                         f"{len(data)} bytes were uploaded; {m.byte_size} were declared")
