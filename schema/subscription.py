@@ -58,7 +58,7 @@ class TimelineEvent:
             made = e.memo[cls] = cls(
                 kind=e.kind,
                 tweet_id=strawberry.ID(str(e.tweet_id)) if e.tweet_id is not None else None,
-                tweet=Tweet.of(e.tweet, e.author) if e.tweet is not None else None,
+                tweet=Tweet.of(e.tweet, e.author, e.media) if e.tweet is not None else None,
                 results={},
             )
         return made
@@ -141,7 +141,11 @@ class Subscription:
 # shared. Anything not listed (a field added later included) is executed per subscription.
 _SHAREABLE: dict[str, frozenset[str]] = {
     "TimelineEvent": frozenset({"__typename", "kind", "tweetId", "tweet"}),
-    "Tweet": frozenset({"__typename", "id", "text", "createdAt", "author"}),
+    "Tweet": frozenset({"__typename", "id", "text", "createdAt", "author", "media"}),
+    "Media": frozenset({"__typename", "id", "state", "contentType", "width", "height",
+                        "altText", "url", "variants", "error"}),
+    "MediaVariant": frozenset({"__typename", "name", "url", "width", "height", "contentType",
+                               "byteSize"}),
     "User": frozenset({"__typename", "id", "handle", "displayName", "bio", "createdAt",
                        "followersCount", "followingCount", "tweetsCount", "isCelebrity"}),
 }
