@@ -17,12 +17,15 @@ from services.feed import FeedManager
 from services.social import Social
 from services.tweeting import Tweeting
 from storage import keys, postgres
+from storage.archive import Archive
+from storage.archived_tweets import ArchivedTweetStore
 from storage.cassandra_tweets import CassandraTweetStore
 from storage.eventbus import EventBus, RedisStreamBus
 from storage.graph import SocialGraph
 from storage.idlease import LeasedIds
 from storage.kafka_bus import KafkaBus
 from storage.kafka_bus import parse_url as parse_kafka_url
+from storage.objects import ObjectStore, S3Config, open_store
 from storage.ratelimit import RateLimiter
 from storage.timeline_cache import TimelineCache
 from storage.tweets import PostgresTweetStore, TweetStore
@@ -37,7 +40,8 @@ class Services:
     ids: LeasedIds
     users: UserStore
     graph: SocialGraph
-    tweets: TweetStore
+    tweets: ArchivedTweetStore  # the live store, continued into the archive
+    archive: Archive
     home: TimelineCache
     recents: TimelineCache
     feed: FeedManager
@@ -64,6 +68,8 @@ class Services:
             await self.bus.close()
         await self.tweets.close()
         with contextlib.suppress(Exception):
+            await self.archive.objects.close()
+        with contextlib.suppress(Exception):
             await self.redis.aclose()
         await self.pool.close()
 
@@ -85,6 +91,29 @@ async def tweet_store(settings: Settings, pool: asyncpg.Pool) -> TweetStore:
     return await CassandraTweetStore.connect(
         settings.tweet_store, settings.cassandra_consistency, settings.cassandra_replication
     )
+
+
+def archive_objects(settings: Settings) -> ObjectStore:
+    return open_store(
+        settings.archive_store, name="archive", root=settings.data_dir / "archive",
+        base_url=f"http://{settings.host}:{settings.port}", secret=settings.jwt_secret.encode(),
+        s3=S3Config(None, None, None, "us-east-1"),
+    )
+
+
+async def archive_parts(settings: Settings) -> tuple[asyncpg.Pool, TweetStore, Archive]:
+    """What the archive command needs: PostgreSQL (make dev's embedded one if no URL is
+    set), the live tweet store and the archive."""
+    from runtime.dev import dev_postgres_url
+
+    pool = await postgres.connect(settings.postgres_url or dev_postgres_url(), 4)
+    try:
+        await postgres.migrate(pool)
+        live = await tweet_store(settings, pool)
+    except BaseException:
+        await pool.close()
+        raise
+    return pool, live, Archive(pool, archive_objects(settings))
 
 
 def event_bus(settings: Settings, redis: Redis, claim_idle_ms: int) -> EventBus:
@@ -115,7 +144,8 @@ async def open_services(
     users = UserStore(pool)
     graph = SocialGraph(pool)
     try:
-        tweets = await tweet_store(settings, pool)
+        live = await tweet_store(settings, pool)
+        archive = Archive(pool, archive_objects(settings))
     except BaseException:
         await ids.close()
         await redis.aclose()
@@ -128,6 +158,7 @@ async def open_services(
     recents = TimelineCache(
         redis, keys.RECENTS, settings.timeline_max, settings.timeline_ttl_seconds
     )
+    tweets = ArchivedTweetStore(live, archive)
     feed = FeedManager(
         home, recents, tweets, graph, users, settings.celebrity_threshold, settings.active_days,
         settings.fanout_chunk,
@@ -140,6 +171,7 @@ async def open_services(
         users=users,
         graph=graph,
         tweets=tweets,
+        archive=archive,
         home=home,
         recents=recents,
         feed=feed,

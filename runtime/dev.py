@@ -19,6 +19,17 @@ from runtime.settings import ConfigError, Settings, load
 from storage import postgres
 
 
+def dev_pg_port() -> int:
+    return int(os.environ.get("CHIRP_DEV_PG_PORT", "54329"))
+
+
+def dev_postgres_url() -> str:
+    """The embedded PostgreSQL `make dev` runs (for commands run beside it)."""
+    from deploy.local.postgres import DATABASE
+
+    return f"postgresql://postgres@127.0.0.1:{dev_pg_port()}/{DATABASE}"
+
+
 def _children(settings: Settings, env: dict[str, str]) -> list[subprocess.Popen]:
     api = [
         sys.executable, "-m", "uvicorn", "app:create_app", "--factory",
@@ -53,7 +64,7 @@ def main() -> int:
 
         stack = LocalStack(
             settings.data_dir,
-            pg_port=int(os.environ.get("CHIRP_DEV_PG_PORT", "54329")),
+            pg_port=dev_pg_port(),
             redis_port=int(os.environ.get("CHIRP_DEV_REDIS_PORT", "63799")),
         )
         stack.start()

@@ -42,6 +42,9 @@ class Settings:
     max_query_tokens: int
     max_query_aliases: int
     pg_pool_size: int
+    archive_after_days: int
+    archive_store: str
+    archive_interval_hours: int
 
     @property
     def production(self) -> bool:
@@ -106,6 +109,17 @@ def _cassandra_url(url: str) -> None:
     parse_url(url)
 
 
+def _archive_store(raw: str) -> str:
+    if raw == "file":
+        return raw
+    bucket = raw[5:].split("/", 1)[0] if raw.startswith("s3://") else ""
+    if not bucket or not all(c.isalnum() or c in ".-" for c in bucket):
+        raise ConfigError(
+            f"CHIRP_ARCHIVE_STORE={raw!r} must be 'file' or s3://bucket[/prefix]"
+        )
+    return raw
+
+
 def load(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
     envname = env.get("CHIRP_ENV", "development")
@@ -157,6 +171,9 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         max_query_tokens=_int(env, "CHIRP_MAX_QUERY_TOKENS", 2000, 100, 100_000),
         max_query_aliases=_int(env, "CHIRP_MAX_QUERY_ALIASES", 30, 1, 1000),
         pg_pool_size=_int(env, "CHIRP_PG_POOL_SIZE", 10, 1, 500),
+        archive_after_days=_int(env, "CHIRP_ARCHIVE_AFTER_DAYS", 365, 1, 100 * 365),
+        archive_store=_archive_store(env.get("CHIRP_ARCHIVE_STORE") or "file"),
+        archive_interval_hours=_int(env, "CHIRP_ARCHIVE_INTERVAL_HOURS", 24, 0, 24 * 365),
     )
     # Fan-out skips inactive followers. That is only safe if their cached timelines expire
     # before they count as inactive; otherwise a live cache would silently miss tweets.

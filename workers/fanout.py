@@ -26,6 +26,7 @@ from runtime.failures import is_transient
 from runtime.settings import load
 from storage import outbox
 from storage.eventbus import Delivery
+from workers import archive
 
 log = logging.getLogger("chirp.worker")
 
@@ -95,6 +96,28 @@ async def _apply(services: Services, delivery: Delivery) -> bool:
         return False
 
 
+async def archive_daily(services: Services, stop: asyncio.Event) -> None:
+    """Run the archive once every CHIRP_ARCHIVE_INTERVAL_HOURS across all workers: each
+    checks hourly whether the last run is that old; one holds the lock, the others skip."""
+    hours = services.settings.archive_interval_hours
+    if not hours:
+        return
+    while not stop.is_set():
+        try:
+            due = await services.pool.fetchval(
+                "SELECT last_run_at IS NULL OR last_run_at < now() - make_interval(hours => $1)"
+                " FROM archive_totals", hours,
+            )
+            if due:
+                cutoff = archive.cutoff_for(services.settings.archive_after_days * 86400)
+                summary = await archive.run(services.pool, services.tweets.live,
+                                            services.archive, cutoff, wait=False)
+                log.info("archive run: %s", summary)
+        except Exception as e:  # retried at the next check
+            log.warning("archive run failed: %r", e)
+        await _sleep(stop, min(3600, hours * 3600))
+
+
 async def _sleep(stop: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), seconds)
@@ -123,7 +146,8 @@ async def run(consumer: str | None = None) -> None:
                 return
     log.info("fan-out worker %s started", consumer)
     try:
-        await asyncio.gather(relay_outbox(services, stop), consume(services, consumer, stop))
+        await asyncio.gather(relay_outbox(services, stop), consume(services, consumer, stop),
+                             archive_daily(services, stop))
     finally:
         await services.close()
         log.info("fan-out worker %s stopped", consumer)

@@ -11,6 +11,8 @@ def test_defaults(tmp_path):
     s = load(base(tmp_path))
     assert (s.port, s.timeline_max, s.timeline_ttl_seconds) == (8000, 800, 72 * 3600)
     assert (s.active_days, s.tweet_rate_per_hour) == (30, 100)
+    assert (s.archive_after_days, s.archive_store, s.archive_interval_hours) == (365, "file", 24)
+    assert load(base(tmp_path, CHIRP_ARCHIVE_STORE="s3://chirp-archive/tweets")).archive_store
     # the generated dev secret is kept, so tokens survive a restart
     assert load(base(tmp_path)).jwt_secret == s.jwt_secret
 
@@ -26,6 +28,10 @@ def test_defaults(tmp_path):
         ("CHIRP_POSTGRES_URL", "mysql://x"),
         ("CHIRP_REDIS_URL", "http://x"),
         ("CHIRP_ENV", "staging"),
+        ("CHIRP_ARCHIVE_STORE", "ftp://x"),
+        ("CHIRP_ARCHIVE_STORE", "s3://"),
+        ("CHIRP_ARCHIVE_AFTER_DAYS", "0"),
+        ("CHIRP_ARCHIVE_INTERVAL_HOURS", "-1"),
     ],
 )
 def test_bad_values_name_the_variable(tmp_path, name, value):
