@@ -93,14 +93,6 @@ async def tweet_store(settings: Settings, pool: asyncpg.Pool) -> TweetStore:
     )
 
 
-def archive_objects(settings: Settings) -> ObjectStore:
-    return open_store(
-        settings.archive_store, name="archive", root=settings.data_dir / "archive",
-        base_url=f"http://{settings.host}:{settings.port}", secret=settings.jwt_secret.encode(),
-        s3=S3Config(None, None, None, "us-east-1"),
-    )
-
-
 async def archive_parts(settings: Settings) -> tuple[asyncpg.Pool, TweetStore, Archive]:
     """What the archive command needs: PostgreSQL (make dev's embedded one if no URL is
     set), the live tweet store and the archive."""
@@ -113,7 +105,7 @@ async def archive_parts(settings: Settings) -> tuple[asyncpg.Pool, TweetStore, A
     except BaseException:
         await pool.close()
         raise
-    return pool, live, Archive(pool, archive_objects(settings))
+    return pool, live, Archive(pool, object_store(settings, settings.archive_store, "archive"))
 
 
 def event_bus(settings: Settings, redis: Redis, claim_idle_ms: int) -> EventBus:
@@ -124,6 +116,15 @@ def event_bus(settings: Settings, redis: Redis, claim_idle_ms: int) -> EventBus:
         partitions=settings.kafka_partitions,
         claim_idle_ms=claim_idle_ms,
     )
+
+
+def object_store(settings: Settings, spec: str, name: str) -> ObjectStore:
+    """The store `spec` names (`file` or `s3://bucket[/prefix]`); a file store lives in
+    `{CHIRP_DATA_DIR}/objects/{name}` and is served by the API at /objects/{name}/…."""
+    s3 = S3Config(settings.s3_endpoint_url, settings.s3_access_key_id,
+                  settings.s3_secret_access_key, settings.s3_region)
+    return open_store(spec, name=name, root=settings.data_dir / "objects" / name,
+                      base_url=settings.public_url, secret=settings.jwt_secret.encode(), s3=s3)
 
 
 async def open_services(
@@ -145,7 +146,7 @@ async def open_services(
     graph = SocialGraph(pool)
     try:
         live = await tweet_store(settings, pool)
-        archive = Archive(pool, archive_objects(settings))
+        archive = Archive(pool, object_store(settings, settings.archive_store, "archive"))
     except BaseException:
         await ids.close()
         await redis.aclose()

@@ -45,6 +45,12 @@ class Settings:
     archive_after_days: int
     archive_store: str
     archive_interval_hours: int
+    public_url: str
+    media_store: str
+    s3_endpoint_url: str | None
+    s3_access_key_id: str | None
+    s3_secret_access_key: str | None
+    s3_region: str
 
     @property
     def production(self) -> bool:
@@ -109,15 +115,25 @@ def _cassandra_url(url: str) -> None:
     parse_url(url)
 
 
-def _archive_store(raw: str) -> str:
-    if raw == "file":
-        return raw
-    bucket = raw[5:].split("/", 1)[0] if raw.startswith("s3://") else ""
-    if not bucket or not all(c.isalnum() or c in ".-" for c in bucket):
-        raise ConfigError(
-            f"CHIRP_ARCHIVE_STORE={raw!r} must be 'file' or s3://bucket[/prefix]"
-        )
-    return raw
+def _object_store(env: Mapping[str, str], name: str) -> str:
+    """`file` or `s3://bucket[/prefix]` (storage/objects.py)."""
+    from storage.objects import parse_s3_url
+
+    spec = env.get(name) or "file"
+    if spec != "file":
+        try:
+            parse_s3_url(spec)
+        except ValueError as e:
+            raise ConfigError(f"{name}={spec!r} must be 'file' or s3://bucket[/prefix] ({e})") \
+                from None
+    return spec
+
+
+def _public_url(env: Mapping[str, str], host: str, port: int) -> str:
+    raw = env.get("CHIRP_PUBLIC_URL") or f"http://{host}:{port}"
+    if not raw.startswith(("http://", "https://")) or "?" in raw or "#" in raw:
+        raise ConfigError(f"CHIRP_PUBLIC_URL={raw!r} must be an http(s):// base URL")
+    return raw.rstrip("/")
 
 
 def load(env: Mapping[str, str] | None = None) -> Settings:
@@ -172,9 +188,19 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         max_query_aliases=_int(env, "CHIRP_MAX_QUERY_ALIASES", 30, 1, 1000),
         pg_pool_size=_int(env, "CHIRP_PG_POOL_SIZE", 10, 1, 500),
         archive_after_days=_int(env, "CHIRP_ARCHIVE_AFTER_DAYS", 365, 1, 100 * 365),
-        archive_store=_archive_store(env.get("CHIRP_ARCHIVE_STORE") or "file"),
+        archive_store=_object_store(env, "CHIRP_ARCHIVE_STORE"),
         archive_interval_hours=_int(env, "CHIRP_ARCHIVE_INTERVAL_HOURS", 24, 0, 24 * 365),
+        public_url=_public_url(env, env.get("CHIRP_HOST") or "127.0.0.1",
+                               _int(env, "CHIRP_PORT", 8000, 1, 65535)),
+        media_store=_object_store(env, "CHIRP_MEDIA_STORE"),
+        s3_endpoint_url=_url(env, "CHIRP_S3_ENDPOINT_URL", ("http", "https")),
+        s3_access_key_id=env.get("CHIRP_S3_ACCESS_KEY_ID") or None,
+        s3_secret_access_key=env.get("CHIRP_S3_SECRET_ACCESS_KEY") or None,
+        s3_region=env.get("CHIRP_S3_REGION") or "us-east-1",
     )
+    if bool(settings.s3_access_key_id) != bool(settings.s3_secret_access_key):
+        raise ConfigError("CHIRP_S3_ACCESS_KEY_ID and CHIRP_S3_SECRET_ACCESS_KEY go together "
+                          "(or set neither, for the default AWS credential chain)")
     # Fan-out skips inactive followers. That is only safe if their cached timelines expire
     # before they count as inactive; otherwise a live cache would silently miss tweets.
     if settings.active_days * 86400 <= settings.timeline_ttl_seconds + ACTIVE_MARK_SECONDS:

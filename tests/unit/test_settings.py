@@ -13,6 +13,8 @@ def test_defaults(tmp_path):
     assert (s.active_days, s.tweet_rate_per_hour) == (30, 100)
     assert (s.archive_after_days, s.archive_store, s.archive_interval_hours) == (365, "file", 24)
     assert load(base(tmp_path, CHIRP_ARCHIVE_STORE="s3://chirp-archive/tweets")).archive_store
+    assert (s.media_store, s.public_url, s.s3_region) == (
+        "file", "http://127.0.0.1:8000", "us-east-1")
     # the generated dev secret is kept, so tokens survive a restart
     assert load(base(tmp_path)).jwt_secret == s.jwt_secret
 
@@ -32,6 +34,11 @@ def test_defaults(tmp_path):
         ("CHIRP_ARCHIVE_STORE", "s3://"),
         ("CHIRP_ARCHIVE_AFTER_DAYS", "0"),
         ("CHIRP_ARCHIVE_INTERVAL_HOURS", "-1"),
+        ("CHIRP_MEDIA_STORE", "s3:/bucket"),
+        ("CHIRP_MEDIA_STORE", "s3://Bad_Bucket"),
+        ("CHIRP_S3_ENDPOINT_URL", "127.0.0.1:9000"),
+        ("CHIRP_PUBLIC_URL", "chirp.example"),
+        ("CHIRP_S3_ACCESS_KEY_ID", "only-the-key"),
     ],
 )
 def test_bad_values_name_the_variable(tmp_path, name, value):
