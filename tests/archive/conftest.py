@@ -65,3 +65,18 @@ async def archive_api(stack: Stack, env: dict[str, str], **overrides) -> AsyncIt
                         ids=lambda p: f"{p[0]}-{p[1]}")
 async def stores(request, archive_stack) -> dict[str, str]:
     return store_env(request, *request.param)
+
+
+@pytest.fixture(scope="session")
+def local_s3_env() -> dict[str, str]:
+    """The S3 settings of the local S3 server (`make backends`; started if needed)."""
+    from deploy.local import s3proxy
+    from tests.backends import ensure_s3
+
+    ensure_s3()
+    return {
+        "CHIRP_S3_ENDPOINT_URL": f"http://127.0.0.1:{s3proxy.PORT}",
+        "CHIRP_S3_ACCESS_KEY_ID": s3proxy.ACCESS_KEY,
+        "CHIRP_S3_SECRET_ACCESS_KEY": s3proxy.SECRET_KEY,
+        "CHIRP_S3_REGION": s3proxy.REGION,
+    }
