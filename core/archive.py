@@ -1,9 +1,10 @@
 """Archive objects, pure: which tweets go into one object, its key, and its bytes.
 
-An object holds one author's tweets of one calendar month (UTC), newest first, at most
-OBJECT_MAX of them, as zstd-compressed JSON (the format measured best for reading one
-page: docs/archive.md). Its key names its contents, so writing the same tweets again
-writes the same object."""
+An object holds up to OBJECT_MAX consecutive tweets of one author, newest first, as
+zstd-compressed JSON (the format measured best for reading one page: docs/archive.md).
+A run tops up the author's newest object rather than adding a small one beside it, so a
+20-tweet page is one object read (two where it crosses objects). Its key names its
+contents: writing the same tweets again writes the same object."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ from datetime import UTC, datetime
 import orjson
 import zstandard
 
-from core.ids import id_datetime
 from core.models import Tweet
 
 FORMAT = 1
@@ -33,17 +33,13 @@ class Packed:
     data: bytes
 
 
-def groups(tweets: list[Tweet]) -> list[list[Tweet]]:
-    """One author's tweets (any order) split into objects: by month, then OBJECT_MAX
-    at a time, each newest first."""
-    by_month: dict[str, list[Tweet]] = {}
-    for t in sorted(tweets, key=lambda t: -t.id):
-        by_month.setdefault(month(t.id), []).append(t)
-    return [ts[i:i + OBJECT_MAX] for ts in by_month.values() for i in range(0, len(ts), OBJECT_MAX)]
-
-
-def month(tweet_id: int) -> str:
-    return id_datetime(tweet_id).strftime("%Y-%m")
+def groups(tweets: list[Tweet], size: int = OBJECT_MAX) -> list[list[Tweet]]:
+    """One author's tweets (any order) split into objects of `size`, counted from the
+    oldest, so only the newest object is partly full; each newest first, the newest
+    object first."""
+    oldest_first = sorted(tweets, key=lambda t: t.id)
+    chunks = [oldest_first[i:i + size] for i in range(0, len(oldest_first), size)]
+    return [chunk[::-1] for chunk in reversed(chunks)]
 
 
 def pack(prefix: str, tweets: list[Tweet]) -> Packed:
@@ -55,7 +51,7 @@ def pack(prefix: str, tweets: list[Tweet]) -> Packed:
     )
     digest = hashlib.sha256(data).hexdigest()[:16]
     hi, lo = tweets[0].id, tweets[-1].id
-    key = f"{prefix}{author}/{month(hi)}/{hi}-{lo}-{digest}.json.zst"
+    key = f"{prefix}{author}/{hi}-{lo}-{digest}.json.zst"
     return Packed(key, author, lo, hi, [t.id for t in tweets], data)
 
 

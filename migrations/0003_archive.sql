@@ -34,3 +34,10 @@ CREATE TABLE archive_totals (
     last_run_at timestamptz
 );
 INSERT INTO archive_totals DEFAULT VALUES;
+
+-- Objects a top-up replaced: deleted by a later run once no reader can still be fetching
+-- them (a reader looks an object up and fetches it within milliseconds).
+CREATE TABLE archive_garbage (
+    key           text PRIMARY KEY,
+    superseded_at timestamptz NOT NULL DEFAULT now()
+);

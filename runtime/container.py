@@ -93,6 +93,11 @@ async def tweet_store(settings: Settings, pool: asyncpg.Pool) -> TweetStore:
     )
 
 
+def archive_of(settings: Settings, pool: asyncpg.Pool) -> Archive:
+    return Archive(pool, object_store(settings, settings.archive_store, "archive"),
+                   object_max=settings.archive_object_tweets)
+
+
 async def archive_parts(settings: Settings) -> tuple[asyncpg.Pool, TweetStore, Archive]:
     """What the archive command needs: PostgreSQL (make dev's embedded one if no URL is
     set), the live tweet store and the archive."""
@@ -105,7 +110,7 @@ async def archive_parts(settings: Settings) -> tuple[asyncpg.Pool, TweetStore, A
     except BaseException:
         await pool.close()
         raise
-    return pool, live, Archive(pool, object_store(settings, settings.archive_store, "archive"))
+    return pool, live, archive_of(settings, pool)
 
 
 def event_bus(settings: Settings, redis: Redis, claim_idle_ms: int) -> EventBus:
@@ -146,7 +151,7 @@ async def open_services(
     graph = SocialGraph(pool)
     try:
         live = await tweet_store(settings, pool)
-        archive = Archive(pool, object_store(settings, settings.archive_store, "archive"))
+        archive = archive_of(settings, pool)
     except BaseException:
         await ids.close()
         await redis.aclose()

@@ -45,6 +45,7 @@ class Settings:
     archive_after_days: int
     archive_store: str
     archive_interval_hours: int
+    archive_object_tweets: int
     public_url: str
     media_store: str
     s3_endpoint_url: str | None
@@ -190,6 +191,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         archive_after_days=_int(env, "CHIRP_ARCHIVE_AFTER_DAYS", 365, 1, 100 * 365),
         archive_store=_object_store(env, "CHIRP_ARCHIVE_STORE"),
         archive_interval_hours=_int(env, "CHIRP_ARCHIVE_INTERVAL_HOURS", 24, 0, 24 * 365),
+        archive_object_tweets=_int(env, "CHIRP_ARCHIVE_OBJECT_TWEETS", 500, 2, 100_000),
         public_url=_public_url(env, env.get("CHIRP_HOST") or "127.0.0.1",
                                _int(env, "CHIRP_PORT", 8000, 1, 65535)),
         media_store=_object_store(env, "CHIRP_MEDIA_STORE"),

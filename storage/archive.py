@@ -5,7 +5,7 @@ author and max id) and stops once the page is complete; `get_many` finds objects
 id (archived_tweets). Decoded objects are kept in a small per-process LRU: an object never
 changes once written, and deletions come from the index row, so a cached object is never
 stale. Writes (the archive worker): `write` puts an object, `index` records it inside the
-caller's transaction.
+caller's transaction, superseding the author's previous newest object when it tops it up.
 """
 
 from __future__ import annotations
@@ -28,6 +28,16 @@ CACHED_OBJECTS = 128
 # Readers cache the horizon this long; a run that raises it waits as long before moving
 # anything, so no reader misses an archived tweet below a stale horizon.
 HORIZON_TTL_S = 2.0
+GARBAGE_AFTER_S = 600.0
+
+
+@dataclass(frozen=True, slots=True)
+class Tail:
+    """An author's newest object, which the next run tops up."""
+
+    id: int
+    key: str
+    max_id: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,8 +49,10 @@ class _Object:
 
 
 class Archive:
-    def __init__(self, pool: asyncpg.Pool, objects: ObjectStore, prefix: str = "tweets/") -> None:
+    def __init__(self, pool: asyncpg.Pool, objects: ObjectStore, prefix: str = "tweets/",
+                 object_max: int = codec.OBJECT_MAX) -> None:
         self.pool = pool
+        self.object_max = object_max
         self.objects = objects
         self.prefix = prefix
         self._cache: OrderedDict[str, list[Tweet]] = OrderedDict()
@@ -52,26 +64,71 @@ class Archive:
     async def write(self, packed: codec.Packed) -> None:
         await self.objects.put(packed.key, packed.data, codec.CONTENT_TYPE)
 
-    async def index(self, packed: codec.Packed, present: Iterable[int],
-                    tx: asyncpg.Connection) -> int:
-        """Record an object; only `present` ids are readable from it (the others were
-        deleted while it was written). Returns the number of tweets indexed."""
-        keep = sorted(set(present) & set(packed.ids))
-        gone = sorted(set(packed.ids) - set(keep))
-        object_id = await tx.fetchval(
-            "INSERT INTO archive_objects (key, author_id, min_id, max_id, tweets, bytes, deleted)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
-            packed.key, packed.author_id, packed.min_id, packed.max_id, len(packed.ids),
-            len(packed.data), gone,
+    async def tail(self, author_id: int) -> tuple[Tail | None, list[Tweet]]:
+        """The author's newest object if it has room, and its readable tweets."""
+        row = await self.pool.fetchrow(
+            "SELECT id, key, max_id, deleted, tweets FROM archive_objects "
+            "WHERE author_id = $1 ORDER BY max_id DESC LIMIT 1",
+            author_id,
         )
+        if row is None or row["tweets"] - len(row["deleted"]) >= self.object_max:
+            return None, []
+        deleted = set(row["deleted"])
+        readable = [t for t in await self._load(row["key"]) if t.id not in deleted]
+        return Tail(row["id"], row["key"], row["max_id"]), readable
+
+    async def index(self, packed: codec.Packed, fresh: Iterable[int], tx: asyncpg.Connection,
+                    replaces: Tail | None = None) -> int:
+        """Record an object inside the caller's transaction. `fresh` are the ids moving in
+        from the live store (those still there); with `replaces`, the object's other
+        tweets come from that object, which it supersedes. Ids that are neither (deleted
+        meanwhile) stay unreadable. Returns the number of fresh tweets indexed."""
+        object_id = await tx.fetchval(
+            "INSERT INTO archive_objects (key, author_id, min_id, max_id, tweets, bytes) "
+            "VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+            packed.key, packed.author_id, packed.min_id, packed.max_id, len(packed.ids),
+            len(packed.data),
+        )
+        new = sorted(set(fresh) & set(packed.ids))
         await tx.execute(
             "INSERT INTO archived_tweets (id, object_id) SELECT unnest($1::bigint[]), $2",
-            keep, object_id,
+            new, object_id,
         )
+        moved: set[int] = set()
+        if replaces is not None:
+            rows = await tx.fetch(
+                "UPDATE archived_tweets SET object_id = $1 WHERE object_id = $2 RETURNING id",
+                object_id, replaces.id,
+            )
+            moved = {r[0] for r in rows}
+            await tx.execute("DELETE FROM archive_objects WHERE id = $1", replaces.id)
+            await tx.execute(
+                "INSERT INTO archive_garbage (key) VALUES ($1) ON CONFLICT DO NOTHING",
+                replaces.key,
+            )
+        gone = sorted(set(packed.ids) - set(new) - moved)
+        if gone:
+            await tx.execute(
+                "UPDATE archive_objects SET deleted = $2 WHERE id = $1", object_id, gone
+            )
         await tx.execute(
-            "UPDATE archive_totals SET tweets = tweets + $1, objects = objects + 1", len(keep)
+            "UPDATE archive_totals SET tweets = tweets + $1, objects = objects + $2",
+            len(new), 0 if replaces is not None else 1,
         )
-        return len(keep)
+        return len(new)
+
+    async def collect_garbage(self, older_than_s: float = GARBAGE_AFTER_S) -> int:
+        """Delete superseded objects no reader can still be fetching."""
+        keys = [r[0] for r in await self.pool.fetch(
+            "SELECT key FROM archive_garbage "
+            "WHERE superseded_at < now() - make_interval(secs => $1)", older_than_s,
+        )]
+        if keys:
+            await self.objects.delete_many(keys)
+            await self.pool.execute(
+                "DELETE FROM archive_garbage WHERE key = ANY($1::text[])", keys
+            )
+        return len(keys)
 
     async def archived_among(self, ids: Sequence[int]) -> set[int]:
         rows = await self.pool.fetch(

@@ -29,9 +29,10 @@ import orjson
 
 from core import archive as codec
 from core.ids import min_id_for_ms, wall_clock_ms
+from core.models import Tweet
 from runtime.container import archive_parts
 from runtime.settings import load
-from storage.archive import HORIZON_TTL_S, Archive
+from storage.archive import HORIZON_TTL_S, Archive, Tail
 from storage.tweets import TweetStore
 
 log = logging.getLogger("chirp.archive")
@@ -49,7 +50,7 @@ class Summary:
     bytes: int = 0
     finished_earlier: int = 0  # indexed by a killed run, deleted from the live store now
     cutoff_id: int = 0
-    seconds: float = 0.0
+    seconds: float = 0.0  # moving tweets (after the wait for readers' horizons)
     tweets_per_s: float = 0.0
     skipped: str | None = None
 
@@ -88,7 +89,6 @@ async def run(pool: asyncpg.Pool, live: TweetStore, archive: Archive, cutoff_id:
     """Archive every tweet below `cutoff_id`. With wait=False, a run already under way
     elsewhere makes this one return at once (summary.skipped)."""
     summary = Summary(cutoff_id=cutoff_id)
-    started = time.perf_counter()
     async with pool.acquire() as lock_conn:
         if wait:
             await lock_conn.execute("SELECT pg_advisory_lock($1)", LOCK)
@@ -98,6 +98,8 @@ async def run(pool: asyncpg.Pool, live: TweetStore, archive: Archive, cutoff_id:
         try:
             if await archive.raise_horizon(cutoff_id):
                 await asyncio.sleep(HORIZON_TTL_S)  # readers' cached horizons catch up
+            started = time.perf_counter()
+            await archive.collect_garbage()
             mover = _Mover(pool, live, archive, summary, _Fault(fault))
             for author in await live.authors_before(cutoff_id):
                 await mover.author(author, cutoff_id)
@@ -133,34 +135,46 @@ class _Mover:
             if fresh and not counted:
                 self.summary.authors += 1
                 counted = True
-            for group in codec.groups(fresh):
-                await self._move(codec.pack(self.archive.prefix, group))
+            if fresh:
+                await self._move_all(author_id, fresh)
             if len(page) < READ_PAGE:
                 return
             before = page[-1].id
 
-    async def _move(self, packed: codec.Packed) -> None:
+    async def _move_all(self, author_id: int, fresh: list[Tweet]) -> None:
+        tail, carried = await self.archive.tail(author_id)
+        if tail is not None and min(t.id for t in fresh) < tail.max_id:
+            tail, carried = None, []  # older than what is archived: no top-up
+        old = {t.id for t in carried}
+        groups = codec.groups(carried + fresh, self.archive.object_max)
+        for group in reversed(groups):  # the oldest, which takes in the tail, first
+            packed = codec.pack(self.archive.prefix, group)
+            replaces = tail if carried and carried[0].id in packed.ids else None
+            await self._move(packed, [t.id for t in group if t.id not in old], replaces)
+
+    async def _move(self, packed: codec.Packed, fresh: list[int],
+                    replaces: Tail | None) -> None:
         await self.archive.write(packed)
         self.fault.after("written")
         async with self.pool.acquire() as tx, tx.transaction():
             if self.live.transactional:
                 # Only the rows still there (a user may have deleted one meanwhile) are
                 # indexed; row locks order this against a concurrent delete.
-                present = await self.live.delete_many(packed.ids, tx)
+                present = await self.live.delete_many(fresh, tx)
             else:
                 claimed = await tx.fetch(
                     "SELECT tweet_id FROM tweet_deletions WHERE tweet_id = ANY($1::bigint[])",
-                    packed.ids,
+                    fresh,
                 )
-                present = set(packed.ids) - {r[0] for r in claimed}
-            indexed = await self.archive.index(packed, present, tx)
+                present = set(fresh) - {r[0] for r in claimed}
+            indexed = await self.archive.index(packed, present, tx, replaces)
         self.fault.after("indexed")
         if not self.live.transactional:
-            await self._forget_deleted(packed.ids)
-            await self._delete(packed.ids)
+            await self._forget_deleted(fresh)
+            await self._delete(fresh)
         self.fault.after("deleted")
         self.summary.archived += indexed
-        self.summary.objects += 1
+        self.summary.objects += 0 if replaces is not None else 1
         self.summary.bytes += len(packed.data)
 
     async def _forget_deleted(self, ids: list[int]) -> None:
