@@ -64,7 +64,7 @@ async def _graphql_pages(client, svc, picks, cold: bool, rounds: int) -> tuple[l
     for r in range(rounds):
         for _uid, handle, at in picks:
             if cold:
-                svc.archive._cache.clear()
+                svc.archive.drop_cached()
             variables = {"h": handle, "a": cursor.encode(cursor.TWEET, at)}
             t = time.perf_counter()
             resp = await client.post("/graphql", json={"query": PAGE, "variables": variables})
@@ -79,7 +79,7 @@ async def _store_pages(svc, picks, cold: bool, rounds: int) -> tuple[list, float
     for r in range(rounds):
         for uid, _handle, at in picks:
             if cold:
-                svc.archive._cache.clear()
+                svc.archive.drop_cached()
             t = time.perf_counter()
             got = await svc.tweets.by_author(uid, before=at, limit=21)
             times.append(time.perf_counter() - t)

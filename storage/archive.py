@@ -215,6 +215,13 @@ class Archive:
         )
         return [_Object(r[0], r[1], r[2], frozenset(r[3])) for r in rows]
 
+    def drop_cached(self) -> None:
+        self._cache.clear()
+
+    async def read_object(self, key: str) -> list[Tweet]:
+        """Every tweet an object holds, deleted ones included."""
+        return await self._load(key)
+
     async def _load(self, key: str) -> list[Tweet]:
         cached = self._cache.get(key)
         if cached is not None:

@@ -192,12 +192,52 @@ class _Mover:
         await self.live.delete_many(ids)
 
 
-async def main_async(age_s: float) -> Summary:
+async def restore(pool: asyncpg.Pool, live: TweetStore, archive: Archive,
+                  author_id: int | None) -> int:
+    """Move archived tweets (one author's, or all) back into the live store, one object
+    per transaction: its tweets are inserted and its index rows removed together (the
+    object is left to the garbage collection). PostgreSQL only: Cassandra keeps the
+    archive's deletes as tombstones newer than any re-inserted row."""
+    if not live.transactional:
+        raise ValueError("restoring into Cassandra is not supported (docs/archive.md)")
+    objects = await pool.fetch(
+        "SELECT id, key, deleted FROM archive_objects "
+        "WHERE $1::bigint IS NULL OR author_id = $1 ORDER BY id", author_id,
+    )
+    restored = 0
+    for obj in objects:
+        deleted = set(obj["deleted"])
+        tweets = [t for t in await archive.read_object(obj["key"]) if t.id not in deleted]
+        async with pool.acquire() as tx, tx.transaction():
+            rows = await tx.fetch(
+                "DELETE FROM archived_tweets WHERE object_id = $1 RETURNING id", obj["id"]
+            )
+            still = {r[0] for r in rows}
+            for t in tweets:
+                if t.id in still:
+                    await live.put(t, tx)
+            await tx.execute("DELETE FROM archive_objects WHERE id = $1", obj["id"])
+            await tx.execute(
+                "INSERT INTO archive_garbage (key) VALUES ($1) ON CONFLICT DO NOTHING",
+                obj["key"],
+            )
+            await tx.execute(
+                "UPDATE archive_totals SET tweets = tweets - $1, objects = objects - 1",
+                len(still),
+            )
+        restored += len(still)
+    return restored
+
+
+async def main_async(age_s: float, restore_author: str | None = None) -> dict:
     settings = load()
     pool, live, archive = await archive_parts(settings)
     try:
-        return await run(pool, live, archive, cutoff_for(age_s),
-                         fault=os.environ.get("CHIRP_ARCHIVE_FAULT_AFTER"))
+        if restore_author is not None:
+            author = None if restore_author == "all" else int(restore_author)
+            return {"restored": await restore(pool, live, archive, author)}
+        return asdict(await run(pool, live, archive, cutoff_for(age_s),
+                                fault=os.environ.get("CHIRP_ARCHIVE_FAULT_AFTER")))
     finally:
         with contextlib.suppress(Exception):
             await archive.objects.close()
@@ -209,15 +249,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--older-than", help="age such as 365d, 12h, 30m, 2s "
                         "(default: CHIRP_ARCHIVE_AFTER_DAYS days)")
+    parser.add_argument("--restore", metavar="AUTHOR_ID|all",
+                        help="move archived tweets back into the live store instead")
     args = parser.parse_args()
+    if args.restore is not None and args.restore != "all" and not args.restore.isdigit():
+        parser.error("--restore takes an author id or 'all'")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         age = parse_age(args.older_than) if args.older_than else \
             load().archive_after_days * 86400
     except ValueError as e:
         parser.error(str(e))
-    summary = asyncio.run(main_async(age))
-    print(orjson.dumps(asdict(summary)).decode(), flush=True)
+    summary = asyncio.run(main_async(age, args.restore))
+    print(orjson.dumps(summary).decode(), flush=True)
 
 
 if __name__ == "__main__":

@@ -25,13 +25,19 @@ INDEXED_WHEN_KILLED = {"written": 2, "indexed": 3, "deleted": 3}
 
 
 def _archive(stack, env: dict[str, str], fault: str | None = None) -> tuple[int, dict | None]:
+    return _archive_cli(stack, env, "--older-than", "0s", fault=fault)
+
+
+def _archive_cli(stack, env: dict[str, str], *args: str,
+                 fault: str | None = None) -> tuple[int, dict | None]:
+    """`python -m workers.archive ARGS` on this stack: (exit code, its JSON summary)."""
     full = dict(os.environ, CHIRP_ENV="test", CHIRP_POSTGRES_URL=stack.postgres_url,
                 CHIRP_REDIS_URL=stack.redis_url, CHIRP_DATA_DIR=str(stack.root / "data"),
                 **env)
     full.pop("CHIRP_ARCHIVE_FAULT_AFTER", None)
     if fault:
         full["CHIRP_ARCHIVE_FAULT_AFTER"] = fault
-    done = subprocess.run([sys.executable, "-m", "workers.archive", "--older-than", "0s"],
+    done = subprocess.run([sys.executable, "-m", "workers.archive", *args],
                           env=full, capture_output=True, text=True, timeout=120)
     lines = done.stdout.strip().splitlines()
     summary = orjson.loads(lines[-1]) if done.returncode == 0 else None

@@ -100,3 +100,32 @@ async def test_the_fanout_worker_archives_once_a_day(request, archive_stack):
         await worker_for(1)  # ran less than a day ago: not due
         assert await svc.archive.archived_among([second.id]) == set()
         assert await svc.tweets.by_author(author, limit=5) == [second, first]
+
+
+async def test_restore_moves_an_authors_tweets_back(request, archive_stack):
+    from tests.archive.test_archive_faults import _archive_cli
+
+    env = store_env(request, "postgres", "file")
+    async with archive_api(archive_stack, env, archive_object_tweets=3) as (_, svc):
+        author = svc.ids.next_id()
+        await svc.pool.execute(
+            "INSERT INTO users (id, handle, display_name, password_hash, tweets_count) "
+            "VALUES ($1, $2, $2, 'x', 7)", author, f"r{author % 10**12}")
+        now = wall_clock_ms()
+        tweets = []
+        for n in range(8):
+            ms = now - 400 * DAY_MS - n * 1000
+            t = Tweet(min_id_for_ms(ms) + n, author, f"r{n}",
+                      datetime.fromtimestamp(ms / 1000, UTC))
+            await svc.tweets.live.put(t)
+            tweets.append(t)
+        await archive.run(svc.pool, svc.tweets.live, svc.archive, svc.ids.next_id())
+        assert await svc.tweets.delete(tweets[2].id) == tweets[2]
+        kept = [t for t in tweets if t is not tweets[2]]
+        rc, out = _archive_cli(archive_stack, env, "--restore", str(author))
+        assert rc == 0 and out == {"restored": 7}
+        assert await svc.tweets.live.by_author(author, limit=20) == kept
+        assert await svc.tweets.by_author(author, limit=20) == kept
+        assert await svc.archive.archived_among([t.id for t in tweets]) == set()
+        assert await svc.pool.fetchval(
+            "SELECT count(*) FROM archive_objects WHERE author_id = $1", author) == 0
