@@ -92,7 +92,11 @@ async def measure(svc, authors: int, per_author: int, rounds: int = 3, log=print
     from app import create_app
 
     log(f"archive: seeding {authors} authors x {per_author} tweets, 13-18 months old")
+    sizes = "SELECT pg_total_relation_size('tweets'), pg_total_relation_size('archived_tweets')" \
+        " + pg_total_relation_size('archive_objects')"
+    live_before, index_before = await svc.pool.fetchrow(sizes)
     picks = await _seed(svc, authors, per_author)
+    live_after, _ = await svc.pool.fetchrow(sizes)
     transport = httpx.ASGITransport(app=create_app(services=svc))
     async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
         await _graphql_pages(client, svc, picks, False, 1)  # warm recents caches and code
@@ -102,6 +106,7 @@ async def measure(svc, authors: int, per_author: int, rounds: int = 3, log=print
         summary = await archive.run(svc.pool, svc.tweets.live, svc.archive,
                                     archive.cutoff_for(365 * 86400))
         assert summary.archived == authors * per_author, summary
+        _, index_after = await svc.pool.fetchrow(sizes)
         cold_bodies, cold_ms = await _graphql_pages(client, svc, picks, True, rounds)
         warm_bodies, warm_ms = await _graphql_pages(client, svc, picks, False, rounds)
         cold_store, cold_store_ms = await _store_pages(svc, picks, True, rounds)
@@ -112,6 +117,9 @@ async def measure(svc, authors: int, per_author: int, rounds: int = 3, log=print
         "tweets": summary.archived,
         "objects": summary.objects,
         "bytes_per_tweet": round(summary.bytes / summary.archived, 1),
+        # PostgreSQL: the tweets table with its indexes, against the archive's index.
+        "pg_bytes_per_live_tweet": round((live_after - live_before) / summary.archived, 1),
+        "pg_bytes_per_archived_tweet": round((index_after - index_before) / summary.archived, 1),
         "archive_tweets_per_s": summary.tweets_per_s,
         "user_page_live_ms": round(live_ms, 2),
         "user_page_archive_cold_ms": round(cold_ms, 2),

@@ -180,7 +180,9 @@ def markdown(r: dict) -> str:
         lines += ["", "## 7. Cold storage (archive)", "",
                   f"{_fmt(a['tweets'])} tweets moved into {_fmt(a['objects'])} objects at "
                   f"{_fmt(a['archive_tweets_per_s'])} tweets/s, {a['bytes_per_tweet']} bytes "
-                  "per tweet. The same 20-tweet pages, median ms:", "",
+                  f"per tweet in objects; PostgreSQL {a.get('pg_bytes_per_live_tweet')} bytes "
+                  f"per live tweet, {a.get('pg_bytes_per_archived_tweet')} per archived one "
+                  "(its index row). The same 20-tweet pages, median ms:", "",
                   "| read | live store | archive, object fetched | archive, object cached "
                   "| ratio (fetched / live) |", "|---|---|---|---|---|",
                   f"| userTimeline over GraphQL (in-process) | {a['user_page_live_ms']} | "
