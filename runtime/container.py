@@ -14,6 +14,7 @@ from redis.backoff import ExponentialBackoff
 from runtime.settings import Settings
 from services.accounts import Accounts
 from services.feed import FeedManager
+from services.limits import Limits
 from services.social import Social
 from services.tweeting import Tweeting
 from storage import keys, postgres
@@ -49,6 +50,7 @@ class Services:
     accounts: Accounts
     tweeting: Tweeting
     social: Social
+    limits: Limits
 
     def probes(self) -> dict[str, Callable[[], Awaitable[object]]]:
         """One readiness check per backend in use."""
@@ -103,7 +105,7 @@ async def archive_parts(settings: Settings) -> tuple[asyncpg.Pool, TweetStore, A
     set), the live tweet store and the archive."""
     from runtime.dev import dev_postgres_url
 
-    pool = await postgres.connect(settings.postgres_url or dev_postgres_url(), 4)
+    pool = await postgres.connect(settings.postgres_url or dev_postgres_url(settings), 4)
     try:
         await postgres.migrate(pool)
         live = await tweet_store(settings, pool)
@@ -165,6 +167,7 @@ async def open_services(
         redis, keys.RECENTS, settings.timeline_max, settings.timeline_ttl_seconds
     )
     tweets = ArchivedTweetStore(live, archive)
+    limiter = RateLimiter(redis)
     feed = FeedManager(
         home, recents, tweets, graph, users, settings.celebrity_threshold, settings.active_days,
         settings.fanout_chunk,
@@ -182,9 +185,12 @@ async def open_services(
         recents=recents,
         feed=feed,
         bus=event_bus(settings, redis, claim_idle_ms),
-        accounts=Accounts(users, ids.next_id, settings.jwt_secret, settings.jwt_ttl_seconds),
+        accounts=Accounts(users, ids.next_id, settings.jwt_secret, settings.jwt_ttl_seconds,
+                          redis, settings.argon2_threads),
         tweeting=Tweeting(
-            pool, tweets, feed, RateLimiter(redis), ids.next_id, settings.tweet_rate_per_hour
+            pool, tweets, feed, limiter, ids.next_id, settings.tweet_rate_per_hour,
+            settings.idempotency_retention_hours,
         ),
         social=Social(graph, users, feed, ids.next_id, settings.celebrity_threshold),
+        limits=Limits(settings, limiter),
     )

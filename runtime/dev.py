@@ -19,15 +19,11 @@ from runtime.settings import ConfigError, Settings, load
 from storage import postgres
 
 
-def dev_pg_port() -> int:
-    return int(os.environ.get("CHIRP_DEV_PG_PORT", "54329"))
-
-
-def dev_postgres_url() -> str:
+def dev_postgres_url(settings: Settings) -> str:
     """The embedded PostgreSQL `make dev` runs (for commands run beside it)."""
     from deploy.local.postgres import DATABASE
 
-    return f"postgresql://postgres@127.0.0.1:{dev_pg_port()}/{DATABASE}"
+    return f"postgresql://postgres@127.0.0.1:{settings.dev_pg_port}/{DATABASE}"
 
 
 def _children(settings: Settings, env: dict[str, str]) -> list[subprocess.Popen]:
@@ -64,8 +60,8 @@ def main() -> int:
 
         stack = LocalStack(
             settings.data_dir,
-            pg_port=dev_pg_port(),
-            redis_port=int(os.environ.get("CHIRP_DEV_REDIS_PORT", "63799")),
+            pg_port=settings.dev_pg_port,
+            redis_port=settings.dev_redis_port,
         )
         stack.start()
         env["CHIRP_POSTGRES_URL"] = settings.postgres_url or stack.postgres_url

@@ -237,7 +237,7 @@ async def main_async(age_s: float, restore_author: str | None = None) -> dict:
             author = None if restore_author == "all" else int(restore_author)
             return {"restored": await restore(pool, live, archive, author)}
         return asdict(await run(pool, live, archive, cutoff_for(age_s),
-                                fault=os.environ.get("CHIRP_ARCHIVE_FAULT_AFTER")))
+                                fault=settings.archive_fault_after))
     finally:
         with contextlib.suppress(Exception):
             await archive.objects.close()
