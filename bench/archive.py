@@ -103,7 +103,7 @@ async def measure(svc, authors: int, per_author: int, rounds: int = 3, log=print
         live_bodies, live_ms = await _graphql_pages(client, svc, picks, False, rounds)
         live_store, live_store_ms = await _store_pages(svc, picks, False, rounds)
         log("archive: moving them")
-        summary = await archive.run(svc.pool, svc.tweets.live, svc.archive,
+        summary = await archive.run(svc.pool, svc.live_tweets, svc.archive,
                                     archive.cutoff_for(365 * 86400))
         assert summary.archived == authors * per_author, summary
         _, index_after = await svc.pool.fetchrow(sizes)

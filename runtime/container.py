@@ -42,6 +42,7 @@ class Services:
     users: UserStore
     graph: SocialGraph
     tweets: ArchivedTweetStore  # the live store, continued into the archive
+    live_tweets: TweetStore  # the live store alone (the archive worker moves from it)
     archive: Archive
     home: TimelineCache
     recents: TimelineCache
@@ -180,6 +181,7 @@ async def open_services(
         users=users,
         graph=graph,
         tweets=tweets,
+        live_tweets=live,
         archive=archive,
         home=home,
         recents=recents,

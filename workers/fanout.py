@@ -110,7 +110,7 @@ async def archive_daily(services: Services, stop: asyncio.Event) -> None:
             )
             if due:
                 cutoff = archive.cutoff_for(services.settings.archive_after_days * 86400)
-                summary = await archive.run(services.pool, services.tweets.live,
+                summary = await archive.run(services.pool, services.live_tweets,
                                             services.archive, cutoff, wait=False)
                 log.info("archive run: %s", summary)
         except Exception as e:  # retried at the next check

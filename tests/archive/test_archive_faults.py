@@ -52,7 +52,7 @@ async def _old_tweets(svc, author: int, days_ago: int, n: int) -> list[Tweet]:
         ms = now - days_ago * DAY_MS - k * 1000
         tid = min_id_for_ms(ms) + svc.ids.next_id() % 4096
         t = Tweet(tid, author, f"{days_ago}d {k}", datetime.fromtimestamp(ms / 1000, UTC))
-        await svc.tweets.live.put(t)
+        await svc.live_tweets.put(t)
         out.append(t)
     return out
 
@@ -67,13 +67,13 @@ async def test_a_run_killed_after_any_step_loses_and_duplicates_nothing(
     env = dict(store_env(request, live, "file"), CHIRP_ARCHIVE_OBJECT_TWEETS="4")
     async with archive_api(archive_stack, env) as (_api, svc):
         # Archive what earlier tests left, so the killed run moves only this test's tweets.
-        await archive.run(svc.pool, svc.tweets.live, svc.archive, svc.ids.next_id())
+        await archive.run(svc.pool, svc.live_tweets, svc.archive, svc.ids.next_id())
         author = svc.ids.next_id()
         await svc.pool.execute(
             "INSERT INTO users (id, handle, display_name, password_hash, tweets_count) "
             "VALUES ($1, $2, $2, 'x', 16)", author, f"k{author % 10**12}")
         first = await _old_tweets(svc, author, 500, 6)
-        await archive.run(svc.pool, svc.tweets.live, svc.archive, svc.ids.next_id())
+        await archive.run(svc.pool, svc.live_tweets, svc.archive, svc.ids.next_id())
         second = await _old_tweets(svc, author, 420, 10)
         tweets = sorted(first + second, key=lambda t: -t.id)
         ids = [t.id for t in tweets]
@@ -92,7 +92,7 @@ async def test_a_run_killed_after_any_step_loses_and_duplicates_nothing(
 
         rc, summary = _archive(archive_stack, env)
         assert rc == 0 and summary["skipped"] is None
-        assert await svc.tweets.live.by_author(author, limit=100) == []
+        assert await svc.live_tweets.by_author(author, limit=100) == []
         assert await svc.tweets.by_author(author, limit=100) == tweets
         assert await svc.tweets.by_author(author, before=ids[4], limit=5) == tweets[5:10]
         assert await svc.archive.archived_among(ids) == set(ids)

@@ -56,11 +56,11 @@ async def test_one_run_at_a_time(request, archive_stack):
         async with svc.pool.acquire() as holder:
             await holder.execute("SELECT pg_advisory_lock($1)", archive.LOCK)
             try:
-                skipped = await archive.run(svc.pool, svc.tweets.live, svc.archive, 1,
+                skipped = await archive.run(svc.pool, svc.live_tweets, svc.archive, 1,
                                             wait=False)
                 assert skipped.skipped and skipped.archived == 0
                 waiting = asyncio.ensure_future(
-                    archive.run(svc.pool, svc.tweets.live, svc.archive, 1))
+                    archive.run(svc.pool, svc.live_tweets, svc.archive, 1))
                 await asyncio.sleep(0.3)
                 assert not waiting.done()
             finally:
@@ -82,7 +82,7 @@ async def test_the_fanout_worker_archives_once_a_day(request, archive_stack):
             ms = wall_clock_ms() - 2 * DAY_MS - n
             t = Tweet(min_id_for_ms(ms) + n, author, f"old{n}",
                       datetime.fromtimestamp(ms / 1000, UTC))
-            await svc.tweets.live.put(t)
+            await svc.live_tweets.put(t)
             return t
 
         async def worker_for(seconds: float) -> None:
@@ -117,14 +117,14 @@ async def test_restore_moves_an_authors_tweets_back(request, archive_stack):
             ms = now - 400 * DAY_MS - n * 1000
             t = Tweet(min_id_for_ms(ms) + n, author, f"r{n}",
                       datetime.fromtimestamp(ms / 1000, UTC))
-            await svc.tweets.live.put(t)
+            await svc.live_tweets.put(t)
             tweets.append(t)
-        await archive.run(svc.pool, svc.tweets.live, svc.archive, svc.ids.next_id())
+        await archive.run(svc.pool, svc.live_tweets, svc.archive, svc.ids.next_id())
         assert await svc.tweets.delete(tweets[2].id) == tweets[2]
         kept = [t for t in tweets if t is not tweets[2]]
         rc, out = _archive_cli(archive_stack, env, "--restore", str(author))
         assert rc == 0 and out == {"restored": 7}
-        assert await svc.tweets.live.by_author(author, limit=20) == kept
+        assert await svc.live_tweets.by_author(author, limit=20) == kept
         assert await svc.tweets.by_author(author, limit=20) == kept
         assert await svc.archive.archived_among([t.id for t in tweets]) == set()
         assert await svc.pool.fetchval(

@@ -51,16 +51,16 @@ async def test_archived_tweets_stay_readable_and_deletable(archive_stack, stores
         cutoff = svc.ids.next_id()
         newer = await api.post(ta, "after the cut-off")
         await drain(svc)
-        summary = await archive.run(svc.pool, svc.tweets.live, svc.archive, cutoff)
+        summary = await archive.run(svc.pool, svc.live_tweets, svc.archive, cutoff)
         assert summary.archived >= 32 and summary.objects >= 2
         old = ids_a + ids_b
         assert await svc.archive.archived_among(old) == set(old)
         for author in (a, b):  # gone from the live store
-            assert await svc.tweets.live.by_author(author, before=cutoff, limit=100) == []
+            assert await svc.live_tweets.by_author(author, before=cutoff, limit=100) == []
         if svc.settings.tweet_store == "postgres":
             assert await svc.pool.fetchval(
                 "SELECT count(*) FROM tweets WHERE id = ANY($1::bigint[])", old) == 0
-        assert (await svc.tweets.live.by_author(a, limit=5))[0].id == newer
+        assert (await svc.live_tweets.by_author(a, limit=5))[0].id == newer
 
         # The cursors handed out before the move still page the same tweets.
         for pages, query, root in ((timeline_before, USER_PAGE, _user_timeline),
@@ -94,8 +94,8 @@ async def test_archived_tweets_stay_readable_and_deletable(archive_stack, stores
         assert d["user"]["tweetsCount"] == 23
         assert doomed not in await svc.archive.archived_among(old)
 
-        rerun = await archive.run(svc.pool, svc.tweets.live, svc.archive, cutoff)
+        rerun = await archive.run(svc.pool, svc.live_tweets, svc.archive, cutoff)
         assert (rerun.archived, rerun.objects) == (0, 0)
         # The next parametrization indexes into another object store: leave it nothing of
         # ours to top up.
-        await archive.run(svc.pool, svc.tweets.live, svc.archive, svc.ids.next_id())
+        await archive.run(svc.pool, svc.live_tweets, svc.archive, svc.ids.next_id())
