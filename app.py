@@ -499,6 +499,9 @@ async def metrics_endpoint(request: Request) -> Response:
         metrics.DEAD_LETTERS.set(await services.bus.dead_count())
     with contextlib.suppress(Exception):
         metrics.OUTBOX_PENDING.set(await outbox.pending(services.pool))
+        archived, objects = await services.archive.totals()
+        metrics.ARCHIVED_TWEETS.set(archived)
+        metrics.ARCHIVE_OBJECTS.set(objects)
     return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -19,6 +19,8 @@ from services.media import MediaConfig, MediaLibrary
 from services.social import Social
 from services.tweeting import Tweeting
 from storage import keys, postgres
+from storage.archive import Archive
+from storage.archived_tweets import ArchivedTweetStore
 from storage.cassandra_tweets import CassandraTweetStore
 from storage.eventbus import EventBus, RedisStreamBus
 from storage.graph import SocialGraph
@@ -41,7 +43,9 @@ class Services:
     ids: LeasedIds
     users: UserStore
     graph: SocialGraph
-    tweets: TweetStore
+    tweets: ArchivedTweetStore  # the live store, continued into the archive
+    live_tweets: TweetStore  # the live store alone (the archive worker moves from it)
+    archive: Archive
     home: TimelineCache
     recents: TimelineCache
     feed: FeedManager
@@ -74,6 +78,8 @@ class Services:
         with contextlib.suppress(Exception):
             await self.media.close()
         with contextlib.suppress(Exception):
+            await self.archive.objects.close()
+        with contextlib.suppress(Exception):
             await self.redis.aclose()
         await self.pool.close()
 
@@ -95,6 +101,26 @@ async def tweet_store(settings: Settings, pool: asyncpg.Pool) -> TweetStore:
     return await CassandraTweetStore.connect(
         settings.tweet_store, settings.cassandra_consistency, settings.cassandra_replication
     )
+
+
+def archive_of(settings: Settings, pool: asyncpg.Pool) -> Archive:
+    return Archive(pool, object_store(settings, settings.archive_store, "archive"),
+                   object_max=settings.archive_object_tweets)
+
+
+async def archive_parts(settings: Settings) -> tuple[asyncpg.Pool, TweetStore, Archive]:
+    """What the archive command needs: PostgreSQL (make dev's embedded one if no URL is
+    set), the live tweet store and the archive."""
+    from runtime.dev import dev_postgres_url
+
+    pool = await postgres.connect(settings.postgres_url or dev_postgres_url(settings), 4)
+    try:
+        await postgres.migrate(pool)
+        live = await tweet_store(settings, pool)
+    except BaseException:
+        await pool.close()
+        raise
+    return pool, live, archive_of(settings, pool)
 
 
 def event_bus(settings: Settings, redis: Redis, claim_idle_ms: int) -> EventBus:
@@ -136,7 +162,8 @@ async def open_services(
     users = UserStore(pool)
     graph = SocialGraph(pool)
     try:
-        tweets = await tweet_store(settings, pool)
+        live = await tweet_store(settings, pool)
+        archive = archive_of(settings, pool)
     except BaseException:
         await ids.close()
         await redis.aclose()
@@ -149,6 +176,7 @@ async def open_services(
     recents = TimelineCache(
         redis, keys.RECENTS, settings.timeline_max, settings.timeline_ttl_seconds
     )
+    tweets = ArchivedTweetStore(live, archive)
     limiter = RateLimiter(redis)
     feed = FeedManager(
         home, recents, tweets, graph, users, settings.celebrity_threshold, settings.active_days,
@@ -172,6 +200,8 @@ async def open_services(
         users=users,
         graph=graph,
         tweets=tweets,
+        live_tweets=live,
+        archive=archive,
         home=home,
         recents=recents,
         feed=feed,
