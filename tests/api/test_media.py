@@ -464,3 +464,22 @@ async def test_compiled_and_plain_executors_agree(mapi):
     assert "errors" not in fast and fast == plain
     api.services.media.by_tweet = type(api.services.media.by_tweet)()
     assert await api.gql("{homeTimeline(first:5){" + sel + "}}", token=token) == fast
+
+
+async def test_the_worker_sweeps(stack, store_env):
+    from workers.fanout import sweep_media
+
+    async with api_with(stack, media_orphan_hours=0, **store_env) as api:
+        token, _, _ = await api.sign_up("wsw")
+        orphan = await ready(api, token)
+        stop = asyncio.Event()
+        task = asyncio.create_task(sweep_media(api.services, stop))
+        try:
+            async with asyncio.timeout(30):
+                while await stored_keys(api, orphan):
+                    await asyncio.sleep(0.1)
+        finally:
+            stop.set()
+            await task
+        d = await api.ok("query($m:ID!){media(id:$m){id}}", {"m": orphan}, token)
+        assert d["media"] is None
