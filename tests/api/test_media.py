@@ -16,6 +16,7 @@ import pytest_asyncio
 from PIL import Image
 from PIL.ExifTags import IFD
 
+from storage.objects import FileObjectStore
 from tests.conftest import Api, api_with, drain
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -483,3 +484,18 @@ async def test_the_worker_sweeps(stack, store_env):
             await task
         d = await api.ok("query($m:ID!){media(id:$m){id}}", {"m": orphan}, token)
         assert d["media"] is None
+
+
+async def test_cdn_base_url(stack, store_env):
+    async with api_with(stack, media_public_url="https://cdn.example/media/", **store_env) as api:
+        token, _, _ = await api.sign_up("cdn")
+        m = await upload(api, token, jpeg(exif=False), "image/jpeg")
+        keys = await stored_keys(api, m["id"])
+        assert sorted(v["url"] for v in m["variants"]) == sorted(
+            f"https://cdn.example/media/{k}" for k in keys)
+        # the store still serves every key the CDN would fetch from it
+        store = api.services.media.store
+        for k in keys:
+            url = (f"http://chirp.test/objects/media/{k}" if isinstance(store, FileObjectStore)
+                   else store.url(k))
+            assert (await fetch(api, "GET", url)).status_code == 200
