@@ -17,12 +17,9 @@ V = TypeVar("V")
 
 
 class DataLoader(Generic[K, V]):
-    """Strawberry's DataLoader semantics (a cache of futures per key; every key asked for
-    in one loop iteration goes to the batch function in one call; a failing batch fails
-    each of its keys; cancelled waiters are skipped) at a fraction of its cost: a page
-    loads 20 tweets and their authors, and strawberry's loader spent ~10 µs per key
-    (a done-callback per future, a gather per load_many). Here a key costs one future,
-    and `load_many` awaits the futures in turn instead of gathering them."""
+    """Strawberry's DataLoader semantics (a cached future per key; the keys asked for in one
+    loop iteration go to the batch function in one call; a failing batch fails each key;
+    cancelled waiters are skipped) for one future per key. Twin: tests/unit/test_dataloader.py."""
 
     __slots__ = ("_batch", "_cache", "_fn", "_loop")
 
@@ -57,13 +54,6 @@ class DataLoader(Generic[K, V]):
             for f in futures:
                 f.add_done_callback(_retrieve)
             raise
-
-    def prime(self, key: K, value: V) -> None:
-        """Cache a value for `key` unless one is cached or being loaded."""
-        if key not in self._cache:
-            future = (self._loop or asyncio.get_running_loop()).create_future()
-            future.set_result(value)
-            self._cache[key] = future
 
     def _dispatch(self) -> None:
         batch, self._batch = self._batch, None

@@ -45,8 +45,6 @@ DEAD_LETTERS = Gauge(
     "chirp_dead_letter_events", "Events in the dead-letter stream", registry=REGISTRY
 )
 
-# Redis keys the worker increments.
-
 LIVE_SUBSCRIPTIONS = Gauge(
     "chirp_live_subscriptions", "Open live subscriptions in this process", registry=REGISTRY
 )

@@ -299,7 +299,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         follow_rate_per_hour=_int(env, "CHIRP_FOLLOW_RATE_PER_HOUR", 400, 1, 10**6),
         read_rate_per_minute=_int(env, "CHIRP_READ_RATE_PER_MINUTE", 1200, 1, 10**7),
         trusted_proxies=_proxies(env),
-        argon2_threads=_int(env, "CHIRP_ARGON2_THREADS", 2, 1, 256),
+        argon2_threads=_int(env, "CHIRP_PASSWORD_HASH_THREADS", 2, 1, 256),
         idempotency_retention_hours=_int(env, "CHIRP_IDEMPOTENCY_RETENTION_HOURS", 24, 1,
                                          24 * 365),
         cors_origins=_origins(env),

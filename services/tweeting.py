@@ -1,14 +1,10 @@
 """Posting and deleting tweets.
 
 A post commits the tweet, its author's counter, its idempotency key and its TweetCreated
-event in one PostgreSQL transaction, so an acknowledged tweet is never lost and never
-announced twice; fan-out happens later from the outbox.
-
-With a tweet store outside PostgreSQL (Cassandra) the tweet cannot join that transaction.
-The event then carries the tweet's text: once it commits, the tweet is durable, and it is
-written to the store right after (the worker writes it again, idempotently, so a store
-that was down when the post was acknowledged still receives it). A delete claims the
-tweet in `tweet_deletions` first, so two racing deletes decrement the counter once.
+event in one PostgreSQL transaction: an acknowledged tweet is never lost nor announced
+twice. With a tweet store outside PostgreSQL the event carries the text and the store is
+written after the commit, and again by the worker (docs/production.md, "Posting without a
+shared transaction").
 """
 
 from __future__ import annotations

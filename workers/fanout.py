@@ -5,7 +5,9 @@ within CHIRP_MEDIA_ORPHAN_HOURS). Run as its own process: `python -m workers.fan
 At-least-once: an event is acknowledged only after FeedManager.apply returns, and every
 apply is idempotent, so a worker killed mid-fan-out is finished by whoever claims the
 event next. An event failing MAX_ATTEMPTS times goes to the dead-letter stream, unless it
-failed because a backend is down: that is retried until the backend is back.
+failed because a backend is down: that is retried until the backend is back. A timeout
+while every backend answers its readiness probe is the event's own fault (too slow to
+apply): it is retried CHIRP_WORKER_TIMEOUT_RETRIES times, then dead-lettered.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from redis.exceptions import RedisError
 
 from core.errors import ChirpError
 from runtime.container import Services, open_services
-from runtime.failures import is_transient
+from runtime.failures import is_timeout, is_transient
 from runtime.settings import load
 from storage import outbox
 from storage.eventbus import Delivery
@@ -102,12 +104,30 @@ async def _apply(services: Services, delivery: Delivery) -> bool:
         return True
     except Exception as e:
         log.warning("event %s failed (attempt %d): %r", delivery.message_id, delivery.attempts, e)
+        if is_timeout(e) and delivery.attempts > services.settings.worker_timeout_retries \
+                and await backends_up(services):
+            with contextlib.suppress(Exception):
+                await services.bus.dead_letter(delivery, f"timed out {delivery.attempts} "
+                                                         f"times while backends were up: {e!r}")
+            return False
         if is_transient(e):
             return False  # a backend is down: retried (with backoff) until it is back
         if delivery.attempts >= MAX_ATTEMPTS:
             with contextlib.suppress(Exception):
                 await services.bus.dead_letter(delivery, repr(e))
         return False
+
+
+async def backends_up(services: Services) -> bool:
+    """Every backend in use answers its readiness probe within a second."""
+    async def probe(check) -> bool:
+        try:
+            await asyncio.wait_for(check(), 1.0)
+        except Exception:
+            return False
+        return True
+
+    return all(await asyncio.gather(*(probe(c) for c in services.probes().values())))
 
 
 async def _sleep(stop: asyncio.Event, seconds: float) -> None:

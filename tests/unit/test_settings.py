@@ -66,7 +66,7 @@ def test_active_window_must_outlive_cached_timelines(tmp_path):
 
 
 ROOT = Path(__file__).resolve().parents[2]
-NAME = re.compile(r"CHIRP_[A-Z][A-Z_]*[A-Z]")
+NAME = re.compile(r"CHIRP_[A-Z][A-Z0-9_]*[A-Z0-9]")
 READ = re.compile(r"(environ\.get\(|environ\[|getenv\()\s*[\"']CHIRP_")
 
 
