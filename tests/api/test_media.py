@@ -41,13 +41,28 @@ def s3_env(prefix: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module", params=STORES)
-def store_env(request) -> dict[str, str]:
+def store_env(request):
     if request.param == "file":
-        return {"media_store": "file"}
+        yield {"media_store": "file"}
+        return
     from tests.backends import ensure_s3
 
     ensure_s3()
-    return s3_env(f"t{secrets.token_hex(4)}")
+    env = s3_env(f"t{secrets.token_hex(4)}")
+    yield env
+    asyncio.run(_empty(env))  # the local S3 server outlives the run: leave nothing there
+
+
+async def _empty(env: dict[str, str]) -> None:
+    from storage.objects import S3Config, S3ObjectStore
+
+    store = S3ObjectStore(env["media_store"], S3Config(
+        env["s3_endpoint_url"], env["s3_access_key_id"], env["s3_secret_access_key"],
+        "us-east-1"))
+    try:
+        await store.delete_many(await store.list(""))
+    finally:
+        await store.close()
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
