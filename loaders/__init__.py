@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from core.media import Media
 from core.models import Tweet, User
 from runtime.container import Services
 
@@ -91,6 +92,8 @@ class Loaders:
     users_by_handle: DataLoader[str, User | None]
     tweets: DataLoader[int, Tweet | None]
     viewer_follows: DataLoader[int, bool]
+    # tweet id -> its media, in order (services.media.MediaLibrary.for_tweets)
+    tweet_media: DataLoader[int, tuple[Media, ...]]
 
 
 def make_loaders(services: Services, viewer_id: int | None) -> Loaders:
@@ -117,5 +120,6 @@ def make_loaders(services: Services, viewer_id: int | None) -> Loaders:
         users_by_handle=DataLoader(load_by_handle),
         tweets=DataLoader(load_tweets),
         viewer_follows=DataLoader(load_follows),
+        tweet_media=DataLoader(services.media.for_tweets),
     )
 

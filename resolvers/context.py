@@ -81,7 +81,8 @@ class Context:
 
     def note(self, verdict: Verdict | None) -> None:
         """Rate-limit headers for this answer, from the last bucket it took from."""
-        if verdict is not None and self.response is not None:
+        if verdict is not None and self.response is not None \
+                and getattr(self.request, "scope", {}).get("type") == "http":
             for name, value in limits.headers(verdict).items():
                 self.response.headers[name] = value
 

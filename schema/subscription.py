@@ -8,6 +8,9 @@ selection; any other selection is executed per subscription. See docs/live.md.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Hashable
 from typing import Any
 
@@ -28,7 +31,9 @@ from graphql import (
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types import Info
 
+from core.errors import Unauthenticated
 from core.models import LiveKind
+from resolvers import context as context_module
 from schema.errors import classify
 from schema.types import Tweet
 from subscriptions import streams
@@ -53,7 +58,7 @@ class TimelineEvent:
             made = e.memo[cls] = cls(
                 kind=e.kind,
                 tweet_id=strawberry.ID(str(e.tweet_id)) if e.tweet_id is not None else None,
-                tweet=Tweet.of(e.tweet, e.author) if e.tweet is not None else None,
+                tweet=Tweet.of(e.tweet, e.author, e.media) if e.tweet is not None else None,
                 results={},
             )
         return made
@@ -72,6 +77,44 @@ async def _coded(events: AsyncIterator[streams.LiveEvent]) -> AsyncIterator[stre
         raise GraphQLError(message, extensions={"code": code, **extra}) from e
 
 
+async def _while_authorized(context: Any, events: AsyncIterator[streams.LiveEvent]
+                            ) -> AsyncIterator[streams.LiveEvent]:
+    """A subscription opened with a token ends with UNAUTHENTICATED when the token expires
+    or is logged out (checked every RECHECK_SECONDS, and at its expiry)."""
+    claims = getattr(context, "claims", None)
+    if claims is None:
+        async for event in events:
+            yield event
+        return
+    accounts = context.services.accounts
+    iterator = events.__aiter__()
+    pending: asyncio.Future | None = None
+    try:
+        while True:
+            if pending is None:
+                pending = asyncio.ensure_future(iterator.__anext__())
+            wait = min(claims.expires_at - time.time(), context_module.RECHECK_SECONDS)
+            done, _ = await asyncio.wait({pending}, timeout=max(wait, 0.0))
+            if pending in done:
+                try:
+                    event = pending.result()
+                except StopAsyncIteration:
+                    return
+                finally:
+                    pending = None
+                yield event
+                continue
+            if time.time() >= claims.expires_at or not await accounts.live(claims):
+                raise Unauthenticated("the subscription's token expired or was logged out")
+    finally:
+        if pending is not None:
+            pending.cancel()
+            with contextlib.suppress(BaseException):
+                await pending
+        with contextlib.suppress(Exception):
+            await iterator.aclose()  # type: ignore[attr-defined]
+
+
 @strawberry.type
 class Subscription:
     @strawberry.subscription
@@ -81,7 +124,7 @@ class Subscription:
         """The viewer's home timeline, live: own tweets, followees' tweets (pushed by
         fan-out) and followed celebrities' tweets (from their channels), and deletes."""
         events = streams.home_timeline(info.context, since_id, _direct())
-        async for event in _coded(events):
+        async for event in _coded(_while_authorized(info.context, events)):
             yield TimelineEvent.of(event)
 
     @strawberry.subscription
@@ -89,7 +132,8 @@ class Subscription:
         self, info: Info, handle: str
     ) -> AsyncGenerator[TimelineEvent, None]:
         """One author's new and deleted tweets."""
-        async for event in _coded(streams.user_tweets(info.context, handle, _direct())):
+        events = streams.user_tweets(info.context, handle, _direct())
+        async for event in _coded(_while_authorized(info.context, events)):
             yield TimelineEvent.of(event)
 
 
@@ -97,7 +141,11 @@ class Subscription:
 # shared. Anything not listed (a field added later included) is executed per subscription.
 _SHAREABLE: dict[str, frozenset[str]] = {
     "TimelineEvent": frozenset({"__typename", "kind", "tweetId", "tweet"}),
-    "Tweet": frozenset({"__typename", "id", "text", "createdAt", "author"}),
+    "Tweet": frozenset({"__typename", "id", "text", "createdAt", "author", "media"}),
+    "Media": frozenset({"__typename", "id", "state", "contentType", "width", "height",
+                        "altText", "url", "variants", "error"}),
+    "MediaVariant": frozenset({"__typename", "name", "url", "width", "height", "contentType",
+                               "byteSize"}),
     "User": frozenset({"__typename", "id", "handle", "displayName", "bio", "createdAt",
                        "followersCount", "followingCount", "tweetsCount", "isCelebrity"}),
 }

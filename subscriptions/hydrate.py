@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.media import Media
 from core.models import LiveKind, Tweet, User
 from runtime.container import Services
 
@@ -23,6 +24,7 @@ class LiveEvent:
     tweet_id: int | None = None
     tweet: Tweet | None = None
     author: User | None = None
+    media: tuple[Media, ...] | None = None
     # What other layers derive from this event, computed once for every session it
     # reaches (the GraphQL object, execution results per selection).
     memo: dict[Any, Any] = field(default_factory=dict, repr=False)
@@ -83,10 +85,14 @@ class EventHydrator:
         tweet = (await self.services.tweets.get_many([tweet_id])).get(tweet_id)
         if tweet is None:
             return None
-        author = (await self.services.users.get_many([tweet.author_id])).get(tweet.author_id)
+        authors, (media,) = await asyncio.gather(
+            self.services.users.get_many([tweet.author_id]),
+            self.services.media.for_tweets([tweet.id]),
+        )
+        author = authors.get(tweet.author_id)
         if author is None:
             return None
-        return LiveEvent(LiveKind.TWEET_ADDED, tweet.id, tweet, author)
+        return LiveEvent(LiveKind.TWEET_ADDED, tweet.id, tweet, author, media)
 
     def _expire(self, now: float) -> None:
         if len(self._entries) > 1024:
