@@ -13,15 +13,19 @@ from runtime.settings import Settings
 from services.accounts import Accounts
 from services.feed import FeedManager
 from services.limits import Limits
+from services.media import MediaConfig, MediaLibrary
 from services.social import Social
 from services.tweeting import Tweeting
 from storage import keys, postgres
+from storage.archive import Archive
+from storage.archived_tweets import ArchivedTweetStore
 from storage.cassandra_tweets import CassandraTweetStore
 from storage.eventbus import EventBus, RedisStreamBus
 from storage.graph import SocialGraph
 from storage.idlease import LeasedIds
 from storage.kafka_bus import KafkaBus
 from storage.kafka_bus import parse_url as parse_kafka_url
+from storage.object_server import request_base_or
 from storage.objects import ObjectStore, S3Config, open_store
 from storage.ratelimit import RateLimiter
 from storage.redis_client import close as close_redis
@@ -39,7 +43,9 @@ class Services:
     ids: LeasedIds
     users: UserStore
     graph: SocialGraph
-    tweets: TweetStore
+    tweets: ArchivedTweetStore  # the live store, continued into the archive
+    live_tweets: TweetStore  # the live store alone (the archive worker moves from it)
+    archive: Archive
     home: TimelineCache
     recents: TimelineCache
     feed: FeedManager
@@ -47,6 +53,7 @@ class Services:
     accounts: Accounts
     tweeting: Tweeting
     social: Social
+    media: MediaLibrary
     limits: Limits
 
     def probes(self) -> dict[str, Callable[[], Awaitable[object]]]:
@@ -59,6 +66,8 @@ class Services:
             found["cassandra"] = self.tweets.ping
         if self.settings.event_bus != "redis":
             found["kafka"] = self.bus.ping
+        if self.settings.media_store != "file":
+            found["s3"] = self.media.store.ping
         return found
 
     async def close(self) -> None:
@@ -66,6 +75,10 @@ class Services:
         with contextlib.suppress(Exception):
             await self.bus.close()
         await self.tweets.close()
+        with contextlib.suppress(Exception):
+            await self.media.close()
+        with contextlib.suppress(Exception):
+            await self.archive.objects.close()
         with contextlib.suppress(Exception):
             await close_redis(self.redis)
         await self.pool.close()
@@ -84,6 +97,26 @@ async def tweet_store(settings: Settings, pool: asyncpg.Pool) -> TweetStore:
     )
 
 
+def archive_of(settings: Settings, pool: asyncpg.Pool) -> Archive:
+    return Archive(pool, object_store(settings, settings.archive_store, "archive"),
+                   object_max=settings.archive_object_tweets)
+
+
+async def archive_parts(settings: Settings) -> tuple[asyncpg.Pool, TweetStore, Archive]:
+    """What the archive command needs: PostgreSQL (make dev's embedded one if no URL is
+    set), the live tweet store and the archive."""
+    from runtime.dev import dev_postgres_url
+
+    pool = await postgres.connect(settings.postgres_url or dev_postgres_url(settings), 4)
+    try:
+        await postgres.migrate(pool)
+        live = await tweet_store(settings, pool)
+    except BaseException:
+        await pool.close()
+        raise
+    return pool, live, archive_of(settings, pool)
+
+
 def event_bus(settings: Settings, redis: Redis | RedisCluster, claim_idle_ms: int) -> EventBus:
     if settings.event_bus == "redis":
         return RedisStreamBus(redis, claim_idle_ms=claim_idle_ms)
@@ -96,11 +129,13 @@ def event_bus(settings: Settings, redis: Redis | RedisCluster, claim_idle_ms: in
 
 def object_store(settings: Settings, spec: str, name: str) -> ObjectStore:
     """The store `spec` names (`file` or `s3://bucket[/prefix]`); a file store lives in
-    `{CHIRP_DATA_DIR}/objects/{name}` and is served by the API at /objects/{name}/…."""
+    `{CHIRP_DATA_DIR}/objects/{name}` and is served by the API at /objects/{name}/…, at
+    CHIRP_PUBLIC_URL or else the address each request came to."""
     s3 = S3Config(settings.s3_endpoint_url, settings.s3_access_key_id,
                   settings.s3_secret_access_key, settings.s3_region)
+    base_url = settings.public_url or request_base_or(f"http://{settings.host}:{settings.port}")
     return open_store(spec, name=name, root=settings.data_dir / "objects" / name,
-                      base_url=settings.public_url, secret=settings.jwt_secret.encode(), s3=s3)
+                      base_url=base_url, secret=settings.jwt_secret.encode(), s3=s3)
 
 
 async def open_services(
@@ -121,7 +156,8 @@ async def open_services(
     users = UserStore(pool)
     graph = SocialGraph(pool)
     try:
-        tweets = await tweet_store(settings, pool)
+        live = await tweet_store(settings, pool)
+        archive = archive_of(settings, pool)
     except BaseException:
         await ids.close()
         await close_redis(redis)
@@ -134,10 +170,21 @@ async def open_services(
     recents = TimelineCache(
         redis, keys.RECENTS, settings.timeline_max, settings.timeline_ttl_seconds
     )
+    tweets = ArchivedTweetStore(live, archive)
     limiter = RateLimiter(redis)
     feed = FeedManager(
         home, recents, tweets, graph, users, settings.celebrity_threshold, settings.active_days,
         settings.fanout_chunk,
+    )
+    limiter = RateLimiter(redis)
+    media = MediaLibrary(
+        pool, object_store(settings, settings.media_store, "media"), limiter, ids.next_id,
+        MediaConfig(
+            max_bytes=settings.media_max_bytes, max_pixels=settings.media_max_pixels,
+            uploads_per_hour=settings.media_uploads_per_hour,
+            orphan_hours=settings.media_orphan_hours, public_url=settings.media_public_url,
+            workers=settings.media_workers,
+        ),
     )
     return Services(
         settings=settings,
@@ -147,6 +194,8 @@ async def open_services(
         users=users,
         graph=graph,
         tweets=tweets,
+        live_tweets=live,
+        archive=archive,
         home=home,
         recents=recents,
         feed=feed,
@@ -155,8 +204,9 @@ async def open_services(
                           redis, settings.argon2_threads),
         tweeting=Tweeting(
             pool, tweets, feed, limiter, ids.next_id, settings.tweet_rate_per_hour,
-            settings.idempotency_retention_hours,
+            settings.idempotency_retention_hours, media=media,
         ),
         social=Social(graph, users, feed, ids.next_id, settings.celebrity_threshold),
         limits=Limits(settings, limiter),
+        media=media,
     )

@@ -41,6 +41,9 @@ QUERIES = {
                   "author { ...U } } } } pageInfo { ...on PageInfo { endCursor } } } "
                   "fragment T on Tweet { id text } fragment U on User { handle isCelebrity }",
                   {"h": "HANDLE"}),
+    "media (none here; tests/api/test_media.py has a twin with pictures)": (
+        "{ homeTimeline(first: 10) { edges { node { id media { id state url altText "
+        "variants { name url width } } } } } }", None),
     "directives": ("query($s:Boolean!){ homeTimeline(first: 3) { edges { node { id text "
                    "@skip(if:$s) author @include(if:$s) { handle } } } } }", {"s": True}),
     "error: bad arguments next to good fields": (
@@ -90,7 +93,7 @@ def _fill(variables: dict | None, world: dict) -> dict | None:
 async def _execute(schema, services, token, query, variables, executor):
     document = parse(query)
     assert validate(schema._schema, document) == []
-    context = build_context(services, f"Bearer {token}" if token else None)
+    context = await build_context(services, f"Bearer {token}" if token else None)
     result = execute(schema._schema, document, variable_values=variables,
                      context_value=context, executor_class=executor)
     if asyncio.iscoroutine(result):

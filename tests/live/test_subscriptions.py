@@ -221,7 +221,7 @@ async def test_legacy_graphql_ws_protocol_still_works(live):
 
 async def test_viewer_dependent_fields_are_resolved_per_viewer(live):
     """Two sessions on one process get the same tweet; a selection shared by both would
-    give them the same viewerIsFollowing, which must differ (schema/live.py shares only
+    give them the same viewerIsFollowing, which must differ (schema/subscription.py shares only
     selections that read no viewer-dependent field)."""
     a = Http(live.apis[0])
     reader, rid, _ = await a.sign_up("vr")
