@@ -104,6 +104,7 @@ class MemoryTimelineCache:
     on one server see each other's lists, as on one Redis (queue_reads mixes families)."""
 
     LOCK_MS = 10_000
+    cluster = False  # one server: storage.timeline_cache.Reads makes one read call
 
     def __init__(self, server: MemoryServer, prefix: str, cap: int, ttl_seconds: int = 60,
                  live: bool = False, free_slots: bool = False) -> None:
@@ -116,6 +117,10 @@ class MemoryTimelineCache:
 
     def lock_key(self, owner: int) -> str:
         return keys.rebuild_lock(self.prefix, owner)
+
+    def call(self, pipe: MemoryPipe, name: str, names: list[str], args: list) -> None:
+        assert name == "read", name  # the only script Reads queues
+        pipe.evalsha("", len(names), *names, *args)
 
     async def run(self, build: Callable[[Any], None], transaction: bool = False) -> list:
         self.server.check()
