@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib
 import importlib.util
 import json
@@ -59,11 +60,12 @@ def load_revision(name: str, revision: str, tmp: Path) -> ModuleType:
     subprocess.run(f"git archive {revision} storage | tar -x -C {tmp}", shell=True,
                    cwd=ROOT, check=True)
     saved = {}
-    for mod in ("keys", "live", "redis_client", "scripts"):
-        importlib.import_module(f"storage.{mod}")  # today's, to put back afterwards
+    for mod in ("keys", "live", "notices", "redis_client", "scripts"):
         path = tmp / "storage" / f"{mod}.py"
         if not path.exists():
             continue
+        with contextlib.suppress(ModuleNotFoundError):  # today's, to put back afterwards
+            importlib.import_module(f"storage.{mod}")
         full = f"storage.{mod}"
         saved[full] = sys.modules.get(full)
         spec = importlib.util.spec_from_file_location(full, path)
