@@ -71,3 +71,19 @@ def ensure_backends() -> Backends:
     assert isinstance(kafka, LocalKafka) and isinstance(cassandra, LocalCassandra)
     assert isinstance(s3, LocalS3) and isinstance(cluster, ValkeyCluster)
     return Backends(kafka, cassandra, s3, cluster)
+
+
+def ensure_s3() -> LocalS3:
+    """The S3 server alone (the object-store tests need no Kafka or Cassandra)."""
+    if not java_available():
+        raise BackendsUnavailable(
+            "java is not on PATH: the local S3 server needs OpenJDK 17 and Maven "
+            "(apt-get install openjdk-17-jdk-headless maven)")
+    found = servers(only="s3")
+    try:
+        start_all(found, report=False)
+    except Exception as e:
+        raise BackendsUnavailable(f"the S3 server did not start: {e}") from e
+    s3 = found["s3"]
+    assert isinstance(s3, LocalS3)
+    return s3
