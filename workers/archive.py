@@ -103,7 +103,10 @@ async def run(pool: asyncpg.Pool, live: TweetStore, archive: Archive, cutoff_id:
             mover = _Mover(pool, live, archive, summary, _Fault(fault))
             for author in await live.authors_before(cutoff_id):
                 await mover.author(author, cutoff_id)
-            await pool.execute("UPDATE archive_totals SET last_run_at = now()")
+            await pool.execute(
+                "UPDATE archive_totals SET last_run_at = now(), "
+                "complete_below = greatest(complete_below, $1)", cutoff_id,
+            )
         finally:
             await lock_conn.execute("SELECT pg_advisory_unlock($1)", LOCK)
     summary.seconds = round(time.perf_counter() - started, 3)
@@ -200,6 +203,12 @@ async def restore(pool: asyncpg.Pool, live: TweetStore, archive: Archive,
     archive's deletes as tombstones newer than any re-inserted row."""
     if not live.transactional:
         raise ValueError("restoring into Cassandra is not supported (docs/archive.md)")
+    # Readers skip the live store below complete_below: lower it, and wait until they know.
+    if await pool.fetchval(
+        "UPDATE archive_totals SET complete_below = 0 WHERE complete_below > 0 RETURNING true"
+    ):
+        await asyncio.sleep(HORIZON_TTL_S)
+    archive.forget_bounds()
     objects = await pool.fetch(
         "SELECT id, key, deleted FROM archive_objects "
         "WHERE $1::bigint IS NULL OR author_id = $1 ORDER BY id", author_id,
