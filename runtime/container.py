@@ -115,7 +115,8 @@ async def archive_parts(settings: Settings) -> tuple[asyncpg.Pool, TweetStore, A
     set), the live tweet store and the archive."""
     from runtime.dev import dev_postgres_url
 
-    pool = await postgres.connect(settings.postgres_url or dev_postgres_url(settings), 4)
+    # The run's lock holds one connection; each of its concurrent movers uses one at a time.
+    pool = await postgres.connect(settings.postgres_url or dev_postgres_url(settings), 6)
     try:
         await postgres.migrate(pool)
         live = await tweet_store(settings, pool)

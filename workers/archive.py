@@ -38,6 +38,7 @@ from storage.tweets import TweetStore
 log = logging.getLogger("chirp.archive")
 
 LOCK = 0x41524348  # "ARCH": one archive run at a time across processes
+CONCURRENCY = 4  # authors moved at once (an author's objects go one after another)
 READ_PAGE = 5000  # an author's old tweets are read (and grouped) this many at a time
 _UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 
@@ -101,8 +102,15 @@ async def run(pool: asyncpg.Pool, live: TweetStore, archive: Archive, cutoff_id:
             started = time.perf_counter()
             await archive.collect_garbage()
             mover = _Mover(pool, live, archive, summary, _Fault(fault))
-            for author in await live.authors_before(cutoff_id):
-                await mover.author(author, cutoff_id)
+            authors = iter(await live.authors_before(cutoff_id))
+
+            async def mover_task() -> None:
+                for author in authors:  # shared: each author goes to one task
+                    await mover.author(author, cutoff_id)
+
+            async with asyncio.TaskGroup() as group:
+                for _ in range(CONCURRENCY):
+                    group.create_task(mover_task())
             await pool.execute(
                 "UPDATE archive_totals SET last_run_at = now(), "
                 "complete_below = greatest(complete_below, $1)", cutoff_id,
