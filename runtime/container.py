@@ -68,8 +68,6 @@ class Services:
             found["kafka"] = self.bus.ping
         if self.settings.media_store != "file":
             found["s3"] = self.media.store.ping
-        if self.settings.archive_store != "file":
-            found["archive"] = self.archive.objects.ping
         return found
 
     async def close(self) -> None:
@@ -78,9 +76,9 @@ class Services:
             await self.bus.close()
         await self.tweets.close()
         with contextlib.suppress(Exception):
-            await self.archive.objects.close()
-        with contextlib.suppress(Exception):
             await self.media.close()
+        with contextlib.suppress(Exception):
+            await self.archive.objects.close()
         with contextlib.suppress(Exception):
             await self.redis.aclose()
         await self.pool.close()
@@ -115,8 +113,7 @@ async def archive_parts(settings: Settings) -> tuple[asyncpg.Pool, TweetStore, A
     set), the live tweet store and the archive."""
     from runtime.dev import dev_postgres_url
 
-    # The run's lock holds one connection; each of its concurrent movers uses one at a time.
-    pool = await postgres.connect(settings.postgres_url or dev_postgres_url(settings), 6)
+    pool = await postgres.connect(settings.postgres_url or dev_postgres_url(settings), 4)
     try:
         await postgres.migrate(pool)
         live = await tweet_store(settings, pool)

@@ -306,15 +306,17 @@ class MemoryTweetStore:
         return self.tweets.pop(tweet_id, None)
 
     async def delete_many(self, ids: Sequence[int], tx: Any = None) -> set[int]:
-        return {i for i in ids if await self.delete(i) is not None}
-
-    async def authors_before(self, before: int) -> list[int]:
         self._check()
-        return sorted({t.author_id for t in self.tweets.values() if t.id < before})
+        self.deleted.update(ids)
+        return {i for i in ids if self.tweets.pop(i, None) is not None}
 
     async def get_many(self, ids: Iterable[int]) -> dict[int, Tweet]:
         self._check()
         return {i: self.tweets[i] for i in ids if i in self.tweets}
+
+    async def authors_before(self, before: int) -> list[int]:
+        self._check()
+        return sorted({t.author_id for t in self.tweets.values() if t.id < before})
 
     async def ping(self) -> None:
         self._check()

@@ -119,6 +119,18 @@ async def _apply(services: Services, delivery: Delivery) -> bool:
         return False
 
 
+async def backends_up(services: Services) -> bool:
+    """Every backend in use answers its readiness probe within a second."""
+    async def probe(check) -> bool:
+        try:
+            await asyncio.wait_for(check(), 1.0)
+        except Exception:
+            return False
+        return True
+
+    return all(await asyncio.gather(*(probe(c) for c in services.probes().values())))
+
+
 async def archive_daily(services: Services, stop: asyncio.Event) -> None:
     """Run the archive once every CHIRP_ARCHIVE_INTERVAL_HOURS across all workers: each
     checks hourly whether the last run is that old; one holds the lock, the others skip."""
@@ -139,18 +151,6 @@ async def archive_daily(services: Services, stop: asyncio.Event) -> None:
         except Exception as e:  # retried at the next check
             log.warning("archive run failed: %r", e)
         await _sleep(stop, min(3600, hours * 3600))
-
-
-async def backends_up(services: Services) -> bool:
-    """Every backend in use answers its readiness probe within a second."""
-    async def probe(check) -> bool:
-        try:
-            await asyncio.wait_for(check(), 1.0)
-        except Exception:
-            return False
-        return True
-
-    return all(await asyncio.gather(*(probe(c) for c in services.probes().values())))
 
 
 async def _sleep(stop: asyncio.Event, seconds: float) -> None:
