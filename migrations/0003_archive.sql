@@ -23,17 +23,15 @@ CREATE TABLE archived_tweets (
 );
 
 -- One row: totals for /metrics (written in each object's index transaction); the horizon,
--- the highest cut-off any run has started with (readers consult the archive for pages
--- reaching below it); complete_below, the highest cut-off a run finished with (the live
--- store holds nothing below it: readers skip it there); and when the last run finished,
--- so the workers' daily run happens once a day.
+-- the highest cut-off any run has started with (no live tweet below it is older than an
+-- archived one only above it: readers consult the archive for pages reaching below it);
+-- and when the last run finished, so the workers' daily run happens once a day.
 CREATE TABLE archive_totals (
-    one            boolean PRIMARY KEY DEFAULT true CHECK (one),
-    tweets         bigint NOT NULL DEFAULT 0,
-    objects        bigint NOT NULL DEFAULT 0,
-    horizon        bigint NOT NULL DEFAULT 0,
-    complete_below bigint NOT NULL DEFAULT 0,
-    last_run_at    timestamptz
+    one         boolean PRIMARY KEY DEFAULT true CHECK (one),
+    tweets      bigint NOT NULL DEFAULT 0,
+    objects     bigint NOT NULL DEFAULT 0,
+    horizon     bigint NOT NULL DEFAULT 0,
+    last_run_at timestamptz
 );
 INSERT INTO archive_totals DEFAULT VALUES;
 

@@ -68,6 +68,8 @@ class Services:
             found["kafka"] = self.bus.ping
         if self.settings.media_store != "file":
             found["s3"] = self.media.store.ping
+        if self.settings.archive_store != "file":
+            found["archive"] = self.archive.objects.ping
         return found
 
     async def close(self) -> None:
@@ -113,7 +115,8 @@ async def archive_parts(settings: Settings) -> tuple[asyncpg.Pool, TweetStore, A
     set), the live tweet store and the archive."""
     from runtime.dev import dev_postgres_url
 
-    pool = await postgres.connect(settings.postgres_url or dev_postgres_url(settings), 4)
+    # The run's lock holds one connection; each of its concurrent movers uses one at a time.
+    pool = await postgres.connect(settings.postgres_url or dev_postgres_url(settings), 6)
     try:
         await postgres.migrate(pool)
         live = await tweet_store(settings, pool)
