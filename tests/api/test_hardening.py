@@ -236,6 +236,15 @@ async def test_idempotency_conflict_and_rest_key(api, services):
         "WHERE user_id = $1", uid)
     again = await api.ok(m, {"t": "two", "k": "key-1"}, token)
     assert again["postTweet"]["id"] != first["postTweet"]["id"]
+    # and the worker's hourly purge removes expired keys
+    await api.ok(m, {"t": "three", "k": "key-2"}, token)
+    await services.pool.execute(
+        "UPDATE idempotency_keys SET created_at = now() - interval '25 hours' "
+        "WHERE user_id = $1 AND key = 'key-2'", uid)
+    assert await services.tweeting.purge_keys() >= 1
+    keys_left = await services.pool.fetch(
+        "SELECT key FROM idempotency_keys WHERE user_id = $1", uid)
+    assert [r["key"] for r in keys_left] == ["key-1"]
 
 
 async def test_tokens_need_exp_and_a_live_user_and_log_out_revokes(api, services):
