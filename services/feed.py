@@ -28,7 +28,7 @@ from core.models import AUTHOR_DEMOTED, TWEET_CREATED, TWEET_DELETED, Event, Twe
 from core.timeline import NEWEST, Slice, exact_merge, slice_of
 from runtime import metrics
 from runtime.settings import ACTIVE_MARK_SECONDS
-from storage import keys, live
+from storage import keys, notices
 from storage.graph import SocialGraph
 from storage.timeline_cache import CachedSlice, ReadState, TimelineCache, queue_reads
 from storage.tweets import IdCollision, TweetStore
@@ -102,7 +102,7 @@ class FeedManager:
         self.recents.queue_insert(pipe, author_id, tweet_id)
         self.home.queue_notify(
             pipe, keys.author_presence(author_id), keys.author_channel(author_id),
-            live.added(tweet_id),
+            notices.added(tweet_id),
         )
 
     async def apply(self, event: Event, publish: Publish | None = None) -> int:
@@ -192,7 +192,7 @@ class FeedManager:
         await self.recents.remove_many([author_id], [tweet_id])
         await self.home.run(lambda pipe: self.home.queue_notify(
             pipe, keys.author_presence(author_id), keys.author_channel(author_id),
-            live.deleted(tweet_id),
+            notices.deleted(tweet_id),
         ))
         author = (await self.users.get_many([author_id])).get(author_id)
         if author is not None and fanout.is_celebrity(author.followers_count, self.threshold):

@@ -1,5 +1,6 @@
 """The fan-out worker: relays the outbox to the event bus and applies bus events through
-the FeedManager. Run as its own process: `python -m workers.fanout`.
+the FeedManager; it also sweeps media (deleted tweets' leftovers, uploads never attached
+within CHIRP_MEDIA_ORPHAN_HOURS). Run as its own process: `python -m workers.fanout`.
 
 At-least-once: an event is acknowledged only after FeedManager.apply returns, and every
 apply is idempotent, so a worker killed mid-fan-out is finished by whoever claims the
@@ -34,6 +35,7 @@ log = logging.getLogger("chirp.worker")
 
 MAX_ATTEMPTS = 5
 BATCH = 32
+MEDIA_SWEEP_EVERY_S = 300.0
 
 
 async def relay_outbox(services: Services, stop: asyncio.Event) -> None:
@@ -81,6 +83,19 @@ async def consume(services: Services, consumer: str, stop: asyncio.Event) -> Non
             await services.bus.ack(done)
         except Exception as e:  # unacked events are redelivered; applying is idempotent
             log.warning("ack failed, events will be redelivered: %s", e)
+
+
+async def sweep_media(services: Services, stop: asyncio.Event) -> None:
+    """At start and every MEDIA_SWEEP_EVERY_S; several workers may sweep at once (a row
+    is removed by whoever locks it first)."""
+    while not stop.is_set():
+        try:
+            removed = await services.media.sweep()
+            if removed:
+                log.info("media sweep removed %d", removed)
+        except Exception as e:  # a backend down: the next round retries
+            log.warning("media sweep failed: %s", e)
+        await _sleep(stop, MEDIA_SWEEP_EVERY_S)
 
 
 async def _apply(services: Services, delivery: Delivery) -> bool:
@@ -161,7 +176,7 @@ async def run(consumer: str | None = None) -> None:
     log.info("fan-out worker %s started", consumer)
     try:
         await asyncio.gather(relay_outbox(services, stop), consume(services, consumer, stop),
-                             purge_keys(services, stop))
+                             purge_keys(services, stop), sweep_media(services, stop))
     finally:
         await services.close()
         log.info("fan-out worker %s stopped", consumer)
