@@ -55,7 +55,7 @@ class Context:
         if known is not None and known.claims.expires_at > now:
             live = accounts.still_live(known.claims)
             if live is None:  # this process's copy of the revocations is not loaded yet
-                live = await accounts.live(known.claims, check_user=False)
+                live = await accounts.live(known.claims, check_user=False) is not False
             if live:
                 self.viewer_id, self.auth_error, self.claims = (
                     known.claims.user_id, None, known.claims)
@@ -64,17 +64,21 @@ class Context:
             known = None
             _verified.pop(key, None)
         if known is None:
+            state: bool | None = True
             try:
                 claims = accounts.claims_from(authorization)
-                if claims is not None and not await accounts.live(claims):
-                    raise Unauthenticated("this token was logged out or its account is gone")
+                if claims is not None:
+                    state = await accounts.live(claims)
+                    if state is False:
+                        raise Unauthenticated(
+                            "this token was logged out or its account is gone")
             except Unauthenticated as e:
                 _verified.pop(key, None)
                 self.viewer_id, self.auth_error, self.claims = None, e, None
             else:
                 self.viewer_id, self.auth_error, self.claims = (
                     None if claims is None else claims.user_id), None, claims
-                if claims is not None:
+                if claims is not None and state:  # None: a backend is down, ask again
                     remember(key, claims)
         self.fresh_loaders()
 

@@ -109,7 +109,7 @@ async def _while_authorized(context: Any, events: AsyncIterator[streams.LiveEven
                 continue
             live = accounts.still_live(claims)
             if live is None:
-                live = await accounts.live(claims, check_user=False)
+                live = await accounts.live(claims, check_user=False) is not False
             if time.time() >= claims.expires_at or not live:
                 raise Unauthenticated("the subscription's token expired or was logged out")
     finally:

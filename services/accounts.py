@@ -15,6 +15,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from core import validation
 from core.errors import Unauthenticated, Unavailable
 from core.models import User
+from runtime.failures import is_transient
 from storage.revocations import Revocations
 from storage.users import UserStore
 
@@ -128,16 +129,24 @@ class Accounts:
             return None
         return not revocations.revoked(claims.user_id, claims.jti, claims.issued_at)
 
-    async def live(self, claims: Claims, check_user: bool = True) -> bool:
+    async def live(self, claims: Claims, check_user: bool = True) -> bool | None:
         """Whether a verified token still stands: not logged out (this token, or all of its
-        user's issued before a "log out everywhere"), and (check_user) its user exists."""
-        known = self.still_live(claims)
-        if known is None:
-            known = not await self.revocations.revoked_in_redis(  # type: ignore[union-attr]
-                claims.user_id, claims.jti, claims.issued_at)
-        if not known:
-            return False
-        return not check_user or claims.user_id in await self.users.get_many([claims.user_id])
+        user's issued before a "log out everywhere"), and (check_user) its user exists.
+        None when a backend needed to tell is down: the caller lets the signed, unexpired
+        token through for now (as limits fail open) without remembering it."""
+        try:
+            known = self.still_live(claims)
+            if known is None:
+                known = not await self.revocations.revoked_in_redis(  # type: ignore[union-attr]
+                    claims.user_id, claims.jti, claims.issued_at)
+            if not known:
+                return False
+            return not check_user or claims.user_id in await self.users.get_many(
+                [claims.user_id])
+        except Exception as e:
+            if is_transient(e):
+                return None
+            raise
 
     async def log_out(self, claims: Claims, everywhere: bool = False) -> None:
         if everywhere:

@@ -6,7 +6,7 @@ hash of users' "log out everywhere" times. A revocation writes there and publish
 channel; every process listening applies it to its copy. A process (re)loads the whole
 state whenever its subscription (re)connects, so a message missed while disconnected is
 never missed for good; until the first load completes, `ready` is unset and callers ask
-Redis directly.
+Redis directly. While disconnected the last copy stays in use.
 """
 
 from __future__ import annotations
@@ -118,7 +118,8 @@ class Revocations:
             except Exception as e:
                 log.warning("revocation channel lost, asking Redis until it is back: %r", e)
             finally:
-                self.ready.clear()
+                # The copy stays in use while disconnected (a revocation needs Redis too, and
+                # what was missed is reloaded on reconnecting).
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()
                 with contextlib.suppress(Exception):
