@@ -30,6 +30,7 @@ from storage.kafka_bus import parse_url as parse_kafka_url
 from storage.object_server import request_base_or
 from storage.objects import ObjectStore, S3Config, open_store
 from storage.ratelimit import RateLimiter
+from storage.revocations import Revocations
 from storage.timeline_cache import TimelineCache
 from storage.tweets import PostgresTweetStore, TweetStore
 from storage.users import UserStore
@@ -73,6 +74,8 @@ class Services:
         return found
 
     async def close(self) -> None:
+        if self.accounts.revocations is not None:
+            await self.accounts.revocations.stop()
         await self.ids.close()
         with contextlib.suppress(Exception):
             await self.bus.close()
@@ -210,7 +213,8 @@ async def open_services(
         feed=feed,
         bus=event_bus(settings, redis, claim_idle_ms),
         accounts=Accounts(users, ids.next_id, settings.jwt_secret, settings.jwt_ttl_seconds,
-                          redis, settings.argon2_threads),
+                          Revocations(redis, settings.redis_url, settings.jwt_ttl_seconds),
+                          settings.argon2_threads),
         tweeting=Tweeting(
             pool, tweets, feed, limiter, ids.next_id, settings.tweet_rate_per_hour,
             settings.idempotency_retention_hours, media=media,
