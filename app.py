@@ -40,7 +40,7 @@ from core.errors import (
 )
 from resolvers import media, timelines, tweets
 from resolvers.context import Context, build_context
-from runtime import collector, metrics
+from runtime import collector, logscrub, metrics
 from runtime.container import Services, open_services
 from runtime.settings import Settings, load
 from schema import build_schema
@@ -537,6 +537,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         app.state.services = services or await open_services(settings)
         holder["s"] = app.state.services
         if owned:  # a server process: build everything now, then keep it out of the GC
+            logscrub.install()
             graphql.app = graphql.app or GraphQLApp(app.state.services)
             collector.freeze_startup()
         try:

@@ -30,6 +30,7 @@ from storage.objects import ObjectStore, S3Config, open_store
 from storage.ratelimit import RateLimiter
 from storage.redis_client import close as close_redis
 from storage.redis_client import connect as redis_connect
+from storage.revocations import Revocations
 from storage.timeline_cache import TimelineCache
 from storage.tweets import PostgresTweetStore, TweetStore
 from storage.users import UserStore
@@ -68,9 +69,13 @@ class Services:
             found["kafka"] = self.bus.ping
         if self.settings.media_store != "file":
             found["s3"] = self.media.store.ping
+        if self.settings.archive_store != "file":
+            found["archive"] = self.archive.objects.ping
         return found
 
     async def close(self) -> None:
+        if self.accounts.revocations is not None:
+            await self.accounts.revocations.stop()
         await self.ids.close()
         with contextlib.suppress(Exception):
             await self.bus.close()
@@ -107,7 +112,8 @@ async def archive_parts(settings: Settings) -> tuple[asyncpg.Pool, TweetStore, A
     set), the live tweet store and the archive."""
     from runtime.dev import dev_postgres_url
 
-    pool = await postgres.connect(settings.postgres_url or dev_postgres_url(settings), 4)
+    # The run's lock holds one connection; each of its concurrent movers uses one at a time.
+    pool = await postgres.connect(settings.postgres_url or dev_postgres_url(settings), 6)
     try:
         await postgres.migrate(pool)
         live = await tweet_store(settings, pool)
@@ -201,7 +207,8 @@ async def open_services(
         feed=feed,
         bus=event_bus(settings, redis, claim_idle_ms),
         accounts=Accounts(users, ids.next_id, settings.jwt_secret, settings.jwt_ttl_seconds,
-                          redis, settings.argon2_threads),
+                          Revocations(redis, settings.redis_url, settings.jwt_ttl_seconds),
+                          settings.argon2_threads),
         tweeting=Tweeting(
             pool, tweets, feed, limiter, ids.next_id, settings.tweet_rate_per_hour,
             settings.idempotency_retention_hours, media=media,

@@ -56,8 +56,8 @@ class Archive:
         self.objects = objects
         self.prefix = prefix
         self._cache: OrderedDict[str, list[Tweet]] = OrderedDict()
-        self._horizon = 0
-        self._horizon_until = 0.0
+        self._bounds_cached = (0, 0)
+        self._bounds_until = 0.0
 
     # ------------------------------------------------------------------ writes
 
@@ -157,11 +157,24 @@ class Archive:
 
     async def horizon(self) -> int:
         """The highest cut-off any run started with, as known within HORIZON_TTL_S."""
+        return (await self._bounds())[0]
+
+    async def complete_below(self) -> int:
+        """The highest cut-off a run finished with: the live store holds nothing below
+        it. As known within HORIZON_TTL_S, so possibly lower, never higher."""
+        return (await self._bounds())[1]
+
+    def forget_bounds(self) -> None:
+        """Read the horizon and completion again on next use (after changing them)."""
+        self._bounds_until = 0.0
+
+    async def _bounds(self) -> tuple[int, int]:
         now = time.monotonic()
-        if now >= self._horizon_until:
-            self._horizon = await self.pool.fetchval("SELECT horizon FROM archive_totals") or 0
-            self._horizon_until = now + HORIZON_TTL_S
-        return self._horizon
+        if now >= self._bounds_until:
+            row = await self.pool.fetchrow("SELECT horizon, complete_below FROM archive_totals")
+            self._bounds_cached = (row[0], row[1]) if row else (0, 0)
+            self._bounds_until = now + HORIZON_TTL_S
+        return self._bounds_cached
 
     # ------------------------------------------------------------------ reads
 

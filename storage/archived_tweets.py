@@ -3,8 +3,9 @@ first, then, for what reaches below the archive's horizon, the archived objects.
 
 Reads keep their cursors: ids are the same snowflakes wherever a tweet lives. Below the
 horizon a page merges live and archived tweets (a tweet can be in both for a moment while
-it is being moved; it is returned once). Above it, or before anything was ever archived,
-a read costs what the live store's does. Writes go to the live store; a delete removes the
+it is being moved; it is returned once); below the cut-off of the last finished run the
+live store is not asked at all. Above the horizon, or before anything was ever archived, a
+read costs what the live store's does. Writes go to the live store; a delete removes the
 tweet from both, in the caller's transaction when the live store joins one.
 """
 
@@ -31,6 +32,8 @@ class ArchivedTweetStore:
 
     async def delete(self, tweet_id: int, tx: Any = None) -> Tweet | None:
         gone = await self.live.delete(tweet_id, tx)
+        if gone is not None and tweet_id >= await self.archive.horizon():
+            return gone  # newer than any cut-off: never archived
         archived = await self.archive.delete(tweet_id, tx if self.transactional else None)
         return gone or archived
 
@@ -52,7 +55,10 @@ class ArchivedTweetStore:
 
     async def get_many(self, ids: Iterable[int]) -> dict[int, Tweet]:
         wanted = list(ids)
-        found = await self.live.get_many(wanted)
+        complete = await self.archive.complete_below()
+        cold = [i for i in wanted if i < complete]  # only the archive can hold these
+        found = await self.live.get_many([i for i in wanted if i >= complete]) \
+            if len(cold) < len(wanted) else {}
         missing = [i for i in wanted if i not in found]
         if missing and min(missing) < await self.archive.horizon():
             found.update(await self.archive.get_many(missing))
@@ -61,12 +67,16 @@ class ArchivedTweetStore:
     async def by_author(
         self, author_id: int, before: int = NEWEST, since: int = 0, limit: int = 20
     ) -> list[Tweet]:
+        if before <= await self.archive.complete_below():
+            return await self.archive.by_authors([author_id], before, since, limit)
         live = await self.live.by_author(author_id, before, since, limit)
         return await self._continued(live, [author_id], before, since, limit)
 
     async def by_authors(
         self, author_ids: Sequence[int], before: int = NEWEST, since: int = 0, limit: int = 20
     ) -> list[Tweet]:
+        if before <= await self.archive.complete_below():
+            return await self.archive.by_authors(author_ids, before, since, limit)
         live = await self.live.by_authors(author_ids, before, since, limit)
         return await self._continued(live, author_ids, before, since, limit)
 

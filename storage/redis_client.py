@@ -111,6 +111,15 @@ def connect(url: str, **overrides: Any) -> Redis | ChirpCluster:
     return ChirpCluster(startup_nodes=nodes, require_full_coverage=False, **options)
 
 
+def node_url(url: str) -> str:
+    """A URL of one server for a plain connection: on a cluster, the first seed node (classic
+    PUBLISH reaches every node of a cluster, so a rare channel can be heard on any one)."""
+    if not is_cluster(url):
+        return url
+    host, port = cluster_seeds(url)[0]
+    return f"redis://{host}:{port}"
+
+
 async def close(redis: Redis | RedisCluster) -> None:
     if isinstance(redis, ChirpCluster):
         await redis.shutdown()

@@ -38,6 +38,7 @@ from storage.tweets import TweetStore
 log = logging.getLogger("chirp.archive")
 
 LOCK = 0x41524348  # "ARCH": one archive run at a time across processes
+CONCURRENCY = 4  # authors moved at once (an author's objects go one after another)
 READ_PAGE = 5000  # an author's old tweets are read (and grouped) this many at a time
 _UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 
@@ -101,9 +102,19 @@ async def run(pool: asyncpg.Pool, live: TweetStore, archive: Archive, cutoff_id:
             started = time.perf_counter()
             await archive.collect_garbage()
             mover = _Mover(pool, live, archive, summary, _Fault(fault))
-            for author in await live.authors_before(cutoff_id):
-                await mover.author(author, cutoff_id)
-            await pool.execute("UPDATE archive_totals SET last_run_at = now()")
+            authors = iter(await live.authors_before(cutoff_id))
+
+            async def mover_task() -> None:
+                for author in authors:  # shared: each author goes to one task
+                    await mover.author(author, cutoff_id)
+
+            async with asyncio.TaskGroup() as group:
+                for _ in range(CONCURRENCY):
+                    group.create_task(mover_task())
+            await pool.execute(
+                "UPDATE archive_totals SET last_run_at = now(), "
+                "complete_below = greatest(complete_below, $1)", cutoff_id,
+            )
         finally:
             await lock_conn.execute("SELECT pg_advisory_unlock($1)", LOCK)
     summary.seconds = round(time.perf_counter() - started, 3)
@@ -200,6 +211,12 @@ async def restore(pool: asyncpg.Pool, live: TweetStore, archive: Archive,
     archive's deletes as tombstones newer than any re-inserted row."""
     if not live.transactional:
         raise ValueError("restoring into Cassandra is not supported (docs/archive.md)")
+    # Readers skip the live store below complete_below: lower it, and wait until they know.
+    if await pool.fetchval(
+        "UPDATE archive_totals SET complete_below = 0 WHERE complete_below > 0 RETURNING true"
+    ):
+        await asyncio.sleep(HORIZON_TTL_S)
+    archive.forget_bounds()
     objects = await pool.fetch(
         "SELECT id, key, deleted FROM archive_objects "
         "WHERE $1::bigint IS NULL OR author_id = $1 ORDER BY id", author_id,

@@ -24,6 +24,7 @@ import asyncpg
 from redis.exceptions import RedisError
 
 from core.errors import ChirpError
+from runtime import logscrub
 from runtime.container import Services, open_services
 from runtime.failures import is_timeout, is_transient
 from runtime.settings import load
@@ -153,6 +154,22 @@ async def archive_daily(services: Services, stop: asyncio.Event) -> None:
         await _sleep(stop, min(3600, hours * 3600))
 
 
+PURGE_EVERY_S = 3600
+
+
+async def purge_keys(services: Services, stop: asyncio.Event) -> None:
+    """Idempotency keys past their retention, hourly (a reused expired key is also
+    forgotten on the spot, so this only keeps the table small)."""
+    while not stop.is_set():
+        try:
+            purged = await services.tweeting.purge_keys()
+            if purged:
+                log.info("purged %d expired idempotency keys", purged)
+        except Exception as e:
+            log.warning("idempotency key purge failed: %s", e)
+        await _sleep(stop, PURGE_EVERY_S)
+
+
 async def _sleep(stop: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), seconds)
@@ -182,7 +199,8 @@ async def run(consumer: str | None = None) -> None:
     log.info("fan-out worker %s started", consumer)
     try:
         await asyncio.gather(relay_outbox(services, stop), consume(services, consumer, stop),
-                             sweep_media(services, stop), archive_daily(services, stop))
+                             purge_keys(services, stop), sweep_media(services, stop),
+                             archive_daily(services, stop))
     finally:
         await services.close()
         log.info("fan-out worker %s stopped", consumer)
@@ -193,6 +211,7 @@ def main() -> None:
     parser.add_argument("--consumer", help="consumer name (default host-pid)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logscrub.install()
     asyncio.run(run(args.consumer))
 
 

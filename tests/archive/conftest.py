@@ -80,3 +80,11 @@ def local_s3_env() -> dict[str, str]:
         "CHIRP_S3_SECRET_ACCESS_KEY": s3proxy.SECRET_KEY,
         "CHIRP_S3_REGION": s3proxy.REGION,
     }
+
+
+async def backdating(svc: Services) -> None:
+    """Before a test writes tweets with old ids straight into the live store: forget that
+    runs finished below them (readers skip the live store there, where no real tweet can
+    appear)."""
+    await svc.pool.execute("UPDATE archive_totals SET complete_below = 0")
+    svc.archive.forget_bounds()

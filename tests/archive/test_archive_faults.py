@@ -12,7 +12,7 @@ import pytest
 
 from core.ids import min_id_for_ms, wall_clock_ms
 from core.models import Tweet
-from tests.archive.conftest import LIVE_STORES, archive_api, store_env
+from tests.archive.conftest import LIVE_STORES, archive_api, backdating, store_env
 from workers import archive
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -46,6 +46,7 @@ def _archive_cli(stack, env: dict[str, str], *args: str,
 
 
 async def _old_tweets(svc, author: int, days_ago: int, n: int) -> list[Tweet]:
+    await backdating(svc)
     now = wall_clock_ms()
     out = []
     for k in range(n):

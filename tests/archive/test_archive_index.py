@@ -10,7 +10,7 @@ import pytest
 from core import archive as codec
 from core.ids import min_id_for_ms, wall_clock_ms
 from core.models import Tweet
-from tests.archive.conftest import archive_api, store_env
+from tests.archive.conftest import archive_api, backdating, store_env
 from workers import archive
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -79,6 +79,7 @@ async def test_the_fanout_worker_archives_once_a_day(request, archive_stack):
             "VALUES ($1, $2, $2, 'x')", author, f"d{author % 10**12}")
 
         async def old_tweet(n: int) -> Tweet:
+            await backdating(svc)
             ms = wall_clock_ms() - 2 * DAY_MS - n
             t = Tweet(min_id_for_ms(ms) + n, author, f"old{n}",
                       datetime.fromtimestamp(ms / 1000, UTC))
@@ -111,6 +112,7 @@ async def test_restore_moves_an_authors_tweets_back(request, archive_stack):
         await svc.pool.execute(
             "INSERT INTO users (id, handle, display_name, password_hash, tweets_count) "
             "VALUES ($1, $2, $2, 'x', 7)", author, f"r{author % 10**12}")
+        await backdating(svc)
         now = wall_clock_ms()
         tweets = []
         for n in range(8):
