@@ -272,6 +272,8 @@ async def metrics_endpoint(request: Request) -> Response:
         metrics.DEAD_LETTERS.set(await services.bus.dead_count())
     with contextlib.suppress(Exception):
         metrics.OUTBOX_PENDING.set(await outbox.pending(services.pool))
+    if services.caches is not None:
+        services.caches.report()
     return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -10,6 +10,7 @@ from typing import Generic, TypeVar
 
 from core.models import Tweet, User
 from runtime.container import Services
+from storage.readcache import Fence, ReadCaches
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -101,25 +102,69 @@ class Loaders:
     users_by_handle: DataLoader[str, User | None]
     tweets: DataLoader[int, Tweet | None]
     viewer_follows: DataLoader[int, bool]
+    # The request's check of the read caches (storage/readcache.py); None without caches.
+    fence: Fence | None = None
 
 
 def make_loaders(services: Services, viewer_id: int | None) -> Loaders:
+    """Loaders for one request. With read caches, each batch takes what the caches hold
+    (once the request's fence allows it) and loads only the rest from the stores."""
+    caches = services.caches
+    fence = caches.fence() if caches is not None else None
+
+    async def usable() -> ReadCaches | None:
+        return await fence.usable() if fence is not None else None
+
     async def load_users(ids: list[int]) -> list[User | None]:
-        found = await services.users.get_many(ids)
+        found: dict[int, User]
+        if (c := await usable()) is None:
+            found = await services.users.get_many(ids)
+        else:
+            found, missing = c.users.get_many(ids)
+            if missing:
+                generation = c.generation
+                loaded = await services.users.get_many(missing)
+                c.keep(c.users, generation, loaded)
+                found.update(loaded)
         return [found.get(i) for i in ids]
 
     async def load_by_handle(handles: list[str]) -> list[User | None]:
-        found = await services.users.by_handles(handles)
-        return [found.get(h.lower()) for h in handles]
+        lowered = [h.lower() for h in handles]
+        if (c := await usable()) is None:
+            found = await services.users.by_handles(lowered)
+            return [found.get(h) for h in lowered]
+        known, unknown = c.handles.get_many(lowered)
+        users, missing = c.users.get_many(known.values())
+        by_handle = {h: users[i] for h, i in known.items() if i in users}
+        unknown += [h for h, i in known.items() if i in missing]
+        if unknown:
+            generation = c.generation
+            loaded = await services.users.by_handles(unknown)
+            c.keep(c.users, generation, {u.id: u for u in loaded.values()})
+            for h, u in loaded.items():
+                c.handles.put(h, u.id)  # a handle never changes hands
+            by_handle.update(loaded)
+        return [by_handle.get(h) for h in lowered]
 
     async def load_tweets(ids: list[int]) -> list[Tweet | None]:
-        found = await services.tweets.get_many(ids)
-        return [found.get(i) for i in ids]
+        if (c := await usable()) is None:
+            found = await services.tweets.get_many(ids)
+            return [found.get(i) for i in ids]
+        held, missing = c.tweets.get_many(ids)  # a deleted tweet is held as None
+        if missing:
+            generation = c.generation
+            loaded = await services.tweets.get_many(missing)
+            c.keep(c.tweets, generation, loaded)
+            held.update(loaded)
+        return [held.get(i) for i in ids]
 
     async def load_follows(followees: list[int]) -> list[bool]:
         if viewer_id is None:
             return [False] * len(followees)
-        found = await services.graph.following_ids_among(viewer_id, followees)
+        if (c := await usable()) is None:
+            found = await services.graph.following_ids_among(viewer_id, followees)
+        else:
+            found = (await services.feed.followed(viewer_id, c)).allowed
         return [f in found for f in followees]
 
     return Loaders(
@@ -127,5 +172,5 @@ def make_loaders(services: Services, viewer_id: int | None) -> Loaders:
         users_by_handle=DataLoader(load_by_handle),
         tweets=DataLoader(load_tweets),
         viewer_follows=DataLoader(load_follows),
+        fence=fence,
     )
-

@@ -25,7 +25,7 @@ async def home(ctx: Context, first: int | None, after: str | None, since_id: str
     viewer = ctx.require_viewer()
     page = await ctx.services.feed.home_page(
         viewer, args.page_size(first), args.before_tweet(after), args.since(since_id),
-        ctx.loaders.tweets.load_many,
+        ctx.loaders.tweets.load_many, ctx.loaders.fence,
     )
     if page.degraded:
         ctx.mark_degraded()
@@ -37,7 +37,7 @@ async def of_user(
 ) -> Page:
     page = await ctx.services.feed.user_page(
         user.id, args.page_size(first), args.before_tweet(after), args.since(since_id),
-        ctx.loaders.tweets.load_many,
+        ctx.loaders.tweets.load_many, ctx.loaders.fence,
     )
     if page.degraded:
         ctx.mark_degraded()

@@ -24,6 +24,7 @@ from storage.idlease import LeasedIds
 from storage.kafka_bus import KafkaBus
 from storage.kafka_bus import parse_url as parse_kafka_url
 from storage.ratelimit import RateLimiter
+from storage.readcache import ReadCaches
 from storage.timeline_cache import TimelineCache
 from storage.tweets import PostgresTweetStore, TweetStore
 from storage.users import UserStore
@@ -45,6 +46,7 @@ class Services:
     accounts: Accounts
     tweeting: Tweeting
     social: Social
+    caches: ReadCaches | None = None  # None when CHIRP_CACHE_MB=0
 
     def probes(self) -> dict[str, Callable[[], Awaitable[object]]]:
         """One readiness check per backend in use."""
@@ -59,6 +61,9 @@ class Services:
         return found
 
     async def close(self) -> None:
+        if self.caches is not None:
+            await self.caches.close()
+        await self.feed.activity.close()
         await self.ids.close()
         with contextlib.suppress(Exception):
             await self.bus.close()
@@ -128,9 +133,11 @@ async def open_services(
     recents = TimelineCache(
         redis, keys.RECENTS, settings.timeline_max, settings.timeline_ttl_seconds
     )
+    caches = (ReadCaches(redis, settings.redis_url, settings.cache_mb)
+              if settings.cache_mb else None)
     feed = FeedManager(
         home, recents, tweets, graph, users, settings.celebrity_threshold, settings.active_days,
-        settings.fanout_chunk,
+        settings.fanout_chunk, caches,
     )
     return Services(
         settings=settings,
@@ -149,4 +156,5 @@ async def open_services(
             pool, tweets, feed, RateLimiter(redis), ids.next_id, settings.tweet_rate_per_hour
         ),
         social=Social(graph, users, feed, ids.next_id, settings.celebrity_threshold),
+        caches=caches,
     )

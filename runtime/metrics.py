@@ -65,3 +65,32 @@ LIVE_RECONNECTS = Counter(
 LIVE_DELIVERED = Counter(
     "chirp_live_events_total", "Events sent to live subscribers", ["kind"], registry=REGISTRY
 )
+
+# Read caches (storage/readcache.py)
+
+CACHE_HITS = Counter(
+    "chirp_cache_hits_total", "Read-cache lookups answered from this process's memory",
+    ["cache"], registry=REGISTRY,
+)
+CACHE_MISSES = Counter(
+    "chirp_cache_misses_total", "Read-cache lookups that went to Redis or PostgreSQL",
+    ["cache"], registry=REGISTRY,
+)
+CACHE_BYTES = Gauge(
+    "chirp_cache_bytes", "Estimated memory held by each read cache", ["cache"],
+    registry=REGISTRY,
+)
+CACHE_INVALIDATIONS = Counter(
+    "chirp_cache_invalidations_total", "Invalidation items applied to the read caches",
+    registry=REGISTRY,
+)
+CACHE_FLUSHES = Counter(
+    "chirp_cache_flushes_total",
+    "Read caches emptied (a gap in invalidations, a lost connection, a Redis restart)",
+    registry=REGISTRY,
+)
+CACHE_BYPASSED = Counter(
+    "chirp_cache_bypassed_total",
+    "Requests that read the stores because the invalidations could not be trusted",
+    registry=REGISTRY,
+)

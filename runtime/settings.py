@@ -42,6 +42,7 @@ class Settings:
     max_query_tokens: int
     max_query_aliases: int
     pg_pool_size: int
+    cache_mb: int
 
     @property
     def production(self) -> bool:
@@ -157,6 +158,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         max_query_tokens=_int(env, "CHIRP_MAX_QUERY_TOKENS", 2000, 100, 100_000),
         max_query_aliases=_int(env, "CHIRP_MAX_QUERY_ALIASES", 30, 1, 1000),
         pg_pool_size=_int(env, "CHIRP_PG_POOL_SIZE", 10, 1, 500),
+        cache_mb=_int(env, "CHIRP_CACHE_MB", 256, 0, 1_000_000),
     )
     # Fan-out skips inactive followers. That is only safe if their cached timelines expire
     # before they count as inactive; otherwise a live cache would silently miss tweets.
