@@ -94,13 +94,14 @@ class Plan:
         return cls(graphs.GraphSpec.quick(), viewers=5_000, saturation_s=5, rate_s=4,
                    fractions=(0.3, 0.7, 1.0), floor_s=4, pull_s=4, visible_s=8,
                    visible_followers=1_000, visible_every_s=0.4, celeb_s=3, celeb_viewers=20,
-                   fanout_sizes=(1_000, 10_000, 100_000), fanout_runs=1, warm_s=8)
+                   fanout_sizes=(1_000, 10_000, 100_000), fanout_runs=1, warm_s=40)
 
 
 # The API's counters of reads that left the cached path: a hybrid run whose pages came
 # from the store or from rebuilt timelines would not measure the hybrid design.
 COUNTERS = ("chirp_timeline_store_pages_total", "chirp_timeline_rebuilds_total",
-            "chirp_degraded_reads_total")
+            "chirp_degraded_reads_total", "chirp_bench_postgres_queries_total")
+PG_QUERIES = "chirp_bench_postgres_queries_total"
 
 
 async def read_counters(port: int) -> dict[str, float]:
@@ -244,9 +245,11 @@ class Bench:
         return path_out
 
     async def load(self, port: int, reqs: Path, rate: float, seconds: float,
-                   connections: int | None = None, watch: str = "api") -> dict:
+                   connections: int | None = None, watch: str = "api",
+                   once: bool = False) -> dict:
         """One load-generator run (bench/loadgen.py in its own process), with the CPU the
-        API, PostgreSQL and Valkey spent per request meanwhile."""
+        API, PostgreSQL and Valkey spent per request meanwhile. `once`: a closed loop that
+        sends each request once (at most `seconds`), to warm the caches."""
         connections = connections or (self.plan.connections if rate <= 0
                                       else self.plan.open_connections)
         out = self.tmp / f"load-{time.monotonic_ns()}.npz"
@@ -255,7 +258,8 @@ class Bench:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bench.loadgen", "--port", str(port), "--requests",
             str(reqs), "--rate", str(rate), "--seconds", str(seconds), "--connections",
-            str(connections), "--out", str(out), cwd=ROOT, env=self.env)
+            str(connections), "--out", str(out), *(["--once"] if once else []), cwd=ROOT,
+            env=self.env)
         if await proc.wait() != 0:
             raise RuntimeError("load generator failed")
         after_cpu = self.cpu.snapshot()
@@ -287,6 +291,8 @@ class Bench:
             # Reads not served from the caches alone (bench/run.py: read_counters).
             "read_path_counters": {k: after_counts.get(k, 0) - before_counts.get(k, 0)
                                    for k in COUNTERS},
+            "postgres_queries_per_request": round(
+                (after_counts.get(PG_QUERIES, 0) - before_counts.get(PG_QUERIES, 0)) / n, 4),
         }
 
     def summary(self, name: str, r: dict) -> None:
@@ -382,13 +388,23 @@ class Bench:
         p = self.plan
         log("scenario 1: homeTimeline over HTTP GraphQL")
         self.reqs = self.requests_file("graphql", self.tokens, self.port)
-        # Warm: every viewer read about once (PostgreSQL's buffers, the API's pools and
-        # prepared statements), so the measured runs see the steady state.
-        warm = await self.load(self.port, self.reqs, 0,
-                               min(p.warm_s, max(5, len(self.tokens) / 300)))
+        # Warm: every viewer read once (PostgreSQL's buffers, the API's pools, prepared
+        # statements and read caches), so the measured runs see the steady state.
+        warm = await self.load(self.port, self.reqs, 0, p.warm_s, once=True)
         log(f"  warm-up: {warm['completed']:,} reads at {warm['achieved_rps']:.0f} req/s")
         sat = await self.load(self.port, self.reqs, 0, p.saturation_s)
         self.summary("saturation (closed loop)", sat)
+        # The floor: a trivial route of the same process, same generator and connections.
+        trivial = self.requests_file("healthz", self.tokens[:1000], self.port, "get",
+                                     "/healthz")
+        floor = await self.load(self.port, trivial, 0, p.saturation_s)
+        self.summary("HTTP floor (GET /healthz), saturation", floor)
+        self.results["http_floor"] = floor
+        self.results["http_floor_rps"] = floor["achieved_rps"]
+        self.results["home_rps_vs_http_floor_ratio"] = round(
+            sat["achieved_rps"] / floor["achieved_rps"], 3)
+        self.results["postgres_queries_per_cached_home_read"] = sat[
+            "postgres_queries_per_request"]
         if self.profile:
             await self.profile_api("graphql")
         self.sat = sat["achieved_rps"]
@@ -452,6 +468,7 @@ class Bench:
                 f"p99 {inproc[kind]['p99_ms']} ms, CPU {inproc[kind]['cpu_ms_per_page']} ms/page")
         # Pure pull against hybrid, for viewers following ~200 accounts.
         hybrid_reqs = self.requests_file("graphql200", self.tokens_200, self.port)
+        await self.load(self.port, hybrid_reqs, 0, p.warm_s, once=True)
         hybrid200_sat = await self.load(self.port, hybrid_reqs, 0, p.pull_s)
         self.summary("hybrid, viewers following ~200, saturation", hybrid200_sat)
         pull_api, pull_port = await self.start_api("api_pull", {"BENCH_FEED": "pull"})
