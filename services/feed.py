@@ -17,7 +17,7 @@ import contextlib
 import itertools
 import logging
 from bisect import bisect_left, bisect_right
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from operator import neg
@@ -33,7 +33,7 @@ from runtime.settings import ACTIVE_MARK_SECONDS
 from storage import keys, live
 from storage.graph import SocialGraph
 from storage.invalidation import queue_publish
-from storage.readcache import MISSING, Fence, Followees, ReadCaches, Recents
+from storage.readcache import MISSING, Fence, Followees, ReadCaches, Recents, SortedIds
 from storage.timeline_cache import CachedSlice, ReadState, TimelineCache, queue_reads
 from storage.tweets import IdCollision, TweetStore
 from storage.users import ActivityMarks, UserStore
@@ -58,9 +58,13 @@ class Page:
 class Followed:
     """Who a viewer's home timeline draws on, split by the celebrity rule."""
 
-    allowed: set[int]  # the viewer and everyone they follow: what a page may show
-    pushed: list[int]  # the viewer and followed non-celebrities: what the cache holds
+    allowed: Collection[int]  # the viewer and everyone they follow: what a page may show
     celebs: list[int]  # followed celebrities: pulled at read time
+
+    def pushed(self) -> list[int]:
+        """The viewer and followed non-celebrities: what the cached timeline holds."""
+        pulled = set(self.celebs)
+        return [i for i in self.allowed if i not in pulled]
 
 
 class _Exhausted(Exception):
@@ -314,32 +318,21 @@ class FeedManager:
         followee cache of a request whose fence allows it."""
         if caches is None:
             ids, counts = await self.graph.followees(viewer)
-            return self._split(viewer, ids, counts, None)
+            return Followed({viewer, *ids}, self._celebs(ids, counts))
         entry = caches.followees.get(viewer)
         if entry is MISSING:
             generation = caches.generation
-            entry = Followees(*await self.graph.followees(viewer))
+            ids, counts = await self.graph.followees(viewer)
+            entry = Followees(SortedIds([viewer, *ids]), tuple(self._celebs(ids, counts)))
             caches.keep(caches.followees, generation, {viewer: entry})
         if entry.version != caches.crossings:
-            entry.split = self._split(viewer, entry.ids, entry.counts, caches.celebrity)
+            entry.split = Followed(entry.ids, _crossed(entry, caches.celebrity))
             entry.version = caches.crossings
         return entry.split
 
-    def _split(self, viewer: int, ids: list[int], counts: list[int],
-               crossed: dict[int, bool] | None) -> Followed:
-        """`crossed`: authors who crossed the threshold since `counts` were read."""
+    def _celebs(self, ids: list[int], counts: list[int]) -> list[int]:
         t = self.threshold
-        if crossed:
-            celebs = [i for i, c in zip(ids, counts, strict=True)
-                      if crossed.get(i, fanout.is_celebrity(c, t))]
-        else:
-            celebs = [i for i, c in zip(ids, counts, strict=True) if fanout.is_celebrity(c, t)]
-        if celebs:
-            known = set(celebs)
-            pushed = [viewer, *(i for i in ids if i not in known)]
-        else:
-            pushed = [viewer, *ids]
-        return Followed({viewer, *ids}, pushed, celebs)
+        return [i for i, c in zip(ids, counts, strict=True) if fanout.is_celebrity(c, t)]
 
     async def home_page(
         self, viewer: int, first: int, before: int, since: int, load: TweetLoader,
@@ -469,17 +462,17 @@ class FeedManager:
             pipe.set(keys.seen(viewer), 1, nx=True, ex=ACTIVE_MARK_SECONDS)
 
         replies = await self.home.run(build)
-        if checking and not await fence.settle(replies[0]):
-            raise _Refence()
         if replies[-1]:  # the viewer's first read this hour
             self.activity.add(viewer)
+        if checking and not await fence.settle(replies[0]):
+            raise _Refence()
         reads = replies[1 if checking else 0]
         home = self.home.parse(reads[0])
         if home.state != ReadState.OK:
             # The rebuilt cache holds what fan-out would have pushed: no second followee query.
             home = await self._rebuilt(
                 self.home, viewer, before, since, count,
-                lambda _viewer: self._newest_of(followed.pushed),
+                lambda _viewer: self._newest_of(followed.pushed()),
             )
         slices = [home]
         if caches is None:
@@ -587,6 +580,16 @@ def _usable(fence: Fence | None) -> ReadCaches | None:
     """The caches a request may use now: before its fence is checked they are used
     optimistically, and the check (in the same round trip) decides whether that stands."""
     return fence.caches if fence is not None and fence.state is not False else None
+
+
+def _crossed(entry: Followees, crossed: dict[int, bool]) -> list[int]:
+    """A cached entry's celebrities now: those of when it was loaded, with the threshold
+    crossings seen since (`crossed`: author -> a celebrity now)."""
+    celebs = [c for c in entry.celebs if crossed.get(c, True)]
+    if crossed:
+        known = set(celebs)
+        celebs += [a for a, now in crossed.items() if now and a not in known and a in entry.ids]
+    return celebs
 
 
 def window(entry: Recents, before: int, since: int, want: int) -> CachedSlice:

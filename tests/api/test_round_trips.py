@@ -3,6 +3,8 @@ the viewer's followees and the celebrities' recents are in the API process's cac
 PostgreSQL query and one Redis round trip, for a home page and for an author's page. Without
 the caches (CHIRP_CACHE_MB=0): a constant number of queries whatever the page's size."""
 
+import asyncio
+
 import pytest
 from redis.asyncio.connection import AbstractConnection
 
@@ -47,6 +49,7 @@ async def _costs(api, monkeypatch, queries: list, token: str, query: str,
         return await real_send(self, command, check_health)
 
     await api.services.feed.activity.flush()  # a mark left by the last read: not this one's
+    await asyncio.sleep(0.05)  # asyncpg calls query loggers soon after, not at once
     queries.clear()
     monkeypatch.setattr(AbstractConnection, "send_packed_command", counting_send)
     try:
@@ -56,6 +59,8 @@ async def _costs(api, monkeypatch, queries: list, token: str, query: str,
         monkeypatch.setattr(AbstractConnection, "send_packed_command", real_send)
     body = r.json()
     assert "errors" not in body, body
+    # asyncpg introspects types on a pooled connection's first use: not the page's queries
+    queries[:] = [q for q in queries if not q.startswith("WITH RECURSIVE typeinfo_tree")]
     return len(queries), redis_trips, body["data"]
 
 
@@ -84,14 +89,14 @@ async def test_an_uncached_page_costs_the_same_whatever_its_size(stack, monkeypa
     async with api_with(stack, on_query=lambda r: queries.append(r.query), cache_mb=0) as api:
         viewer, _celeb = await _graph(api)
         await api.home_ids(viewer)  # warm: the cached timeline exists
-        costs = {}
+        costs, sent = {}, {}
         for first in (5, 20, 40):
             pg, trips, data = await _costs(api, monkeypatch, queries, viewer, HOME, {"f": first})
             assert len(data["homeTimeline"]["edges"]) == min(first, 30)
             costs[first] = (pg, trips)
-            print(first, queries)
+            sent[first] = list(queries)
         # followees, tweets by id, users by id, viewer's follow edges
-        assert costs[5] == costs[20] == costs[40], (costs, queries)
+        assert costs[5] == costs[20] == costs[40], (costs, sent)
         pg, trips = costs[20]
         assert pg <= 4, queries
         assert trips == 1, trips
