@@ -105,6 +105,21 @@ class Loaders:
     # The request's check of the read caches (storage/readcache.py); None without caches.
     fence: Fence | None = None
 
+    async def tweets_many(self, ids: list[int]) -> list[Tweet | None]:
+        """`tweets.load_many`, answered straight from the read caches when they hold every
+        id (a page's usual case: no future, batch or task per key)."""
+        return _held(self.fence, "tweets", ids) or await self.tweets.load_many(ids)
+
+    async def users_many(self, ids: list[int]) -> list[User | None]:
+        return _held(self.fence, "users", ids) or await self.users.load_many(ids)
+
+
+def _held(fence: Fence | None, name: str, ids: list[int]) -> list | None:
+    if fence is None or not fence.state or not ids:
+        return None
+    found, missing = getattr(fence.caches, name).get_many(ids)
+    return None if missing else [found[i] for i in ids]
+
 
 def make_loaders(services: Services, viewer_id: int | None) -> Loaders:
     """Loaders for one request. With read caches, each batch takes what the caches hold

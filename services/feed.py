@@ -67,6 +67,10 @@ class Followed:
         return [i for i in self.allowed if i not in pulled]
 
 
+# A cached source's answer, and how many entries it was asked for.
+Sourced = tuple[CachedSlice, int]
+
+
 class _Exhausted(Exception):
     """A cached source reached its truncation point: continue from the store."""
 
@@ -352,7 +356,7 @@ class FeedManager:
         caches = _usable(fence)
         followed = await self.followed(viewer, caches)
 
-        async def cached(before: int, count: int) -> list[CachedSlice]:
+        async def cached(before: int, count: int) -> list[Sourced]:
             return await self._home_slices(viewer, followed, before, since, count, fence,
                                            caches)
 
@@ -377,8 +381,9 @@ class FeedManager:
     ) -> Page:
         caches = _usable(fence)
 
-        async def cached(before: int, count: int) -> list[CachedSlice]:
-            return [await self._recents_slice(author, before, since, count, fence, caches)]
+        async def cached(before: int, count: int) -> list[Sourced]:
+            return [(await self._recents_slice(author, before, since, count, fence, caches),
+                     count)]
 
         async def stored(before: int, count: int) -> list[Tweet]:
             return await self.tweets.by_author(author, before, since, count)
@@ -389,13 +394,14 @@ class FeedManager:
         self,
         first: int,
         before: int,
-        cached: Callable[[int, int], Awaitable[list[CachedSlice]]],
+        cached: Callable[[int, int], Awaitable[list[Sourced]]],
         stored: Callable[[int, int], Awaitable[list[Tweet]]],
         load: TweetLoader,
-        allowed: set[int],
+        allowed: Collection[int],
     ) -> Page:
         """Collect first+1 visible tweets below `before` (the extra one only tells whether
-        a next page exists), from the caches while they know, then from the store."""
+        a next page exists), from the caches while they know, then from the store. Each
+        cached source answers a slice and how many entries it was asked for."""
         want = first + 1
         out: list[Tweet] = []
         degraded = False
@@ -422,13 +428,13 @@ class FeedManager:
                 metrics.STORE_FALLBACK_READS.inc()
                 use_store = True
                 continue
-            ids, boundary = exact_merge([_as_slice(g, count, before) for g in got])
+            ids, boundary = exact_merge([_as_slice(g, w, before) for g, w in got])
             if ids:
                 tweets = await load(ids)
                 out.extend(t for t in tweets if t is not None and t.author_id in allowed)
             if boundary == 0:
                 break  # every source is complete down to `since`
-            if any(g.truncated for g in got) or boundary >= before:
+            if any(g.truncated for g, _w in got) or boundary >= before:
                 # A capped list gave out: it knows nothing below here, the store does.
                 metrics.STORE_FALLBACK_READS.inc()
                 use_store = True
@@ -438,10 +444,12 @@ class FeedManager:
     async def _home_slices(
         self, viewer: int, followed: Followed, before: int, since: int, count: int,
         fence: Fence | None = None, caches: ReadCaches | None = None,
-    ) -> list[CachedSlice]:
+    ) -> list[Sourced]:
         """One round trip: the fence (if the request has not passed it yet), the viewer's
         list, and the recents of each followed celebrity that this process does not hold
-        (all of them without caches)."""
+        (all of them without caches). Recents held here are cut below the viewer's slice,
+        not at `count`: reading deeper costs nothing, and cut at `count` an active
+        celebrity's slice would end above the viewer's and make the page read again."""
         celebs = followed.celebs
         checking = fence is not None and fence.state is None
         kept: dict[int, Recents] = {}
@@ -474,7 +482,7 @@ class FeedManager:
                 self.home, viewer, before, since, count,
                 lambda _viewer: self._newest_of(followed.pushed()),
             )
-        slices = [home]
+        slices: list[Sourced] = [(home, count)]
         if caches is None:
             for celeb, reply in zip(celebs, reads[1:], strict=True):
                 got = self.recents.parse(reply)
@@ -482,7 +490,7 @@ class FeedManager:
                     got = await self._rebuilt(
                         self.recents, celeb, before, since, count, self._author_window
                     )
-                slices.append(got)
+                slices.append((got, count))
             return slices
         if missing:
             whole: dict[int, Recents] = {}
@@ -492,13 +500,14 @@ class FeedManager:
                     whole[celeb] = Recents(got.ids, got.truncated)
             caches.keep(caches.recents, generation, whole)
             kept.update(whole)
+        floor = _as_slice(home, count, before).floor
         for celeb in celebs:
             entry = kept.get(celeb)
             if entry is None:  # being rebuilt
-                slices.append(await self._rebuilt(
-                    self.recents, celeb, before, since, count, self._author_window))
+                slices.append((await self._rebuilt(
+                    self.recents, celeb, before, since, count, self._author_window), count))
             else:
-                slices.append(window(entry, before, since, count))
+                slices.append(down_to(entry, before, since, floor))
         return slices
 
     async def _recents_slice(
@@ -590,6 +599,22 @@ def _crossed(entry: Followees, crossed: dict[int, bool]) -> list[int]:
         known = set(celebs)
         celebs += [a for a, now in crossed.items() if now and a not in known and a in entry.ids]
     return celebs
+
+
+def down_to(entry: Recents, before: int, since: int, floor: int) -> Sourced:
+    """A held list's entries in (since, before) down to `floor` and one more (so that it
+    reaches below `floor`), or all of them for floor 0, and the count that asks for: what
+    the read script answers when asked for that many."""
+    ids = entry.ids
+    n = len(ids)
+    start = bisect_right(ids, -before, key=neg) if n and ids[0] >= before else 0
+    stop = bisect_left(ids, -since, start, n, key=neg) if n and ids[-1] <= since else n
+    if floor:
+        k = bisect_right(ids, -floor, start, stop, key=neg) + 1  # >= floor, and one below
+        if k < stop:
+            return CachedSlice(ReadState.OK, ids[start:k], False), k - start
+    got = ids[start:stop]
+    return CachedSlice(ReadState.OK, got, entry.truncated and stop == n), len(got) + 1
 
 
 def window(entry: Recents, before: int, since: int, want: int) -> CachedSlice:
