@@ -38,11 +38,11 @@ browser:
 	  apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } || \
 	  { echo "the live-page test needs Chromium: apt-get install chromium"; exit 1; }
 
-# Kafka 9092 and Cassandra 9042 as background daemons from Maven Central jars (needs java
-# and mvn); idempotent, and they keep running: `make backends-stop` ends them.
+# Kafka 9092, Cassandra 9042 and S3 (S3Proxy) 9000 as background daemons from Maven Central
+# jars (needs java and mvn); idempotent, and they keep running: `make backends-stop` ends them.
 backends: venv
 	@command -v java >/dev/null && command -v mvn >/dev/null || \
-	  { echo "Kafka and Cassandra need java 17 and mvn (apt-get install openjdk-17-jdk-headless maven)"; exit 1; }
+	  { echo "Kafka, Cassandra and S3Proxy need java 17 and mvn (apt-get install openjdk-17-jdk-headless maven)"; exit 1; }
 	$(PY) -m deploy.local.backends start
 
 backends-stop: venv

@@ -40,7 +40,7 @@ QUERY = ("query($f:Int!){homeTimeline(first:$f){edges{cursor node{id text create
 async def home_page_json(services, authorization: str | None, first: int,
                          request=None) -> bytes:
     """The GraphQL answer to QUERY, built without GraphQL."""
-    ctx = build_context(services, authorization, request=request)
+    ctx = await build_context(services, authorization, request=request)
     page = await timelines.home(ctx, first, None, None)
     authors = page.authors or {}
     edges = []

@@ -34,15 +34,16 @@ async def run(kind: str, tokens: list[str], seconds: float, concurrency: int) ->
     rng = random.Random(3)
 
     async def graphql(token: str) -> bytes:
-        ctx = build_context(svc, f"Bearer {token}")
+        ctx = await build_context(svc, f"Bearer {token}")
         # As the API answers a query it has seen (app.py, GraphQLApp._known_query): the
         # first time through Strawberry's full path, which parses, validates and remembers
         # the document; then straight to execution.
-        document = schema.validated.get(QUERY)
-        if document is None:
+        entry = schema.documents.runnable(QUERY)
+        if entry is None:
             result = await schema.execute(QUERY, variable_values={"f": 20}, context_value=ctx)
         else:
-            result = await schema.execute_validated(document, {"f": 20}, ctx, None, None)
+            ctx.check_read()
+            result = await schema.execute_validated(entry, {"f": 20}, ctx, None, None)
         if result.errors:
             raise RuntimeError(result.errors)
         return orjson.dumps({"data": result.data})

@@ -31,7 +31,8 @@ def decode(kind: str, cursor: str) -> int:
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise BadInput("malformed cursor", field="after") from None
     prefix, sep, digits = raw.partition(":")
-    if prefix != kind or not sep or not digits.isdigit() or len(digits) > 19:
+    if prefix != kind or not sep or not digits.isascii() or not digits.isdigit() \
+            or len(digits) > 19:
         raise BadInput("malformed cursor", field="after")
     position = int(digits)
     if not 0 < position <= MAX_ID:

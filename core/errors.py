@@ -44,3 +44,28 @@ class Conflict(ChirpError):
 
 class Unavailable(ChirpError):
     code = "UNAVAILABLE"
+
+
+class QueryTooComplex(ChirpError):
+    code = "QUERY_TOO_COMPLEX"
+
+
+class PersistedQueryNotFound(ChirpError):
+    """Apollo's automatic persisted queries: send the query text with its hash."""
+
+    code = "PERSISTED_QUERY_NOT_FOUND"
+
+
+# The HTTP status each code answers with where a transport has one (REST, refusals before
+# GraphQL runs); a GraphQL answer over HTTP is 200 with the code in the error.
+HTTP_STATUS = {
+    "BAD_USER_INPUT": 400, "UNAUTHENTICATED": 401, "FORBIDDEN": 403, "NOT_FOUND": 404,
+    "CONFLICT": 409, "RATE_LIMITED": 429, "UNAVAILABLE": 503, "QUERY_TOO_COMPLEX": 400,
+    "PERSISTED_QUERY_NOT_FOUND": 200, "INTERNAL_SERVER_ERROR": 500,
+}
+
+
+def error_body(error: ChirpError) -> dict[str, Any]:
+    """A GraphQL-shaped answer for an error raised before any operation runs."""
+    return {"errors": [{"message": error.message,
+                        "extensions": {"code": error.code, **error.extensions}}]}

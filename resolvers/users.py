@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.errors import NotFound
+from core import validation
+from core.errors import NotFound, Unauthenticated
 from core.models import User
 from resolvers import args
-from resolvers.context import Context
+from resolvers.context import Context, issued
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,7 +26,7 @@ async def viewer(ctx: Context) -> User | None:
 
 
 async def by_handle(ctx: Context, handle: str) -> User | None:
-    if not isinstance(handle, str) or not 1 <= len(handle) <= 15:
+    if not validation.is_handle(handle):
         return None
     return await ctx.loaders.users_by_handle.load(handle)
 
@@ -63,19 +64,44 @@ async def user_by_id(ctx: Context, raw_id: str, field: str = "userId") -> User:
 
 async def follow(ctx: Context, user_id: str) -> User:
     viewer_id = ctx.require_viewer()
-    return await ctx.services.social.follow(viewer_id, args.snowflake(user_id, "userId"))
+    target = args.snowflake(user_id, "userId")
+    ctx.note(await ctx.services.limits.follow(viewer_id))
+    return await ctx.services.social.follow(viewer_id, target)
 
 
 async def unfollow(ctx: Context, user_id: str) -> User:
     viewer_id = ctx.require_viewer()
-    return await ctx.services.social.unfollow(viewer_id, args.snowflake(user_id, "userId"))
+    target = args.snowflake(user_id, "userId")
+    ctx.note(await ctx.services.limits.follow(viewer_id))
+    return await ctx.services.social.unfollow(viewer_id, target)
 
 
 async def sign_up(ctx: Context, handle: str, password: str, display_name: str | None):
-    user = await ctx.services.accounts.sign_up(handle, password, display_name)
-    return ctx.services.accounts.token_for(user), user
+    accounts = ctx.services.accounts
+    validation.handle(handle)
+    validation.password(password)
+    ctx.note(await ctx.services.limits.sign_up(ctx.address))
+    user = await accounts.sign_up(handle, password, display_name)
+    token = accounts.token_for(user)
+    issued(ctx.services, token)
+    return token, user
 
 
 async def log_in(ctx: Context, handle: str, password: str):
-    user = await ctx.services.accounts.log_in(handle, password)
-    return ctx.services.accounts.token_for(user), user
+    accounts = ctx.services.accounts
+    validation.login_handle(handle)
+    validation.login_password(password)
+    ctx.note(await ctx.services.limits.log_in(handle, ctx.address))
+    user = await accounts.log_in(handle, password)
+    token = accounts.token_for(user)
+    issued(ctx.services, token)
+    return token, user
+
+
+async def log_out(ctx: Context, everywhere: bool) -> bool:
+    ctx.require_viewer()
+    if ctx.claims is None:
+        raise Unauthenticated("sign in: send Authorization: Bearer <token>")
+    await ctx.services.accounts.log_out(ctx.claims, everywhere)
+    ctx.forget_token(everywhere)
+    return True

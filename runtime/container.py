@@ -14,6 +14,7 @@ from redis.backoff import ExponentialBackoff
 from runtime.settings import Settings
 from services.accounts import Accounts
 from services.feed import FeedManager
+from services.limits import Limits
 from services.social import Social
 from services.tweeting import Tweeting
 from storage import keys, postgres
@@ -23,6 +24,7 @@ from storage.graph import SocialGraph
 from storage.idlease import LeasedIds
 from storage.kafka_bus import KafkaBus
 from storage.kafka_bus import parse_url as parse_kafka_url
+from storage.objects import ObjectStore, S3Config, open_store
 from storage.ratelimit import RateLimiter
 from storage.readcache import ReadCaches
 from storage.timeline_cache import TimelineCache
@@ -46,6 +48,7 @@ class Services:
     accounts: Accounts
     tweeting: Tweeting
     social: Social
+    limits: Limits
     caches: ReadCaches | None = None  # None when CHIRP_CACHE_MB=0
 
     def probes(self) -> dict[str, Callable[[], Awaitable[object]]]:
@@ -102,6 +105,15 @@ def event_bus(settings: Settings, redis: Redis, claim_idle_ms: int) -> EventBus:
     )
 
 
+def object_store(settings: Settings, spec: str, name: str) -> ObjectStore:
+    """The store `spec` names (`file` or `s3://bucket[/prefix]`); a file store lives in
+    `{CHIRP_DATA_DIR}/objects/{name}` and is served by the API at /objects/{name}/…."""
+    s3 = S3Config(settings.s3_endpoint_url, settings.s3_access_key_id,
+                  settings.s3_secret_access_key, settings.s3_region)
+    return open_store(spec, name=name, root=settings.data_dir / "objects" / name,
+                      base_url=settings.public_url, secret=settings.jwt_secret.encode(), s3=s3)
+
+
 async def open_services(
     settings: Settings,
     *,
@@ -135,6 +147,7 @@ async def open_services(
     )
     caches = (ReadCaches(redis, settings.redis_url, settings.cache_mb)
               if settings.cache_mb else None)
+    limiter = RateLimiter(redis)
     feed = FeedManager(
         home, recents, tweets, graph, users, settings.celebrity_threshold, settings.active_days,
         settings.fanout_chunk, caches,
@@ -151,10 +164,13 @@ async def open_services(
         recents=recents,
         feed=feed,
         bus=event_bus(settings, redis, claim_idle_ms),
-        accounts=Accounts(users, ids.next_id, settings.jwt_secret, settings.jwt_ttl_seconds),
+        accounts=Accounts(users, ids.next_id, settings.jwt_secret, settings.jwt_ttl_seconds,
+                          redis, settings.argon2_threads),
         tweeting=Tweeting(
-            pool, tweets, feed, RateLimiter(redis), ids.next_id, settings.tweet_rate_per_hour
+            pool, tweets, feed, limiter, ids.next_id, settings.tweet_rate_per_hour,
+            settings.idempotency_retention_hours,
         ),
         social=Social(graph, users, feed, ids.next_id, settings.celebrity_threshold),
+        limits=Limits(settings, limiter),
         caches=caches,
     )

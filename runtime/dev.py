@@ -53,8 +53,8 @@ def main() -> int:
 
         stack = LocalStack(
             settings.data_dir,
-            pg_port=int(os.environ.get("CHIRP_DEV_PG_PORT", "54329")),
-            redis_port=int(os.environ.get("CHIRP_DEV_REDIS_PORT", "63799")),
+            pg_port=settings.dev_pg_port,
+            redis_port=settings.dev_redis_port,
         )
         stack.start()
         env["CHIRP_POSTGRES_URL"] = settings.postgres_url or stack.postgres_url

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from collections.abc import Mapping
@@ -38,11 +39,42 @@ class Settings:
     kafka_partitions: int
     kafka_topic: str
     fanout_chunk: int
+    worker_claim_idle_ms: int
+    dev_pg_port: int
+    dev_redis_port: int
+    fault_exit_before_ack: bool
     max_query_depth: int
     max_query_tokens: int
     max_query_aliases: int
     pg_pool_size: int
     cache_mb: int
+    public_url: str
+    media_store: str
+    s3_endpoint_url: str | None
+    s3_access_key_id: str | None
+    s3_secret_access_key: str | None
+    s3_region: str
+    # Hardening (docs/security.md): every limit, with its default.
+    max_query_cost: int = 5000
+    query_timeout_ms: int = 5000
+    max_body_bytes: int = 1 << 20
+    max_query_bytes: int = 16 * 1024
+    max_ws_message_bytes: int = 64 * 1024
+    document_cache_bytes: int = 32 << 20
+    login_rate_per_minute: int = 10
+    login_ip_rate_per_minute: int = 60
+    signup_rate_per_hour: int = 20
+    follow_rate_per_hour: int = 400
+    read_rate_per_minute: int = 1200
+    trusted_proxies: tuple[str, ...] = ()
+    argon2_threads: int = 2
+    idempotency_retention_hours: int = 24
+    cors_origins: tuple[str, ...] = ()
+    trusted_documents: Path | None = None
+    graphiql: bool = True
+    metrics_token: str | None = None
+    celebrity_demote_threshold: int = 9000
+    worker_timeout_retries: int = 5
 
     @property
     def production(self) -> bool:
@@ -60,6 +92,56 @@ def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> i
     if not lo <= value <= hi:
         raise ConfigError(f"{name}={value} must be between {lo} and {hi}")
     return value
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name) or "0"
+    if raw not in ("0", "1"):
+        raise ConfigError(f"{name}={raw!r} must be 0 or 1")
+    return raw == "1"
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if raw == "":
+        return default
+    if raw not in ("true", "false", "1", "0"):
+        raise ConfigError(f"{name}={raw!r} must be true or false")
+    return raw in ("true", "1")
+
+
+def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    return tuple(p.strip() for p in (env.get(name) or "").split(",") if p.strip())
+
+
+def _proxies(env: Mapping[str, str]) -> tuple[str, ...]:
+    found = _list(env, "CHIRP_TRUSTED_PROXIES")
+    for p in found:
+        try:
+            ipaddress.ip_network(p, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"CHIRP_TRUSTED_PROXIES: {p!r} is not an IP address or network") from None
+    return found
+
+
+def _origins(env: Mapping[str, str]) -> tuple[str, ...]:
+    found = _list(env, "CHIRP_CORS_ORIGINS")
+    for o in found:
+        if o != "*" and not (o.startswith(("http://", "https://")) and "/" not in o[8:]):
+            raise ConfigError(
+                f"CHIRP_CORS_ORIGINS: {o!r} must be an origin like https://app.example.com")
+    return found
+
+
+def _trusted_documents(env: Mapping[str, str]) -> Path | None:
+    raw = env.get("CHIRP_TRUSTED_DOCUMENTS")
+    if not raw:
+        return None
+    path = Path(raw)
+    if not path.is_file():
+        raise ConfigError(f"CHIRP_TRUSTED_DOCUMENTS={raw!r} is not a readable file")
+    return path
 
 
 def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> str | None:
@@ -107,6 +189,27 @@ def _cassandra_url(url: str) -> None:
     parse_url(url)
 
 
+def _object_store(env: Mapping[str, str], name: str) -> str:
+    """`file` or `s3://bucket[/prefix]` (storage/objects.py)."""
+    from storage.objects import parse_s3_url
+
+    spec = env.get(name) or "file"
+    if spec != "file":
+        try:
+            parse_s3_url(spec)
+        except ValueError as e:
+            raise ConfigError(f"{name}={spec!r} must be 'file' or s3://bucket[/prefix] ({e})") \
+                from None
+    return spec
+
+
+def _public_url(env: Mapping[str, str], host: str, port: int) -> str:
+    raw = env.get("CHIRP_PUBLIC_URL") or f"http://{host}:{port}"
+    if not raw.startswith(("http://", "https://")) or "?" in raw or "#" in raw:
+        raise ConfigError(f"CHIRP_PUBLIC_URL={raw!r} must be an http(s):// base URL")
+    return raw.rstrip("/")
+
+
 def load(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
     envname = env.get("CHIRP_ENV", "development")
@@ -133,6 +236,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
             f"CHIRP_CASSANDRA_CONSISTENCY={consistency!r} must be one of "
             + ", ".join(_CONSISTENCY_LEVELS)
         )
+    celebrity_threshold = _int(env, "CHIRP_CELEBRITY_THRESHOLD", 10_000, 1, 10**9)
     settings = Settings(
         env=envname,
         data_dir=data_dir,
@@ -142,7 +246,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         port=_int(env, "CHIRP_PORT", 8000, 1, 65535),
         jwt_secret=_jwt_secret(env, envname, data_dir),
         jwt_ttl_seconds=_int(env, "CHIRP_JWT_TTL_SECONDS", 7 * 24 * 3600, 60, 365 * 24 * 3600),
-        celebrity_threshold=_int(env, "CHIRP_CELEBRITY_THRESHOLD", 10_000, 1, 10**9),
+        celebrity_threshold=celebrity_threshold,
         timeline_max=_int(env, "CHIRP_TIMELINE_MAX", 800, 10, 100_000),
         timeline_ttl_seconds=_int(env, "CHIRP_TIMELINE_TTL_SECONDS", 72 * 3600, 60, 10**8),
         active_days=_int(env, "CHIRP_ACTIVE_DAYS", 30, 1, 3650),
@@ -154,12 +258,55 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         kafka_partitions=_int(env, "CHIRP_KAFKA_PARTITIONS", 12, 1, 10_000),
         kafka_topic=_topic(env.get("CHIRP_KAFKA_TOPIC") or "chirp.events"),
         fanout_chunk=_int(env, "CHIRP_FANOUT_CHUNK", 20_000, 1000, 10**7),
+        worker_claim_idle_ms=_int(env, "CHIRP_WORKER_CLAIM_IDLE_MS", 30_000, 100, 86_400_000),
+        dev_pg_port=_int(env, "CHIRP_DEV_PG_PORT", 54329, 1, 65535),
+        dev_redis_port=_int(env, "CHIRP_DEV_REDIS_PORT", 63799, 1, 65535),
+        fault_exit_before_ack=_flag(env, "CHIRP_FAULT_EXIT_BEFORE_ACK"),
         max_query_depth=_int(env, "CHIRP_MAX_QUERY_DEPTH", 10, 2, 100),
         max_query_tokens=_int(env, "CHIRP_MAX_QUERY_TOKENS", 2000, 100, 100_000),
         max_query_aliases=_int(env, "CHIRP_MAX_QUERY_ALIASES", 30, 1, 1000),
         pg_pool_size=_int(env, "CHIRP_PG_POOL_SIZE", 10, 1, 500),
         cache_mb=_int(env, "CHIRP_CACHE_MB", 256, 0, 1_000_000),
+        public_url=_public_url(env, env.get("CHIRP_HOST") or "127.0.0.1",
+                               _int(env, "CHIRP_PORT", 8000, 1, 65535)),
+        media_store=_object_store(env, "CHIRP_MEDIA_STORE"),
+        s3_endpoint_url=_url(env, "CHIRP_S3_ENDPOINT_URL", ("http", "https")),
+        s3_access_key_id=env.get("CHIRP_S3_ACCESS_KEY_ID") or None,
+        s3_secret_access_key=env.get("CHIRP_S3_SECRET_ACCESS_KEY") or None,
+        s3_region=env.get("CHIRP_S3_REGION") or "us-east-1",
+        max_query_cost=_int(env, "CHIRP_MAX_QUERY_COST", 5000, 10, 10**9),
+        query_timeout_ms=_int(env, "CHIRP_QUERY_TIMEOUT_MS", 5000, 10, 600_000),
+        max_body_bytes=_int(env, "CHIRP_MAX_BODY_BYTES", 1 << 20, 1024, 1 << 30),
+        max_query_bytes=_int(env, "CHIRP_MAX_QUERY_BYTES", 16 * 1024, 256, 1 << 24),
+        max_ws_message_bytes=_int(env, "CHIRP_MAX_WS_MESSAGE_BYTES", 64 * 1024, 1024,
+                                  1 << 24),
+        document_cache_bytes=_int(env, "CHIRP_DOCUMENT_CACHE_BYTES", 32 << 20, 1 << 16,
+                                  1 << 32),
+        login_rate_per_minute=_int(env, "CHIRP_LOGIN_RATE_PER_MINUTE", 10, 1, 10**6),
+        login_ip_rate_per_minute=_int(env, "CHIRP_LOGIN_IP_RATE_PER_MINUTE", 60, 1, 10**6),
+        signup_rate_per_hour=_int(env, "CHIRP_SIGNUP_RATE_PER_HOUR", 20, 1, 10**6),
+        follow_rate_per_hour=_int(env, "CHIRP_FOLLOW_RATE_PER_HOUR", 400, 1, 10**6),
+        read_rate_per_minute=_int(env, "CHIRP_READ_RATE_PER_MINUTE", 1200, 1, 10**7),
+        trusted_proxies=_proxies(env),
+        argon2_threads=_int(env, "CHIRP_ARGON2_THREADS", 2, 1, 256),
+        idempotency_retention_hours=_int(env, "CHIRP_IDEMPOTENCY_RETENTION_HOURS", 24, 1,
+                                         24 * 365),
+        cors_origins=_origins(env),
+        trusted_documents=_trusted_documents(env),
+        graphiql=_bool(env, "CHIRP_GRAPHIQL", envname != "production"),
+        metrics_token=env.get("CHIRP_METRICS_TOKEN") or None,
+        celebrity_demote_threshold=_int(
+            env, "CHIRP_CELEBRITY_DEMOTE_THRESHOLD",
+            celebrity_threshold * 9 // 10, 0, 10**9),
+        worker_timeout_retries=_int(env, "CHIRP_WORKER_TIMEOUT_RETRIES", 5, 0, 1000),
     )
+    if bool(settings.s3_access_key_id) != bool(settings.s3_secret_access_key):
+        raise ConfigError("CHIRP_S3_ACCESS_KEY_ID and CHIRP_S3_SECRET_ACCESS_KEY go together "
+                          "(or set neither, for the default AWS credential chain)")
+    if settings.celebrity_demote_threshold > settings.celebrity_threshold:
+        raise ConfigError(
+            f"CHIRP_CELEBRITY_DEMOTE_THRESHOLD={settings.celebrity_demote_threshold} must not "
+            f"exceed CHIRP_CELEBRITY_THRESHOLD={settings.celebrity_threshold}")
     # Fan-out skips inactive followers. That is only safe if their cached timelines expire
     # before they count as inactive; otherwise a live cache would silently miss tweets.
     if settings.active_days * 86400 <= settings.timeline_ttl_seconds + ACTIVE_MARK_SECONDS:

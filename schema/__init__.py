@@ -6,28 +6,17 @@ from strawberry.extensions import (
     AddValidationRules,
     MaxAliasesLimiter,
     MaxTokensLimiter,
-    ParserCache,
     QueryDepthLimiter,
-    SchemaExtension,
-    ValidationCache,
 )
 
 from runtime.settings import Settings
 from schema.compiled import CompiledExecutionContext
+from schema.documents import DocumentCache
 from schema.errors import ChirpSchema
+from schema.guard import Guard
 from schema.live import Subscription
+from schema.persisted import trusted_texts
 from schema.root import Mutation, Query
-
-
-class RememberValidated(SchemaExtension):
-    """Execution starts only for a parsed, validated document of an allowed operation:
-    remember the query text as valid (ChirpSchema.validated)."""
-
-    def on_execute(self):  # type: ignore[override]
-        context = self.execution_context
-        if context.query and context.graphql_document is not None:
-            context.schema.remember_validated(context.query, context.graphql_document)
-        yield
 
 
 def build_schema(settings: Settings) -> ChirpSchema:
@@ -40,6 +29,9 @@ def build_schema(settings: Settings) -> ChirpSchema:
         *MaxAliasesLimiter(max_alias_count=settings.max_query_aliases).validation_rules,
     ]
     tokens = settings.max_query_tokens
+    documents = DocumentCache(settings.document_cache_bytes)
+    trusted = trusted_texts(settings)
+    max_cost, timeout_ms = settings.max_query_cost, settings.query_timeout_ms
     # Extension factories, not instances: Strawberry builds one per request.
     # Query results are completed by compiled plans (schema/compiled.py); subscriptions keep
     # the live executor's shared execution, which the compiled one extends.
@@ -51,8 +43,7 @@ def build_schema(settings: Settings) -> ChirpSchema:
         extensions=[
             lambda: AddValidationRules(limit_rules),
             lambda: MaxTokensLimiter(max_token_count=tokens),
-            lambda: ParserCache(maxsize=1024),
-            lambda: ValidationCache(maxsize=1024),
-            RememberValidated,
+            lambda: Guard(documents, max_cost, timeout_ms, trusted),
         ],
+        documents=documents, max_cost=max_cost, timeout_ms=timeout_ms,
     )

@@ -3,17 +3,20 @@ and their details masked."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
 import strawberry
-from graphql import DocumentNode, GraphQLError, execute
+from graphql import GraphQLError, execute
 from strawberry.execution.is_awaitable import optimized_is_awaitable
 from strawberry.types import ExecutionResult
 from strawberry.utils.await_maybe import await_maybe
 
 from core.errors import ChirpError, Unavailable
 from runtime.failures import is_transient
+from schema.documents import DocumentCache, Entry
+from schema.guard import BUDGET, cost_of, timed_out, too_complex
 
 log = logging.getLogger("chirp.graphql")
 
@@ -44,50 +47,78 @@ def formatted(error: GraphQLError) -> dict[str, Any]:
     return out
 
 
-VALIDATED_MAX = 1024  # like the parser and validation caches
-
-
 class ChirpSchema(strawberry.Schema):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, documents: DocumentCache, max_cost: int, timeout_ms: int,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # Query text -> its document, for every query that passed parsing, the token limit
-        # and validation (all of which depend on the text alone): the HTTP view answers
-        # repeats of these without the extension pipeline (app.py, GraphQLApp).
-        self.validated: dict[str, DocumentNode] = {}
+        # Query text -> its document, validation errors and cost formulas (schema/guard.py);
+        # the HTTP view answers repeats of runnable texts without the extension pipeline.
+        self.documents = documents
+        self.max_cost = max_cost
+        self.timeout_ms = timeout_ms
 
-    def remember_validated(self, query: str, document: DocumentNode) -> None:
-        if query not in self.validated:
-            if len(self.validated) >= VALIDATED_MAX:
-                self.validated.clear()
-            self.validated[query] = document
+    async def execute(self, *args: Any, **kwargs: Any) -> ExecutionResult:
+        # The budget starts without a deadline: a query's Guard sets one as it executes.
+        try:
+            async with asyncio.timeout(None) as budget:
+                token = BUDGET.set(budget)
+                try:
+                    return await super().execute(*args, **kwargs)
+                finally:
+                    BUDGET.reset(token)
+        except TimeoutError:
+            return self._timed_out()
+
+    def _timed_out(self) -> ExecutionResult:
+        return self.refused(timed_out(self.timeout_ms))
+
+    def refused(self, error: Exception) -> ExecutionResult:
+        """The answer to an operation refused before it ran."""
+        message = getattr(error, "message", str(error))
+        graphql_error = GraphQLError(message, original_error=error)
+        self._process_errors([graphql_error])
+        return ExecutionResult(data=None, errors=[graphql_error], extensions={})
 
     async def execute_validated(
-        self, document: DocumentNode, variable_values: dict[str, Any] | None,
+        self, entry: Entry, variable_values: dict[str, Any] | None,
         context_value: Any, root_value: Any, operation_name: str | None,
     ) -> ExecutionResult:
-        """`execute` for a document known to be valid: what Strawberry does after its
-        parsing and validation steps, without the per-request extension hooks (none of
-        ours acts on execution or adds results)."""
+        """`execute` for a runnable text's document: what Strawberry does after its parsing
+        and validation steps, without the per-request extension hooks, but with the same
+        cost check and time budget as the Guard applies there."""
+        document = entry.document
+        requested = cost_of(self._schema, entry, document, operation_name, variable_values)
+        if requested > self.max_cost:
+            return self.refused(too_complex(requested, self.max_cost))
+        extensions = {"cost": {"requested": requested, "maximum": self.max_cost}}
         try:
-            result = await await_maybe(execute(
-                self._schema, document, root_value=root_value,
-                variable_values=variable_values, operation_name=operation_name,
-                context_value=context_value, is_awaitable=optimized_is_awaitable,
-                executor_class=self.execution_context_class, operation_extensions=None,
-            ))
+            async with asyncio.timeout(self.timeout_ms / 1000):
+                result = await await_maybe(execute(
+                    self._schema, document, root_value=root_value,
+                    variable_values=variable_values, operation_name=operation_name,
+                    context_value=context_value, is_awaitable=optimized_is_awaitable,
+                    executor_class=self.execution_context_class, operation_extensions=None,
+                ))
+        except TimeoutError:
+            return self._timed_out()
         except Exception as exc:  # as Strawberry: an error result, not an exception
             error = exc if isinstance(exc, GraphQLError) else GraphQLError(
                 str(exc), original_error=exc)
             self._process_errors([error])
-            return ExecutionResult(data=None, errors=[error], extensions={})
+            return ExecutionResult(data=None, errors=[error], extensions=extensions)
         if result.errors:
             self._process_errors(result.errors)
-        return ExecutionResult(data=result.data, errors=result.errors, extensions={})
+        return ExecutionResult(data=result.data, errors=result.errors, extensions=extensions)
 
     def process_errors(self, errors: list[GraphQLError], execution_context=None) -> None:
+        """Every path's errors pass here (HTTP, the shortcut, WebSocket queries, mutations
+        and subscription events): each is rewritten to its client-facing form in place, so
+        whichever transport formats it sends the same masked message and code."""
         for error in errors:
-            code, _, _ = classify(error)
+            code, message, extra = classify(error)
             if code == "INTERNAL_SERVER_ERROR":
                 log.error("unexpected error", exc_info=error.original_error or error)
             elif code == "UNAVAILABLE":
                 log.warning("backend unavailable: %r", error.original_error)
+            error.message = message
+            error.extensions = {"code": code, **extra}

@@ -56,6 +56,11 @@ class Mutation:
         token, m = await users.log_in(info.context, handle, password)
         return AuthPayload(token=token, user=User.of(m))
 
+    @strawberry.mutation(description="Revoke the token this request carries; with "
+                                     "everywhere: true, every token of the account.")
+    async def log_out(self, info: Info, everywhere: bool = False) -> bool:
+        return await users.log_out(info.context, everywhere)
+
     @strawberry.mutation
     async def post_tweet(
         self, info: Info, text: str, idempotency_key: str | None = None

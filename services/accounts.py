@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from core import validation
-from core.errors import Unauthenticated
+from core.errors import Unauthenticated, Unavailable
 from core.models import User
+from storage import keys
 from storage.users import UserStore
 
 # A fixed hash to verify against when the handle is unknown, so log-in takes the same time
@@ -19,50 +23,74 @@ from storage.users import UserStore
 _HASHER = PasswordHasher()
 _DUMMY_HASH = _HASHER.hash("not-a-real-password")
 
-# Verified tokens -> (user id, expiry): a client sends the same token with every request,
-# and PyJWT's decode was ~2 % of a home read. Tokens are stateless (no revocation list), so
-# a hit that is checked against its expiry answers exactly what decoding would.
+# Verified tokens -> claims: a client sends the same token with every request, and PyJWT's
+# decode was ~2 % of a home read. A hit is checked against its expiry; whether the token
+# is still live (not logged out, its user still there) is the caller's check (live()).
 _VERIFIED_MAX = 65_536
+ARGON2_QUEUE_PER_THREAD = 8  # hashes waiting per argon2 thread before log-ins are refused
+
+
+@dataclass(frozen=True, slots=True)
+class Claims:
+    user_id: int
+    jti: str
+    issued_at: float
+    expires_at: float
 
 
 class Accounts:
     def __init__(
-        self, users: UserStore, next_id, jwt_secret: str, jwt_ttl_seconds: int
+        self, users: UserStore, next_id, jwt_secret: str, jwt_ttl_seconds: int,
+        redis=None, argon2_threads: int = 2,
     ) -> None:
         self.users = users
         self.next_id = next_id
         self.secret = jwt_secret
         self.ttl = jwt_ttl_seconds
-        self._verified: dict[str, tuple[int, float]] = {}
+        self.redis = redis
+        self._verified: dict[str, Claims] = {}
+        # argon2 on its own bounded pool: a log-in flood queues here, not in the default
+        # executor that other blocking calls share, and past a bounded queue it is refused.
+        self._argon2 = ThreadPoolExecutor(argon2_threads, thread_name_prefix="argon2")
+        self._argon2_slots = asyncio.Semaphore(argon2_threads * (1 + ARGON2_QUEUE_PER_THREAD))
+
+    async def _hashing(self, fn, *args):
+        if self._argon2_slots.locked():
+            raise Unavailable("too many log-ins in progress; retry shortly")
+        async with self._argon2_slots:
+            return await asyncio.get_running_loop().run_in_executor(self._argon2, fn, *args)
 
     async def sign_up(self, handle: str, password: str, display_name: str | None) -> User:
         handle = validation.handle(handle)
         password = validation.password(password)
         name = validation.display_name(display_name, fallback=handle)
         # argon2 is deliberately slow (~50 ms): keep it off the event loop.
-        password_hash = await asyncio.to_thread(_HASHER.hash, password)
+        password_hash = await self._hashing(_HASHER.hash, password)
         return await self.users.create(self.next_id(), handle, name, password_hash)
 
     async def log_in(self, handle: str, password: str) -> User:
-        found = None
-        if isinstance(handle, str) and validation.HANDLE_RE.fullmatch(handle):
-            found = await self.users.credentials(handle)
+        handle = validation.login_handle(handle)
+        password = validation.login_password(password)
+        found = await self.users.credentials(handle)
         stored = found[1] if found else _DUMMY_HASH
-        ok = await asyncio.to_thread(_verify, stored, password)
+        ok = await self._hashing(_verify, stored, password)
         if not found or not ok:
             raise Unauthenticated("wrong handle or password")
         user, password_hash = found
         if _HASHER.check_needs_rehash(password_hash):
-            await self.users.set_password_hash(user.id, _HASHER.hash(password))
+            await self.users.set_password_hash(user.id, await self._hashing(_HASHER.hash,
+                                                                            password))
         return user
 
     def token_for(self, user: User) -> str:
-        now = int(time.time())
-        claims = {"sub": str(user.id), "iat": now, "exp": now + self.ttl}
+        now = time.time()
+        claims = {"sub": str(user.id), "iat": now, "exp": int(now) + self.ttl,
+                  "jti": secrets.token_urlsafe(12)}
         return jwt.encode(claims, self.secret, algorithm="HS256")
 
-    def user_id_from(self, authorization: str | None) -> int | None:
-        """The user a `Bearer` header names; None without one; Unauthenticated if bad."""
+    def claims_from(self, authorization: str | None) -> Claims | None:
+        """The claims of a `Bearer` header; None without one; Unauthenticated if bad. Every
+        token must expire (`exp` is required)."""
         if not authorization:
             return None
         scheme, _, token = authorization.partition(" ")
@@ -70,21 +98,43 @@ class Accounts:
             raise Unauthenticated("Authorization must be 'Bearer <token>'")
         token = token.strip()
         hit = self._verified.get(token)
-        if hit is not None and hit[1] > time.time():
-            return hit[0]
+        if hit is not None and hit.expires_at > time.time():
+            return hit
         try:
-            claims = jwt.decode(
-                token, self.secret, algorithms=["HS256"], options={"require": ["sub"]}
-            )
-            user_id = int(claims["sub"])
-        except (jwt.PyJWTError, ValueError):
+            raw = jwt.decode(token, self.secret, algorithms=["HS256"],
+                             options={"require": ["sub", "exp"]})
+            claims = Claims(int(raw["sub"]), str(raw.get("jti") or ""),
+                            float(raw.get("iat") or 0), float(raw["exp"]))
+        except (jwt.PyJWTError, ValueError, TypeError):
             self._verified.pop(token, None)
             raise Unauthenticated("invalid or expired token") from None
-        if "exp" in claims:  # only tokens that expire are remembered, until they do
-            if len(self._verified) >= _VERIFIED_MAX:
-                self._verified.pop(next(iter(self._verified)))  # the oldest entry
-            self._verified[token] = (user_id, float(claims["exp"]))
-        return user_id
+        if len(self._verified) >= _VERIFIED_MAX:
+            self._verified.pop(next(iter(self._verified)))  # the oldest entry
+        self._verified[token] = claims
+        return claims
+
+    def user_id_from(self, authorization: str | None) -> int | None:
+        claims = self.claims_from(authorization)
+        return None if claims is None else claims.user_id
+
+    async def live(self, claims: Claims) -> bool:
+        """Whether a verified token still stands: not logged out (this token, or all of its
+        user's issued before a "log out everywhere"), and its user still exists."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.exists(keys.revoked_token(claims.jti))
+            pipe.get(keys.tokens_after(claims.user_id))
+            revoked, after = await pipe.execute()
+        if revoked or (after is not None and claims.issued_at < float(after)):
+            return False
+        return claims.user_id in await self.users.get_many([claims.user_id])
+
+    async def log_out(self, claims: Claims, everywhere: bool = False) -> None:
+        now = time.time()
+        if everywhere:
+            await self.redis.set(keys.tokens_after(claims.user_id), repr(now), ex=self.ttl)
+        else:
+            ttl = max(1, int(claims.expires_at - now) + 1)
+            await self.redis.set(keys.revoked_token(claims.jti or "-"), 1, ex=ttl)
 
 
 def _verify(stored: str, password: str) -> bool:

@@ -21,7 +21,7 @@ import asyncpg
 from redis.exceptions import RedisError
 
 from core import validation
-from core.errors import Forbidden, NotFound, RateLimited, Unavailable
+from core.errors import Conflict, Forbidden, NotFound, RateLimited, Unavailable
 from core.ids import id_datetime
 from core.models import TWEET_CREATED, TWEET_DELETED, Event, Tweet
 from services.feed import FeedManager
@@ -43,6 +43,7 @@ class Tweeting:
         limiter: RateLimiter,
         next_id,
         rate_per_hour: int,
+        key_retention_hours: int = 24,
     ) -> None:
         self.pool = pool
         self.store = store
@@ -50,6 +51,7 @@ class Tweeting:
         self.limiter = limiter
         self.next_id = next_id
         self.rate_per_hour = rate_per_hour
+        self.key_retention_s = key_retention_hours * 3600
 
     async def post(self, author_id: int, text: str, idempotency_key: str | None = None) -> Tweet:
         text = validation.tweet_text(text)
@@ -57,7 +59,7 @@ class Tweeting:
         if key is not None:
             earlier = await self._by_key(author_id, key)
             if earlier is not None:
-                return earlier
+                return self._same(earlier, text)
         await self._check_rate(author_id)
         tweet_id = self.next_id()
         tweet = Tweet(
@@ -67,7 +69,7 @@ class Tweeting:
         try:
             await self._commit(tweet, key)
         except _Repeat:
-            return await self._by_key(author_id, key)  # type: ignore[arg-type]
+            return self._same(await self._by_key(author_id, key), text)  # type: ignore[arg-type]
         if not self.store.transactional:
             await self._store_after_commit(tweet, key)
         await self.feed.on_post(tweet)
@@ -115,10 +117,21 @@ class Tweeting:
             )
             await outbox.add(tx, event)
 
+    @staticmethod
+    def _same(earlier: Tweet | None, text: str) -> Tweet:
+        if earlier is None or earlier.text != text:
+            raise Conflict("this idempotency key was used for a different tweet",
+                           field="idempotencyKey")
+        return earlier
+
     async def _by_key(self, author_id: int, key: str) -> Tweet | None:
+        # A key older than the retention is forgotten: deleted here, so it can be reused.
         tweet_id = await self.pool.fetchval(
-            "SELECT tweet_id FROM idempotency_keys WHERE user_id = $1 AND key = $2",
-            author_id, key,
+            "WITH gone AS (DELETE FROM idempotency_keys WHERE user_id = $1 AND key = $2 "
+            "AND created_at < now() - make_interval(secs => $3) RETURNING 1) "
+            "SELECT tweet_id FROM idempotency_keys WHERE user_id = $1 AND key = $2 "
+            "AND NOT EXISTS (SELECT 1 FROM gone)",
+            author_id, key, float(self.key_retention_s),
         )
         if tweet_id is None:
             return None

@@ -41,13 +41,14 @@ from cassandra.policies import (
 )
 from cassandra.query import BatchStatement, BatchType, tuple_factory
 
+import migrations
 from core.errors import Unavailable
 from core.ids import id_timestamp_ms
 from core.models import Tweet
 from core.timeline import NEWEST
 from storage.tweets import IdCollision
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations" / "cassandra"
+MIGRATIONS_DIR = migrations.CASSANDRA
 BUCKET_MS = 7 * 24 * 3600 * 1000  # never change once data exists: reads derive buckets
 READ_CONCURRENCY = 32  # in-flight reads per multi-key call
 IN_BATCH = 64  # ids per IN query (Cassandra warns past 100 partition keys in one IN)

@@ -72,3 +72,18 @@ def id_lease(worker_id: int) -> str:
 
 def id_lease_high_water(worker_id: int) -> str:
     return f"{PREFIX}:idlease:{worker_id}:hwm"
+
+
+def revoked_token(jti: str) -> str:
+    """Set while a logged-out token would still be unexpired."""
+    return f"{PREFIX}:auth:revoked:{jti}"
+
+
+def tokens_after(user: int) -> str:
+    """A user's "log out everywhere" time (s): tokens issued before it are refused."""
+    return f"{PREFIX}:auth:after:{{{user}}}"
+
+
+def persisted_query(sha256: str) -> str:
+    """Query text registered under its hash (automatic persisted queries)."""
+    return f"{PREFIX}:apq:{sha256}"

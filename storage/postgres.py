@@ -7,7 +7,9 @@ from pathlib import Path
 
 import asyncpg
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+import migrations
+
+MIGRATIONS_DIR = migrations.POSTGRES
 _MIGRATION_LOCK = 0x43484952  # "CHIR": one migrator at a time across processes
 
 

@@ -6,11 +6,16 @@ never lets 200 through across a window boundary.
 
 from __future__ import annotations
 
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
 from redis.asyncio import Redis
 
 from storage import keys as rkeys
 
-# KEYS[1] bucket; ARGV capacity, period ms, now ms. Returns 0 if allowed, else ms to wait.
+# KEYS[1] bucket; ARGV capacity, period ms, now ms. Returns {ms to wait (0: allowed),
+# whole tokens left}.
 _TAKE = """
 local cap, period, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local per = period / cap
@@ -18,11 +23,27 @@ local b = redis.call('HMGET', KEYS[1], 'tokens', 'at')
 local tokens, at = tonumber(b[1]), tonumber(b[2])
 if not tokens then tokens, at = cap, now end
 if now > at then tokens = math.min(cap, tokens + (now - at) / per); at = now end
-if tokens < 1 then return math.ceil((1 - tokens) * per) end
+if tokens < 1 then return {math.ceil((1 - tokens) * per), 0} end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens - 1), 'at', tostring(at))
 redis.call('PEXPIRE', KEYS[1], math.ceil(period))
-return 0
+return {0, math.floor(tokens - 1)}
 """
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """One take from a bucket: what the rate-limit headers of the answer say."""
+
+    limit: int
+    remaining: int
+    retry_after: int  # whole seconds until the next token; 0 when this take was allowed
+    reset: int  # whole seconds until the bucket is full again
+
+
+def _verdict(capacity: int, period_s: int, wait_ms: int, left: int) -> Verdict:
+    per_s = period_s / capacity
+    wait = 0 if wait_ms == 0 else max(1, -(-int(wait_ms) // 1000))
+    return Verdict(capacity, max(0, left), wait, max(wait, int((capacity - left) * per_s)))
 
 
 class RateLimiter:
@@ -32,7 +53,42 @@ class RateLimiter:
 
     async def take(self, bucket: str, capacity: int, period_s: int, now_ms: int) -> int:
         """0 if the action may proceed, else whole seconds until it may."""
-        wait_ms = await self._take(
+        return (await self.verdict(bucket, capacity, period_s, now_ms)).retry_after
+
+    async def verdict(self, bucket: str, capacity: int, period_s: int,
+                      now_ms: int | None = None) -> Verdict:
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        wait_ms, left = await self._take(
             keys=[rkeys.rate_bucket(bucket)], args=[capacity, period_s * 1000, now_ms]
         )
-        return 0 if wait_ms == 0 else max(1, -(-int(wait_ms) // 1000))
+        return _verdict(capacity, period_s, int(wait_ms), int(left))
+
+
+class LocalRateLimiter:
+    """The same token bucket in this process's memory: no round trip, for limits checked on
+    every read. Each process enforces the limit on its own, so behind N processes an
+    account may get up to N times it. At most `max_buckets` accounts are tracked; the least
+    recently seen is forgotten (it comes back with a full bucket)."""
+
+    def __init__(self, max_buckets: int = 100_000) -> None:
+        self.max_buckets = max_buckets
+        self._buckets: OrderedDict[object, list[float]] = OrderedDict()
+
+    def verdict(self, bucket: object, capacity: int, period_s: int,
+                now: float | None = None) -> Verdict:
+        now = time.monotonic() if now is None else now
+        per = period_s / capacity
+        found = self._buckets.get(bucket)
+        if found is None:
+            if len(self._buckets) >= self.max_buckets:
+                self._buckets.popitem(last=False)
+            found = self._buckets[bucket] = [float(capacity), now]
+        else:
+            self._buckets.move_to_end(bucket)
+            found[0] = min(capacity, found[0] + (now - found[1]) / per)
+            found[1] = now
+        if found[0] < 1:
+            wait_ms = int((1 - found[0]) * per * 1000) + 1
+            return _verdict(capacity, period_s, wait_ms, 0)
+        found[0] -= 1
+        return _verdict(capacity, period_s, 0, int(found[0]))

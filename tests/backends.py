@@ -1,5 +1,6 @@
-"""Kafka and Cassandra for the tests: the same long-lived local daemons `make backends`
-starts (deploy.local.backends), started here if they are not running and left running.
+"""Kafka, Cassandra and the S3 server for the tests: the same long-lived local daemons
+`make backends` starts (deploy.local.backends), started here if they are not running and
+left running.
 
 The event bus and tweet store at scale are part of what the suite covers, so a missing
 java or a server that will not start raises BackendsUnavailable: a failure, never a skip.
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from deploy.local.backends import servers, start_all
 from deploy.local.cassandra import LocalCassandra
 from deploy.local.kafka import LocalKafka
+from deploy.local.s3proxy import LocalS3
 
 
 class BackendsUnavailable(RuntimeError):
@@ -33,6 +35,7 @@ class Backends:
 
     kafka: LocalKafka
     cassandra: LocalCassandra
+    s3: LocalS3
 
     @property
     def kafka_bootstrap(self) -> str:
@@ -61,6 +64,23 @@ def ensure_backends() -> Backends:
         start_all(found, report=False)
     except Exception as e:
         raise BackendsUnavailable(f"Kafka/Cassandra did not start: {e}") from e
-    kafka, cassandra = found["kafka"], found["cassandra"]
+    kafka, cassandra, s3 = found["kafka"], found["cassandra"], found["s3"]
     assert isinstance(kafka, LocalKafka) and isinstance(cassandra, LocalCassandra)
-    return Backends(kafka, cassandra)
+    assert isinstance(s3, LocalS3)
+    return Backends(kafka, cassandra, s3)
+
+
+def ensure_s3() -> LocalS3:
+    """The S3 server alone (the object-store tests need no Kafka or Cassandra)."""
+    if not java_available():
+        raise BackendsUnavailable(
+            "java is not on PATH: the local S3 server needs OpenJDK 17 and Maven "
+            "(apt-get install openjdk-17-jdk-headless maven)")
+    found = servers(only="s3")
+    try:
+        start_all(found, report=False)
+    except Exception as e:
+        raise BackendsUnavailable(f"the S3 server did not start: {e}") from e
+    s3 = found["s3"]
+    assert isinstance(s3, LocalS3)
+    return s3

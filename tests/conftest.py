@@ -33,6 +33,17 @@ TEST_STACK = os.environ.get("CHIRP_TEST_STACK") or "default"
 assert TEST_STACK in ("default", SCALE_STACK), f"CHIRP_TEST_STACK={TEST_STACK!r}"
 
 
+# The suite signs up, logs in and follows far more from one address than a person would;
+# tests of the limits themselves set them back (tests/api/test_hardening.py).
+RELAXED_LIMITS = {
+    "CHIRP_SIGNUP_RATE_PER_HOUR": "1000000",
+    "CHIRP_LOGIN_RATE_PER_MINUTE": "1000000",
+    "CHIRP_LOGIN_IP_RATE_PER_MINUTE": "1000000",
+    "CHIRP_FOLLOW_RATE_PER_HOUR": "1000000",
+    "CHIRP_READ_RATE_PER_MINUTE": "10000000",
+}
+
+
 @dataclass
 class Stack:
     root: Path
@@ -87,6 +98,7 @@ def make_settings(stack: Stack, redis_url: str | None = None, **overrides: Any) 
         "CHIRP_DATA_DIR": str(stack.root / "data"),
         "CHIRP_CELEBRITY_THRESHOLD": "5",
         "CHIRP_TWEET_RATE_PER_HOUR": "100000",
+        **RELAXED_LIMITS,
         **stack.backend_env,
     }
     env.update({f"CHIRP_{k.upper()}": str(v) for k, v in overrides.items()})
@@ -226,6 +238,7 @@ def worker_env(stack: Stack, redis_url: str | None = None, **extra: str) -> dict
         CHIRP_DATA_DIR=str(stack.root / "data"),
         CHIRP_CELEBRITY_THRESHOLD="5",
         CHIRP_WORKER_CLAIM_IDLE_MS="1000",
+        **RELAXED_LIMITS,
         **stack.backend_env,
     )
     env.update(extra)

@@ -1,4 +1,4 @@
-"""The local Kafka and Cassandra serve clients, and come back on the same data after a
+"""The local Kafka, Cassandra and S3 serve clients, and come back on the same data after a
 stop: what the adapters and the fault tests rely on."""
 
 from __future__ import annotations
@@ -120,3 +120,20 @@ def test_cassandra_stop_start_keeps_rows(backends: Backends) -> None:
             == "kept"
     finally:
         cluster.shutdown()
+
+
+def test_s3_stop_start_keeps_objects_and_buckets(backends: Backends) -> None:
+    s3 = backends.s3
+    client = s3.client()
+    key = f"restart-{uuid.uuid4().hex[:8]}"
+    try:
+        client.put_object(Bucket="chirp-media", Key=key, Body=b"before")
+        s3.stop()
+        assert not s3.is_running()
+        assert s3.start()  # launched afresh
+        assert client.get_object(Bucket="chirp-media", Key=key)["Body"].read() == b"before"
+        names = {b["Name"] for b in client.list_buckets()["Buckets"]}
+        assert {"chirp-media", "chirp-archive"} <= names
+    finally:
+        client.delete_object(Bucket="chirp-media", Key=key)
+        client.close()

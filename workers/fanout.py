@@ -59,7 +59,7 @@ async def relay_outbox(services: Services, stop: asyncio.Event) -> None:
 
 async def consume(services: Services, consumer: str, stop: asyncio.Event) -> None:
     # Fault injection for tests: die after applying a batch, before acknowledging it.
-    exit_before_ack = os.environ.get("CHIRP_FAULT_EXIT_BEFORE_ACK") == "1"
+    exit_before_ack = services.settings.fault_exit_before_ack
     while not stop.is_set():
         try:
             deliveries = await services.bus.receive(consumer, BATCH, block_ms=1000)
@@ -102,7 +102,7 @@ async def _sleep(stop: asyncio.Event, seconds: float) -> None:
 
 async def run(consumer: str | None = None) -> None:
     settings = load()
-    claim_idle = int(os.environ.get("CHIRP_WORKER_CLAIM_IDLE_MS", "30000"))
+    claim_idle = settings.worker_claim_idle_ms
     consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -1,11 +1,13 @@
-"""Kafka and Cassandra as long-lived local daemons, for `make backends` and the tests.
+"""Kafka, Cassandra and an S3-compatible server as long-lived local daemons, for
+`make backends` and the tests.
 
-`python -m deploy.local.backends start|stop|status [--data-dir DIR] [--only kafka|cassandra]`
+`python -m deploy.local.backends start|stop|status [--data-dir DIR] [--only kafka|cassandra|s3]`
 
 `start` is idempotent: a server already on its port is left alone (and waited for).
 The servers outlive this command; `stop` ends them, from any process.
-Ports: Kafka 127.0.0.1:9092 (controller 9093), Cassandra CQL 127.0.0.1:9042 (storage 7100).
-Data: `.chirp/backends/{kafka,cassandra}` in the checkout unless --data-dir or
+Ports: Kafka 127.0.0.1:9092 (controller 9093), Cassandra CQL 127.0.0.1:9042 (storage 7100),
+S3 (S3Proxy) 127.0.0.1:9000.
+Data: `.chirp/backends/{kafka,cassandra,s3}` in the checkout unless --data-dir or
 CHIRP_BACKENDS_DIR says otherwise.
 """
 
@@ -21,8 +23,9 @@ from pathlib import Path
 from deploy.local._jvm import JvmServer
 from deploy.local.cassandra import LocalCassandra
 from deploy.local.kafka import LocalKafka
+from deploy.local.s3proxy import LocalS3
 
-NAMES = ("kafka", "cassandra")
+NAMES = ("kafka", "cassandra", "s3")
 
 
 def default_data_dir() -> Path:
@@ -36,6 +39,7 @@ def servers(data_dir: Path | None = None, only: str | None = None,
     made: dict[str, JvmServer] = {
         "kafka": LocalKafka(base / "kafka", detached=detached),
         "cassandra": LocalCassandra(base / "cassandra", detached=detached),
+        "s3": LocalS3(base / "s3", detached=detached),
     }
     return {n: s for n, s in made.items() if only in (None, n)}
 
@@ -46,7 +50,7 @@ def address(server: JvmServer) -> str:
 
 def start_all(found: dict[str, JvmServer], report: bool = True) -> None:
     """Start them side by side (each JVM spends its start-up mostly on one core); raise
-    the first failure after both have had their go."""
+    the first failure after all have had their go."""
 
     def one(server: JvmServer) -> None:
         t0 = time.monotonic()

@@ -88,6 +88,7 @@ async def test_rate_limit(stack):
         assert err["code"] == "RATE_LIMITED"
         assert 1 <= err["retryAfter"] <= 1200  # one token refills every 20 minutes
         r = await limited.client.post(
-            "/v1/tweets", json={"text": "rest too"}, headers={"authorization": f"Bearer {token}"}
+            "/v1/tweets", json={"text": "rest too"},
+            headers={"authorization": f"Bearer {token}", "idempotency-key": "k1"},
         )
         assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1

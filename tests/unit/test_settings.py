@@ -1,3 +1,6 @@
+import re
+from pathlib import Path
+
 import pytest
 
 from runtime.settings import ConfigError, load
@@ -11,6 +14,8 @@ def test_defaults(tmp_path):
     s = load(base(tmp_path))
     assert (s.port, s.timeline_max, s.timeline_ttl_seconds) == (8000, 800, 72 * 3600)
     assert (s.active_days, s.tweet_rate_per_hour) == (30, 100)
+    assert (s.media_store, s.public_url, s.s3_region) == (
+        "file", "http://127.0.0.1:8000", "us-east-1")
     # the generated dev secret is kept, so tokens survive a restart
     assert load(base(tmp_path)).jwt_secret == s.jwt_secret
 
@@ -26,6 +31,16 @@ def test_defaults(tmp_path):
         ("CHIRP_POSTGRES_URL", "mysql://x"),
         ("CHIRP_REDIS_URL", "http://x"),
         ("CHIRP_ENV", "staging"),
+        ("CHIRP_WORKER_CLAIM_IDLE_MS", "soon"),
+        ("CHIRP_WORKER_CLAIM_IDLE_MS", "0"),
+        ("CHIRP_DEV_PG_PORT", "99999"),
+        ("CHIRP_DEV_REDIS_PORT", "x"),
+        ("CHIRP_FAULT_EXIT_BEFORE_ACK", "yes"),
+        ("CHIRP_MEDIA_STORE", "s3:/bucket"),
+        ("CHIRP_MEDIA_STORE", "s3://Bad_Bucket"),
+        ("CHIRP_S3_ENDPOINT_URL", "127.0.0.1:9000"),
+        ("CHIRP_PUBLIC_URL", "chirp.example"),
+        ("CHIRP_S3_ACCESS_KEY_ID", "only-the-key"),
     ],
 )
 def test_bad_values_name_the_variable(tmp_path, name, value):
@@ -44,3 +59,27 @@ def test_active_window_must_outlive_cached_timelines(tmp_path):
     with pytest.raises(ConfigError, match="CHIRP_ACTIVE_DAYS"):
         load(base(tmp_path, CHIRP_ACTIVE_DAYS="3", CHIRP_TIMELINE_TTL_SECONDS=str(3 * 86400)))
     load(base(tmp_path, CHIRP_ACTIVE_DAYS="4", CHIRP_TIMELINE_TTL_SECONDS=str(3 * 86400)))
+
+
+ROOT = Path(__file__).resolve().parents[2]
+NAME = re.compile(r"CHIRP_[A-Z][A-Z_]*[A-Z]")
+READ = re.compile(r"(environ\.get\(|environ\[|getenv\()\s*[\"']CHIRP_")
+
+
+def test_every_service_setting_is_read_by_settings_and_documented():
+    """The service's code names a CHIRP_* variable only in runtime/settings.py (which
+    validates it), and the README's configuration table has a row for each."""
+    settings = (ROOT / "runtime" / "settings.py").read_text()
+    readme = (ROOT / "README.md").read_text()
+    outside = {}
+    for path in ROOT.glob("*/**/*.py"):
+        top = path.relative_to(ROOT).parts[0]
+        if top in ("tests", "bench", "deploy", ".venv") or path.name == "settings.py":
+            continue
+        for line in path.read_text().splitlines():
+            if READ.search(line):
+                outside[str(path.relative_to(ROOT))] = line.strip()
+    assert outside == {}
+    for name in set(NAME.findall(settings)):
+        suffix = "`_" + name.rsplit("_", 1)[1] + "`"
+        assert f"`{name}`" in readme or suffix in readme, name

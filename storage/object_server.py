@@ -1,0 +1,71 @@
+"""The file store's HTTP face, as S3 would serve a bucket: `PUT /objects/{store}/{key}` with
+a signed, expiring URL from `FileObjectStore.presign_put`, and `GET` of any object.
+
+Refusals answer like S3: 403 for a signature that does not match the request (another
+Content-Type or Content-Length) or has expired, 400 for a body that is not the declared
+length, 404 for an unknown object."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import FileResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from storage.objects import FileObjectStore, UploadRefused
+
+# Keys are immutable (a new upload gets a new key): caches may keep objects for good.
+IMMUTABLE = "public, max-age=31536000, immutable"
+
+
+def routes(stores: Mapping[str, FileObjectStore]) -> list[Route]:
+    """The routes serving `stores` by name; names must be their `name`s."""
+
+    def store_for(request: Request) -> FileObjectStore | None:
+        return stores.get(request.path_params["store"])
+
+    async def put_object(request: Request) -> Response:
+        store = store_for(request)
+        if store is None:
+            return PlainTextResponse("no such store", 404)
+        key = request.path_params["key"]
+        q = request.query_params
+        try:
+            size = store.check_upload(
+                key, q.get("expires", ""), q.get("signature", ""),
+                request.headers.get("content-type", ""), request.headers.get("content-length"),
+            )
+            body = bytearray()
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > size:
+                    raise UploadRefused(400, "the body is longer than its Content-Length")
+            if len(body) != size:
+                raise UploadRefused(400, "the body is shorter than its Content-Length")
+        except UploadRefused as e:
+            return PlainTextResponse(e.reason, e.status)
+        except ClientDisconnect:
+            return PlainTextResponse("the upload was cut short", 400)
+        await store.put(key, bytes(body), request.headers["content-type"])
+        return Response(status_code=200)
+
+    async def get_object(request: Request) -> Response:
+        store = store_for(request)
+        key = request.path_params["key"]
+        try:
+            info = await store.head(key) if store is not None else None
+        except ValueError:
+            info = None
+        if store is None or info is None:
+            return PlainTextResponse("no such object", 404)
+        return FileResponse(
+            store.data_path(key), media_type=info.content_type,
+            headers={"Cache-Control": IMMUTABLE, "X-Content-Type-Options": "nosniff"},
+        )
+
+    path = "/objects/{store}/{key:path}"
+    return [
+        Route(path, put_object, methods=["PUT"]),
+        Route(path, get_object, methods=["GET", "HEAD"]),
+    ]
