@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .PHONY: dev test lint venv web browser clean bench bench-quick bench-home bench-fanout \
-	bench-fanout-scaling bench-live backends \
+	bench-fanout-scaling bench-live bench-media backends \
 	backends-stop
 
 venv: $(STAMP)
@@ -69,6 +69,7 @@ $(BENCH_STAMP): $(STAMP)
 
 bench: $(BENCH_STAMP)
 	$(PY) -m bench.run
+	$(PY) -m bench.media --s3
 
 bench-quick: $(BENCH_STAMP)
 	$(PY) -m bench.run --quick
@@ -76,6 +77,12 @@ bench-quick: $(BENCH_STAMP)
 # Rough single-process homeTimeline throughput (uses wrk if installed: apt-get install wrk).
 bench-home: venv
 	$(PY) -m bench.home_rps
+
+# Media: processing ms, CPU and peak memory per 1 MP / 12 MP JPEG (Pillow, the chosen
+# library, against its bare decode-and-resize and against pyvips); upload-to-READY p99 of
+# 20 concurrent uploads on the file store and the local S3 server (docs/media.md).
+bench-media: $(BENCH_STAMP)
+	$(PY) -m bench.media --s3
 
 # Fan-out deliveries/s of one worker process for a 100k-follower author.
 bench-fanout: venv

@@ -54,7 +54,7 @@ async def run(kind: str, tokens: list[str], seconds: float, concurrency: int) ->
     page = graphql if kind == "graphql" else plain
     for _ in range(50):  # warm: plans, prepared statements, connections
         await page(rng.choice(tokens))
-    # As an API process does after start-up (app.py, _freeze_startup_objects): what exists
+    # As an API process does after start-up (runtime/collector.py): what exists
     # now lives as long as the process, so full collections need not walk it.
     gc.collect()
     gc.freeze()

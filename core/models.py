@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,3 +56,12 @@ TWEET_DELETED = "TweetDeleted"
 # An author fell below the celebrity threshold: their tweets must now be pushed, and the
 # ones posted while they were pulled must be merged into followers' cached timelines.
 AUTHOR_DEMOTED = "AuthorDemoted"
+
+
+class LiveKind(StrEnum):
+    """What a live timeline event says: one type from a Redis notice (storage/notices.py)
+    to the GraphQL enum `TimelineEventKind`."""
+
+    TWEET_ADDED = "TWEET_ADDED"
+    TWEET_DELETED = "TWEET_DELETED"
+    RESYNC = "RESYNC"  # events may have been missed: refetch with sinceId

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from core.media import Media
 from core.models import Tweet, User
 from runtime.container import Services
 from storage.readcache import Fence, ReadCaches
@@ -17,12 +18,9 @@ V = TypeVar("V")
 
 
 class DataLoader(Generic[K, V]):
-    """Strawberry's DataLoader semantics (a cache of futures per key; every key asked for
-    in one loop iteration goes to the batch function in one call; a failing batch fails
-    each of its keys; cancelled waiters are skipped) at a fraction of its cost: a page
-    loads 20 tweets and their authors, and strawberry's loader spent ~10 µs per key
-    (a done-callback per future, a gather per load_many). Here a key costs one future,
-    and `load_many` awaits the futures in turn instead of gathering them."""
+    """Strawberry's DataLoader semantics (a cached future per key; the keys asked for in one
+    loop iteration go to the batch function in one call; a failing batch fails each key;
+    cancelled waiters are skipped) for one future per key. Twin: tests/unit/test_dataloader.py."""
 
     __slots__ = ("_batch", "_cache", "_fn", "_loop")
 
@@ -57,13 +55,6 @@ class DataLoader(Generic[K, V]):
             for f in futures:
                 f.add_done_callback(_retrieve)
             raise
-
-    def prime(self, key: K, value: V) -> None:
-        """Cache a value for `key` unless one is cached or being loaded."""
-        if key not in self._cache:
-            future = (self._loop or asyncio.get_running_loop()).create_future()
-            future.set_result(value)
-            self._cache[key] = future
 
     def _dispatch(self) -> None:
         batch, self._batch = self._batch, None
@@ -102,6 +93,8 @@ class Loaders:
     users_by_handle: DataLoader[str, User | None]
     tweets: DataLoader[int, Tweet | None]
     viewer_follows: DataLoader[int, bool]
+    # tweet id -> its media, in order (services.media.MediaLibrary.for_tweets)
+    tweet_media: DataLoader[int, tuple[Media, ...]]
     # The request's check of the read caches (storage/readcache.py); None without caches.
     fence: Fence | None = None
 
@@ -187,5 +180,6 @@ def make_loaders(services: Services, viewer_id: int | None) -> Loaders:
         users_by_handle=DataLoader(load_by_handle),
         tweets=DataLoader(load_tweets),
         viewer_follows=DataLoader(load_follows),
+        tweet_media=DataLoader(services.media.for_tweets),
         fence=fence,
     )

@@ -21,8 +21,6 @@ class Context:
     loaders: Loaders = field(init=False)  # set by authenticate()
     request: Any = None
     response: Any = None
-    # Set when any part of the answer came from the database because Redis was down.
-    degraded: bool = False
     # A bad token: only raised when something needs the viewer, so public reads still work
     # for a client with a stale token, while any authenticated field says why it failed.
     auth_error: Exception | None = None
@@ -36,7 +34,7 @@ class Context:
     address: str = ""
 
     def mark_degraded(self) -> None:
-        self.degraded = True
+        """Part of the answer came from the database because Redis was down."""
         if self.request is not None and hasattr(self.request, "state"):
             self.request.state.chirp_degraded = True
 
@@ -83,7 +81,8 @@ class Context:
 
     def note(self, verdict: Verdict | None) -> None:
         """Rate-limit headers for this answer, from the last bucket it took from."""
-        if verdict is not None and self.response is not None:
+        if verdict is not None and self.response is not None \
+                and getattr(self.request, "scope", {}).get("type") == "http":
             for name, value in limits.headers(verdict).items():
                 self.response.headers[name] = value
 

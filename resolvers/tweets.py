@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from core.errors import NotFound
 from core.models import Tweet, User
-from resolvers import args
+from resolvers import args, media
 from resolvers.context import Context
 
 
@@ -19,9 +19,11 @@ async def author(ctx: Context, tweet: Tweet) -> User:
     return user
 
 
-async def post(ctx: Context, text: str, idempotency_key: str | None) -> Tweet:
+async def post(ctx: Context, text: str, idempotency_key: str | None,
+               media_ids: list[object] | None = None) -> Tweet:
     viewer_id = ctx.require_viewer()
-    return await ctx.services.tweeting.post(viewer_id, text, idempotency_key)
+    return await ctx.services.tweeting.post(viewer_id, text, idempotency_key,
+                                            media.ids(media_ids))
 
 
 async def delete(ctx: Context, raw_id: str) -> bool:

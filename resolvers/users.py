@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from core import validation
-from core.errors import NotFound, Unauthenticated
+from core.errors import Unauthenticated
 from core.models import User
 from resolvers import args
 from resolvers.context import Context, issued
@@ -53,13 +53,6 @@ async def viewer_is_following(ctx: Context, user: User) -> bool:
     if ctx.viewer_id is None or ctx.viewer_id == user.id:
         return False
     return await ctx.loaders.viewer_follows.load(user.id)
-
-
-async def user_by_id(ctx: Context, raw_id: str, field: str = "userId") -> User:
-    user = await ctx.loaders.users.load(args.snowflake(raw_id, field))
-    if user is None:
-        raise NotFound(f"no user {raw_id}")
-    return user
 
 
 async def follow(ctx: Context, user_id: str) -> User:

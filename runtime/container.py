@@ -15,6 +15,7 @@ from runtime.settings import Settings
 from services.accounts import Accounts
 from services.feed import FeedManager
 from services.limits import Limits
+from services.media import MediaConfig, MediaLibrary
 from services.social import Social
 from services.tweeting import Tweeting
 from storage import keys, postgres
@@ -24,6 +25,7 @@ from storage.graph import SocialGraph
 from storage.idlease import LeasedIds
 from storage.kafka_bus import KafkaBus
 from storage.kafka_bus import parse_url as parse_kafka_url
+from storage.object_server import request_base_or
 from storage.objects import ObjectStore, S3Config, open_store
 from storage.ratelimit import RateLimiter
 from storage.readcache import ReadCaches
@@ -48,6 +50,7 @@ class Services:
     accounts: Accounts
     tweeting: Tweeting
     social: Social
+    media: MediaLibrary
     limits: Limits
     caches: ReadCaches | None = None  # None when CHIRP_CACHE_MB=0
 
@@ -61,6 +64,8 @@ class Services:
             found["cassandra"] = self.tweets.ping
         if self.settings.event_bus != "redis":
             found["kafka"] = self.bus.ping
+        if self.settings.media_store != "file":
+            found["s3"] = self.media.store.ping
         return found
 
     async def close(self) -> None:
@@ -71,6 +76,8 @@ class Services:
         with contextlib.suppress(Exception):
             await self.bus.close()
         await self.tweets.close()
+        with contextlib.suppress(Exception):
+            await self.media.close()
         with contextlib.suppress(Exception):
             await self.redis.aclose()
         await self.pool.close()
@@ -107,11 +114,13 @@ def event_bus(settings: Settings, redis: Redis, claim_idle_ms: int) -> EventBus:
 
 def object_store(settings: Settings, spec: str, name: str) -> ObjectStore:
     """The store `spec` names (`file` or `s3://bucket[/prefix]`); a file store lives in
-    `{CHIRP_DATA_DIR}/objects/{name}` and is served by the API at /objects/{name}/…."""
+    `{CHIRP_DATA_DIR}/objects/{name}` and is served by the API at /objects/{name}/…, at
+    CHIRP_PUBLIC_URL or else the address each request came to."""
     s3 = S3Config(settings.s3_endpoint_url, settings.s3_access_key_id,
                   settings.s3_secret_access_key, settings.s3_region)
+    base_url = settings.public_url or request_base_or(f"http://{settings.host}:{settings.port}")
     return open_store(spec, name=name, root=settings.data_dir / "objects" / name,
-                      base_url=settings.public_url, secret=settings.jwt_secret.encode(), s3=s3)
+                      base_url=base_url, secret=settings.jwt_secret.encode(), s3=s3)
 
 
 async def open_services(
@@ -152,6 +161,16 @@ async def open_services(
         home, recents, tweets, graph, users, settings.celebrity_threshold, settings.active_days,
         settings.fanout_chunk, caches,
     )
+    limiter = RateLimiter(redis)
+    media = MediaLibrary(
+        pool, object_store(settings, settings.media_store, "media"), limiter, ids.next_id,
+        MediaConfig(
+            max_bytes=settings.media_max_bytes, max_pixels=settings.media_max_pixels,
+            uploads_per_hour=settings.media_uploads_per_hour,
+            orphan_hours=settings.media_orphan_hours, public_url=settings.media_public_url,
+            workers=settings.media_workers,
+        ),
+    )
     return Services(
         settings=settings,
         pool=pool,
@@ -168,9 +187,10 @@ async def open_services(
                           redis, settings.argon2_threads),
         tweeting=Tweeting(
             pool, tweets, feed, limiter, ids.next_id, settings.tweet_rate_per_hour,
-            settings.idempotency_retention_hours,
+            settings.idempotency_retention_hours, media=media,
         ),
         social=Social(graph, users, feed, ids.next_id, settings.celebrity_threshold),
         limits=Limits(settings, limiter),
+        media=media,
         caches=caches,
     )

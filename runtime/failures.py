@@ -31,3 +31,12 @@ TRANSIENT: tuple[type[BaseException], ...] = (
 
 def is_transient(error: BaseException) -> bool:
     return isinstance(error, TRANSIENT)
+
+
+def is_timeout(error: BaseException) -> bool:
+    """A timeout (not a refused or dropped connection): the backend may be fine and the
+    work itself too slow, so a worker retries it a bounded number of times."""
+    import redis.exceptions
+
+    return isinstance(error, TimeoutError | asyncio.TimeoutError | KafkaTimeoutError
+                      | redis.exceptions.TimeoutError)

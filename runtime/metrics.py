@@ -45,8 +45,6 @@ DEAD_LETTERS = Gauge(
     "chirp_dead_letter_events", "Events in the dead-letter stream", registry=REGISTRY
 )
 
-# Redis keys the worker increments.
-
 LIVE_SUBSCRIPTIONS = Gauge(
     "chirp_live_subscriptions", "Open live subscriptions in this process", registry=REGISTRY
 )
@@ -64,6 +62,18 @@ LIVE_RECONNECTS = Counter(
 )
 LIVE_DELIVERED = Counter(
     "chirp_live_events_total", "Events sent to live subscribers", ["kind"], registry=REGISTRY
+)
+MEDIA_UPLOADS = Counter(
+    "chirp_media_uploads_total", "Media uploads created, made READY or FAILED", ["outcome"],
+    registry=REGISTRY,
+)
+MEDIA_PROCESSING_SECONDS = Histogram(
+    "chirp_media_processing_seconds", "completeMediaUpload: read, check, process and store",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16), registry=REGISTRY,
+)
+MEDIA_SWEPT = Counter(
+    "chirp_media_swept_total", "Media removed by the sweep (deleted tweets', orphans)",
+    registry=REGISTRY,
 )
 
 # Read caches (storage/readcache.py)

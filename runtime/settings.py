@@ -48,12 +48,18 @@ class Settings:
     max_query_aliases: int
     pg_pool_size: int
     cache_mb: int
-    public_url: str
+    public_url: str | None
     media_store: str
     s3_endpoint_url: str | None
     s3_access_key_id: str | None
     s3_secret_access_key: str | None
     s3_region: str
+    media_public_url: str | None
+    media_max_bytes: int
+    media_max_pixels: int
+    media_uploads_per_hour: int
+    media_orphan_hours: int
+    media_workers: int
     # Hardening (docs/security.md): every limit, with its default.
     max_query_cost: int = 5000
     query_timeout_ms: int = 5000
@@ -203,10 +209,12 @@ def _object_store(env: Mapping[str, str], name: str) -> str:
     return spec
 
 
-def _public_url(env: Mapping[str, str], host: str, port: int) -> str:
-    raw = env.get("CHIRP_PUBLIC_URL") or f"http://{host}:{port}"
+def _base_url(env: Mapping[str, str], name: str) -> str | None:
+    raw = env.get(name) or None
+    if raw is None:
+        return None
     if not raw.startswith(("http://", "https://")) or "?" in raw or "#" in raw:
-        raise ConfigError(f"CHIRP_PUBLIC_URL={raw!r} must be an http(s):// base URL")
+        raise ConfigError(f"{name}={raw!r} must be an http(s):// base URL")
     return raw.rstrip("/")
 
 
@@ -267,13 +275,18 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         max_query_aliases=_int(env, "CHIRP_MAX_QUERY_ALIASES", 30, 1, 1000),
         pg_pool_size=_int(env, "CHIRP_PG_POOL_SIZE", 10, 1, 500),
         cache_mb=_int(env, "CHIRP_CACHE_MB", 256, 0, 1_000_000),
-        public_url=_public_url(env, env.get("CHIRP_HOST") or "127.0.0.1",
-                               _int(env, "CHIRP_PORT", 8000, 1, 65535)),
+        public_url=_base_url(env, "CHIRP_PUBLIC_URL"),
         media_store=_object_store(env, "CHIRP_MEDIA_STORE"),
         s3_endpoint_url=_url(env, "CHIRP_S3_ENDPOINT_URL", ("http", "https")),
         s3_access_key_id=env.get("CHIRP_S3_ACCESS_KEY_ID") or None,
         s3_secret_access_key=env.get("CHIRP_S3_SECRET_ACCESS_KEY") or None,
         s3_region=env.get("CHIRP_S3_REGION") or "us-east-1",
+        media_public_url=_base_url(env, "CHIRP_MEDIA_PUBLIC_URL"),
+        media_max_bytes=_int(env, "CHIRP_MEDIA_MAX_BYTES", 5 << 20, 1024, 100 << 20),
+        media_max_pixels=_int(env, "CHIRP_MEDIA_MAX_PIXELS", 50_000_000, 10_000, 200_000_000),
+        media_uploads_per_hour=_int(env, "CHIRP_MEDIA_UPLOADS_PER_HOUR", 100, 1, 10**6),
+        media_orphan_hours=_int(env, "CHIRP_MEDIA_ORPHAN_HOURS", 24, 0, 24 * 365),
+        media_workers=_int(env, "CHIRP_MEDIA_WORKERS", 2, 1, 64),
         max_query_cost=_int(env, "CHIRP_MAX_QUERY_COST", 5000, 10, 10**9),
         query_timeout_ms=_int(env, "CHIRP_QUERY_TIMEOUT_MS", 5000, 10, 600_000),
         max_body_bytes=_int(env, "CHIRP_MAX_BODY_BYTES", 1 << 20, 1024, 1 << 30),
@@ -288,7 +301,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         follow_rate_per_hour=_int(env, "CHIRP_FOLLOW_RATE_PER_HOUR", 400, 1, 10**6),
         read_rate_per_minute=_int(env, "CHIRP_READ_RATE_PER_MINUTE", 1200, 1, 10**7),
         trusted_proxies=_proxies(env),
-        argon2_threads=_int(env, "CHIRP_ARGON2_THREADS", 2, 1, 256),
+        argon2_threads=_int(env, "CHIRP_PASSWORD_HASH_THREADS", 2, 1, 256),
         idempotency_retention_hours=_int(env, "CHIRP_IDEMPOTENCY_RETENTION_HOURS", 24, 1,
                                          24 * 365),
         cors_origins=_origins(env),

@@ -1,26 +1,10 @@
-"""Compiled completion of query results: the same answer as graphql-core's executor, with
-far less work per field.
-
-graphql-core completes every field of a result through the same generic machinery: find
-the field definition, build a resolve info, call the resolver (Strawberry's wrapper for a
-plain attribute), check for awaitables, unwrap the type, coerce the scalar — about 10 µs a
-field, so a 20-tweet homeTimeline page (~200 fields) spent most of its CPU there.
+"""Compiled completion of query results: graphql-core's answer with far less work per field.
 
 For a query without directives, the fields selected below an object type depend only on
-the document, so this executor builds, once per (type, selection), a plan: for each
-response key, how to get the value and how to complete it. Plain fields (no resolver, no
-arguments) read the attribute directly; scalars of the built-in types are passed through
-when they already have the output type; objects and lists are completed by their own
-plans. A field with a resolver runs through graphql-core's `execute_field` exactly as
-before (resolvers, arguments, awaitables), unless the type registered a direct getter for
-it (`schema.types.DIRECT`) that answers from the source object alone.
-
-Errors keep graphql-core's semantics: a failing field is handed to the executor's own
-`handle_field_error` (null for a nullable field, propagation for a non-null one) with the
-same path and message. Anything the plan does not cover (abstract types, `is_type_of`,
-values that are not lists where lists are expected, introspection) goes to graphql-core's
-`complete_value`, whose objects come back here. Mutations, subscriptions and documents
-with directives run the unmodified executor.
+the document, so a plan per (type, selection) says, for each response key, how to get the
+value and complete it. Anything a plan does not cover (abstract types, `is_type_of`,
+introspection, a field with a resolver and no direct getter) goes through graphql-core's
+own machinery, errors included. Twin tests and the measurements: docs/api.md, "Fast paths".
 """
 
 from __future__ import annotations
@@ -45,7 +29,7 @@ from graphql import (
 from graphql.execution.collect_fields import collect_subfields
 from graphql.pyutils import Path, Undefined, gather_with_cancel
 
-from schema.live import LiveExecutionContext
+from schema.subscription import LiveExecutionContext
 from schema.types import DIRECT, UNRESOLVED
 
 _PLANS_MAX = 4096
@@ -145,6 +129,13 @@ def _leaf(type_: GraphQLOutputType, parent: str, field: str) -> Callable[[Any], 
     return complete
 
 
+def _null(value: Any) -> bool:
+    """Whether a value completes to null; a value that is an exception is raised."""
+    if isinstance(value, Exception):
+        raise value
+    return value is None or value is Undefined
+
+
 def _tree(type_: GraphQLOutputType, parent: GraphQLObjectType, field: str, field_def: Any,
           field_details: list) -> Callable:
     """Completion of an object or list value: complete(executor, value, path, position)."""
@@ -173,9 +164,7 @@ def _tree(type_: GraphQLOutputType, parent: GraphQLObjectType, field: str, field
 
         def complete_list(ex: CompiledExecutionContext, value: Any, path: Path,
                           pc: Any) -> Any:
-            if isinstance(value, Exception):
-                raise value
-            if value is None or value is Undefined:
+            if _null(value):
                 return None
             if value.__class__ is not list and value.__class__ is not tuple:
                 return ex.generic(type_, field_details, field_def, parent, path, value, pc)
@@ -189,9 +178,7 @@ def _tree(type_: GraphQLOutputType, parent: GraphQLObjectType, field: str, field
 
         def complete_object(ex: CompiledExecutionContext, value: Any, path: Path,
                             pc: Any) -> Any:
-            if isinstance(value, Exception):
-                raise value
-            if value is None or value is Undefined:
+            if _null(value):
                 return None
             if not cell:
                 cell.append(ex.plan(type_, field_details))
@@ -207,6 +194,17 @@ def _tree(type_: GraphQLOutputType, parent: GraphQLObjectType, field: str, field
         return ex.generic(type_, field_details, field_def, parent, path, value, pc)
 
     return complete_abstract
+
+
+async def _gathered(out: Any, pending: list) -> Any:
+    """`out` (a dict or a list) with the awaitables at `pending` replaced by their results."""
+    if len(pending) == 1:
+        out[pending[0]] = await out[pending[0]]
+    else:
+        done = await gather_with_cancel(*(out[k] for k in pending))
+        for key, value in zip(pending, done, strict=True):
+            out[key] = value
+    return out
 
 
 class CompiledExecutionContext(LiveExecutionContext):
@@ -352,21 +350,9 @@ class CompiledExecutionContext(LiveExecutionContext):
                 if value.__class__ not in _NOT_AWAITABLE and self.is_awaitable(value):
                     (pending := pending or []).append(name)
         except Exception:
-            if pending:
-                self.settle_in_background([out[n] for n in pending])
+            self._abandon(out, pending)
             raise
-        if not pending:
-            return out
-
-        async def gather() -> dict[str, Any]:
-            if len(pending) == 1:
-                out[pending[0]] = await out[pending[0]]
-            else:
-                done = await gather_with_cancel(*(out[n] for n in pending))
-                out.update(zip(pending, done, strict=True))
-            return out
-
-        return gather()
+        return _gathered(out, pending) if pending else out
 
     def complete_items(self, item: Callable, item_type: GraphQLOutputType, details: list,
                        field_def: Any, parent: GraphQLObjectType, path: Path, items: Any,
@@ -396,22 +382,15 @@ class CompiledExecutionContext(LiveExecutionContext):
                 if completed.__class__ not in _NOT_AWAITABLE and is_awaitable(completed):
                     (pending := pending or []).append(index)
         except Exception:
-            if pending:
-                self.settle_in_background([out[i] for i in pending])
+            self._abandon(out, pending)
             raise
-        if not pending:
-            return out
+        return _gathered(out, pending) if pending else out
 
-        async def gather() -> list[Any]:
-            if len(pending) == 1:
-                out[pending[0]] = await out[pending[0]]
-            else:
-                done = await gather_with_cancel(*(out[i] for i in pending))
-                for i, value in zip(pending, done, strict=True):
-                    out[i] = value
-            return out
-
-        return gather()
+    def _abandon(self, out: Any, pending: list | None) -> None:
+        """A completion failed half-way: its awaitables still run, and their errors are
+        retrieved, as graphql-core does."""
+        if pending:
+            self.settle_in_background([out[k] for k in pending])
 
     async def _settled(self, awaitable: Any, return_type: GraphQLOutputType, details: list,
                        path: Path) -> Any:

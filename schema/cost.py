@@ -44,7 +44,9 @@ Factor = int | tuple[str, int]  # a constant, or (variable name, its default)
 @dataclass(frozen=True, slots=True)
 class Formula:
     constant: int
-    terms: tuple[tuple[Factor, ...], ...]  # each a product of factors, at least one a variable
+    introspection: int  # objects the introspection part (__schema, __type) may produce
+    # Each a constant coefficient times variable factors.
+    terms: tuple[tuple[Factor, ...], ...]
 
     def of(self, variables: dict[str, Any] | None) -> int:
         total = self.constant
@@ -75,24 +77,69 @@ def formula(schema: GraphQLSchema, document: DocumentNode, operation_name: str |
     if root is None:
         return None
     terms: list[tuple[Factor, ...]] = []
+    introspection: list[tuple[Factor, ...]] = []
     # A variable's own default, when the request leaves it out.
     defaults = {
         v.variable.name.value: (_size(int(v.default_value.value))
                                 if isinstance(v.default_value, IntValueNode) else MAX_PAGE)
         for v in operation.variable_definitions or () if v.default_value is not None
     }
-    _walk(schema, fragments, root, [operation.selection_set], (), terms, defaults)
+    _walk(schema, fragments, root, [operation.selection_set], (), terms, defaults,
+          introspection=introspection)
     constant = 0
-    variable_terms = []
+    grouped: dict[tuple[Factor, ...], int] = {}  # variable factors -> constant coefficient
     for factors in terms:
-        if all(f.__class__ is int for f in factors):
-            product = 1
-            for f in factors:
-                product *= f  # type: ignore[operator]
-            constant += product
+        coefficient = 1
+        variables = []
+        for f in factors:
+            if f.__class__ is int:
+                coefficient *= f  # type: ignore[operator]
+            else:
+                variables.append(f)
+        if variables:
+            key = tuple(variables)
+            grouped[key] = grouped.get(key, 0) + coefficient
         else:
-            variable_terms.append(factors)
-    return Formula(constant, tuple(variable_terms))
+            constant += coefficient
+    spent = sum(_product(f) for f in introspection)
+    return Formula(constant, spent, tuple((c, *v) for v, c in grouped.items()))
+
+
+def _product(factors: tuple[Factor, ...]) -> int:
+    product = 1
+    for f in factors:
+        product *= f if f.__class__ is int else MAX_PAGE  # type: ignore[operator]
+    return product
+
+
+def introspection_sizes(schema: GraphQLSchema) -> dict[str, int]:
+    """The longest each introspection list can be in this schema: introspection answers
+    from the fixed schema, so its lists are counted at their real bounds."""
+    found = _SIZES.get(id(schema))
+    if found is not None and found[0] is schema:
+        return found[1]
+    types = list(schema.type_map.values())
+
+    def most(values) -> int:
+        return max([len(v) for v in values] or [0]) or 1
+
+    fields = [t.fields for t in types if hasattr(t, "fields")]
+    sizes = {
+        "types": len(types),
+        "fields": most(fields),
+        "inputFields": most(fields),
+        "enumValues": most([t.values for t in types if hasattr(t, "values")]),
+        "interfaces": most([t.interfaces for t in types if hasattr(t, "interfaces")]),
+        "possibleTypes": len(types),
+        "directives": len(schema.directives),
+        "args": most([f.args for fs in fields for f in fs.values() if hasattr(f, "args")]
+                     + [d.args for d in schema.directives]),
+    }
+    _SIZES[id(schema)] = (schema, sizes)
+    return sizes
+
+
+_SIZES: dict[int, tuple[GraphQLSchema, dict[str, int]]] = {}
 
 
 def _operation(document: DocumentNode, name: str | None) -> OperationDefinitionNode | None:
@@ -126,28 +173,44 @@ def _collect(schema: GraphQLSchema, fragments: dict[str, FragmentDefinitionNode]
 def _walk(schema: GraphQLSchema, fragments: dict[str, FragmentDefinitionNode], parent: Any,
           selection_sets: list, factors: tuple[Factor, ...],
           terms: list[tuple[Factor, ...]], defaults: dict[str, int],
-          page: Factor | None = None) -> None:
+          page: Factor | None = None, *, introspection: list | None = None,
+          sizes: dict[str, int] | None = None) -> None:
+    """Terms for a selection; the introspection meta-fields' subtrees go to
+    `introspection`, their lists counted at the schema's real bounds (`sizes`)."""
     grouped: dict[str, list[FieldNode]] = {}
     _collect(schema, fragments, parent, selection_sets, grouped, set())
     for nodes in grouped.values():
         name = nodes[0].name.value
         if name == "__typename":
             continue
-        field_def = _field(schema, parent, name)
-        if field_def is None:
+        if sizes is None and name.startswith("__") and introspection is not None:
+            _fields(schema, fragments, parent, nodes, (), introspection, defaults, None,
+                    introspection_sizes(schema))
             continue
-        field_type = get_nullable_type(field_def.type)
-        named = get_named_type(field_type)
-        if not is_composite_type(named):
-            continue
-        terms.append(factors or (1,))
-        below = factors
-        if is_list_type(field_type):
-            below = (*factors, page if page is not None else LIST_GUESS)
-        first = _first(field_def, nodes[0], defaults)
-        children = [n.selection_set for n in nodes]
-        # Fragments are collected whatever their type condition: an upper bound.
-        _walk(schema, fragments, named, children, below, terms, defaults, first)
+        _fields(schema, fragments, parent, nodes, factors, terms, defaults, page, sizes)
+
+
+def _fields(schema: GraphQLSchema, fragments: dict[str, FragmentDefinitionNode], parent: Any,
+            nodes: list[FieldNode], factors: tuple[Factor, ...],
+            terms: list[tuple[Factor, ...]], defaults: dict[str, int], page: Factor | None,
+            sizes: dict[str, int] | None) -> None:
+    name = nodes[0].name.value
+    field_def = _field(schema, parent, name)
+    if field_def is None:
+        return
+    field_type = get_nullable_type(field_def.type)
+    named = get_named_type(field_type)
+    if not is_composite_type(named):
+        return
+    terms.append(factors or (1,))
+    below = factors
+    if is_list_type(field_type):
+        size = sizes.get(name, LIST_GUESS) if sizes is not None else page
+        below = (*factors, size if size is not None else LIST_GUESS)
+    first = _first(field_def, nodes[0], defaults)
+    children = [n.selection_set for n in nodes]
+    # Fragments are collected whatever their type condition: an upper bound.
+    _walk(schema, fragments, named, children, below, terms, defaults, first, sizes=sizes)
 
 
 def _field(schema: GraphQLSchema, parent: Any, name: str) -> Any:

@@ -9,16 +9,22 @@ from typing import Any
 
 import strawberry
 from graphql import GraphQLError, execute
+from strawberry.exceptions import MissingQueryError
 from strawberry.execution.is_awaitable import optimized_is_awaitable
+from strawberry.schema.exceptions import (
+    CannotGetOperationTypeError,
+    InvalidOperationTypeError,
+)
 from strawberry.types import ExecutionResult
 from strawberry.utils.await_maybe import await_maybe
 
-from core.errors import ChirpError, Unavailable
+from core.errors import ChirpError, QueryTooComplex, Unavailable
 from runtime.failures import is_transient
 from schema.documents import DocumentCache, Entry
-from schema.guard import BUDGET, cost_of, timed_out, too_complex
+from schema.guard import BUDGETED, WATCHDOG, cost_of, introspection_allowance, timed_out
 
 log = logging.getLogger("chirp.graphql")
+CLIENT_ERRORS = (InvalidOperationTypeError, CannotGetOperationTypeError, MissingQueryError)
 
 
 def classify(error: GraphQLError) -> tuple[str, str, dict[str, Any]]:
@@ -28,6 +34,12 @@ def classify(error: GraphQLError) -> tuple[str, str, dict[str, Any]]:
         return classify(original)
     if isinstance(original, ChirpError):
         return original.code, original.message, original.extensions
+    if isinstance(original, CLIENT_ERRORS):  # an operation type this transport refuses
+        return "BAD_USER_INPUT", error.message, {}
+    if original is None and error.extensions and "code" in error.extensions:
+        # Already classified (process_errors ran on it, or a subscription's wrapper did).
+        extra = {k: v for k, v in error.extensions.items() if k != "code"}
+        return error.extensions["code"], error.message, extra
     if original is None:
         # Parse, validation, limiter and argument-coercion errors: the client's query.
         return "BAD_USER_INPUT", error.message, {}
@@ -56,18 +68,22 @@ class ChirpSchema(strawberry.Schema):
         self.documents = documents
         self.max_cost = max_cost
         self.timeout_ms = timeout_ms
+        self.introspection_allowance = introspection_allowance(self._schema)
 
     async def execute(self, *args: Any, **kwargs: Any) -> ExecutionResult:
-        # The budget starts without a deadline: a query's Guard sets one as it executes.
+        # A query's Guard arms its time budget as it starts executing.
+        token = BUDGETED.set(True)
         try:
-            async with asyncio.timeout(None) as budget:
-                token = BUDGET.set(budget)
-                try:
-                    return await super().execute(*args, **kwargs)
-                finally:
-                    BUDGET.reset(token)
-        except TimeoutError:
-            return self._timed_out()
+            result = await super().execute(*args, **kwargs)
+        except asyncio.CancelledError:
+            if WATCHDOG.disarm():
+                return self._timed_out()
+            raise
+        finally:
+            BUDGETED.reset(token)
+        # The cancellation may surface inside a resolver (graphql-core's gathered fields)
+        # and come back as a field error: the answer is still the budget's.
+        return self._timed_out() if WATCHDOG.disarm() else result
 
     def _timed_out(self) -> ExecutionResult:
         return self.refused(timed_out(self.timeout_ms))
@@ -87,25 +103,32 @@ class ChirpSchema(strawberry.Schema):
         and validation steps, without the per-request extension hooks, but with the same
         cost check and time budget as the Guard applies there."""
         document = entry.document
-        requested = cost_of(self._schema, entry, document, operation_name, variable_values)
-        if requested > self.max_cost:
-            return self.refused(too_complex(requested, self.max_cost))
-        extensions = {"cost": {"requested": requested, "maximum": self.max_cost}}
         try:
-            async with asyncio.timeout(self.timeout_ms / 1000):
-                result = await await_maybe(execute(
-                    self._schema, document, root_value=root_value,
-                    variable_values=variable_values, operation_name=operation_name,
-                    context_value=context_value, is_awaitable=optimized_is_awaitable,
-                    executor_class=self.execution_context_class, operation_extensions=None,
-                ))
-        except TimeoutError:
-            return self._timed_out()
+            requested = cost_of(self._schema, entry, document, operation_name,
+                                variable_values, self.max_cost, self.introspection_allowance)
+        except QueryTooComplex as e:
+            return self.refused(e)
+        extensions = {"cost": {"requested": requested, "maximum": self.max_cost}}
+        WATCHDOG.arm(self.timeout_ms / 1000)
+        try:
+            result = await await_maybe(execute(
+                self._schema, document, root_value=root_value,
+                variable_values=variable_values, operation_name=operation_name,
+                context_value=context_value, is_awaitable=optimized_is_awaitable,
+                executor_class=self.execution_context_class, operation_extensions=None,
+            ))
+        except asyncio.CancelledError:
+            if WATCHDOG.disarm():
+                return self._timed_out()
+            raise
         except Exception as exc:  # as Strawberry: an error result, not an exception
+            WATCHDOG.disarm()
             error = exc if isinstance(exc, GraphQLError) else GraphQLError(
                 str(exc), original_error=exc)
             self._process_errors([error])
             return ExecutionResult(data=None, errors=[error], extensions=extensions)
+        if WATCHDOG.disarm():
+            return self._timed_out()
         if result.errors:
             self._process_errors(result.errors)
         return ExecutionResult(data=result.data, errors=result.errors, extensions=extensions)

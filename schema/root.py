@@ -5,7 +5,8 @@ from __future__ import annotations
 import strawberry
 from strawberry.types import Info
 
-from resolvers import timelines, tweets, users
+from resolvers import media, timelines, tweets, users
+from schema.media import HttpHeader, Media, MediaUpload
 from schema.types import AuthPayload, Tweet, TweetConnection, User
 
 
@@ -25,6 +26,11 @@ class Query:
     async def tweet(self, info: Info, id: strawberry.ID) -> Tweet | None:
         m = await tweets.by_id(info.context, id)
         return Tweet.of(m) if m else None
+
+    @strawberry.field
+    async def media(self, info: Info, id: strawberry.ID) -> Media | None:
+        m = await media.by_id(info.context, id)
+        return Media.of(m, info.context.services.media) if m else None
 
     @strawberry.field
     async def home_timeline(
@@ -63,9 +69,26 @@ class Mutation:
 
     @strawberry.mutation
     async def post_tweet(
-        self, info: Info, text: str, idempotency_key: str | None = None
+        self, info: Info, text: str, idempotency_key: str | None = None,
+        media_ids: list[strawberry.ID] | None = None,
     ) -> Tweet:
-        return Tweet.of(await tweets.post(info.context, text, idempotency_key))
+        return Tweet.of(await tweets.post(info.context, text, idempotency_key, media_ids))
+
+    @strawberry.mutation
+    async def create_media_upload(
+        self, info: Info, content_type: str, byte_size: int, alt_text: str | None = None
+    ) -> MediaUpload:
+        up = await media.create_upload(info.context, content_type, byte_size, alt_text)
+        return MediaUpload(
+            media=Media.of(up.media, info.context.services.media), upload_url=up.put.url,
+            upload_headers=[HttpHeader(name=k, value=v) for k, v in up.put.headers.items()],
+            expires_at=up.expires_at.isoformat().replace("+00:00", "Z"),
+        )
+
+    @strawberry.mutation
+    async def complete_media_upload(self, info: Info, media_id: strawberry.ID) -> Media:
+        return Media.of(await media.complete(info.context, media_id),
+                        info.context.services.media)
 
     @strawberry.mutation
     async def delete_tweet(self, info: Info, id: strawberry.ID) -> bool:

@@ -11,10 +11,12 @@ import strawberry
 from strawberry.types import Info
 
 from core import cursor, fanout
+from core.media import Media as MediaModel
 from core.models import Tweet as TweetModel
 from core.models import User as UserModel
 from resolvers import timelines, tweets, users
 from resolvers.users import UserPage
+from schema.media import Media
 from services.feed import Page
 
 # A resolver field that can usually be answered from its source object alone may register
@@ -92,11 +94,14 @@ class Tweet:
     id: strawberry.ID
     text: str
     created_at: datetime
+    # Set when the tweet's media are known up front (a post, a live event).
+    media_models: strawberry.Private[tuple[MediaModel, ...] | None] = None
 
     @classmethod
-    def of(cls, m: TweetModel, author: UserModel | None = None) -> Tweet:
+    def of(cls, m: TweetModel, author: UserModel | None = None,
+           media: tuple[MediaModel, ...] | None = None) -> Tweet:
         return cls(model=m, author_model=author, id=strawberry.ID(str(m.id)), text=m.text,
-                   created_at=m.created_at)
+                   created_at=m.created_at, media_models=media)
 
     @strawberry.field
     def author(self, info: Info) -> User:
@@ -105,8 +110,33 @@ class Tweet:
         return _load_author(info, self.model)  # type: ignore[return-value]  # awaited by graphql-core
 
 
+    @strawberry.field
+    def media(self, info: Info) -> list[Media]:
+        known = _known_media(self, info.context)
+        if known is not UNRESOLVED:
+            return known
+        return _load_media(info, self.model)  # type: ignore[return-value]  # awaited by graphql-core
+
+
 async def _load_author(info: Info, tweet: TweetModel) -> User:
     return User.of(await tweets.author(info.context, tweet))
+
+
+def _known_media(tweet: Tweet, context: Any) -> Any:
+    """The tweet's media without I/O if they are known (given, or in the process's
+    cache); UNRESOLVED otherwise: the loader then batches every tweet of the page."""
+    library = context.services.media
+    found = tweet.media_models
+    if found is None:
+        found = library.by_tweet.get(tweet.model.id)
+        if found is None:
+            return UNRESOLVED
+    return [Media.of(m, library) for m in found]
+
+
+async def _load_media(info: Info, tweet: TweetModel) -> list[Media]:
+    library = info.context.services.media
+    return [Media.of(m, library) for m in await info.context.loaders.tweet_media.load(tweet.id)]
 
 
 def _is_celebrity(user: User, context: Any) -> bool:
@@ -120,6 +150,7 @@ def _preloaded_author(tweet: Tweet, context: Any) -> Any:
 
 DIRECT[("User", "isCelebrity")] = _is_celebrity
 DIRECT[("Tweet", "author")] = _preloaded_author
+DIRECT[("Tweet", "media")] = _known_media
 
 
 @strawberry.type

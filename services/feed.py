@@ -30,7 +30,7 @@ from core.models import AUTHOR_DEMOTED, TWEET_CREATED, TWEET_DELETED, Event, Twe
 from core.timeline import NEWEST, Slice, exact_merge, slice_of
 from runtime import metrics
 from runtime.settings import ACTIVE_MARK_SECONDS
-from storage import keys, live
+from storage import keys, notices
 from storage.graph import SocialGraph
 from storage.invalidation import queue_publish
 from storage.readcache import MISSING, Fence, Followees, ReadCaches, Recents, SortedIds
@@ -140,7 +140,7 @@ class FeedManager:
         self.recents.queue_insert(pipe, author_id, tweet_id)
         self.home.queue_notify(
             pipe, keys.author_presence(author_id), keys.author_channel(author_id),
-            live.added(tweet_id),
+            notices.added(tweet_id),
         )
 
     async def apply(self, event: Event, publish: Publish | None = None) -> int:
@@ -234,7 +234,7 @@ class FeedManager:
         await self.announce([f"t{tweet_id}", f"u{author_id}", f"r{author_id}"])
         await self.home.run(lambda pipe: self.home.queue_notify(
             pipe, keys.author_presence(author_id), keys.author_channel(author_id),
-            live.deleted(tweet_id),
+            notices.deleted(tweet_id),
         ))
         author = (await self.users.get_many([author_id])).get(author_id)
         if author is not None and fanout.is_celebrity(author.followers_count, self.threshold):

@@ -1,14 +1,10 @@
 """Posting and deleting tweets.
 
 A post commits the tweet, its author's counter, its idempotency key and its TweetCreated
-event in one PostgreSQL transaction, so an acknowledged tweet is never lost and never
-announced twice; fan-out happens later from the outbox.
-
-With a tweet store outside PostgreSQL (Cassandra) the tweet cannot join that transaction.
-The event then carries the tweet's text: once it commits, the tweet is durable, and it is
-written to the store right after (the worker writes it again, idempotently, so a store
-that was down when the post was acknowledged still receives it). A delete claims the
-tweet in `tweet_deletions` first, so two racing deletes decrement the counter once.
+event in one PostgreSQL transaction: an acknowledged tweet is never lost nor announced
+twice. With a tweet store outside PostgreSQL the event carries the text and the store is
+written after the commit, and again by the worker (docs/production.md, "Posting without a
+shared transaction").
 """
 
 from __future__ import annotations
@@ -16,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 
 import asyncpg
 from redis.exceptions import RedisError
@@ -25,6 +22,7 @@ from core.errors import Conflict, Forbidden, NotFound, RateLimited, Unavailable
 from core.ids import id_datetime
 from core.models import TWEET_CREATED, TWEET_DELETED, Event, Tweet
 from services.feed import FeedManager
+from services.media import MediaLibrary
 from storage import outbox
 from storage.ratelimit import RateLimiter
 from storage.tweets import IdCollision, TweetStore
@@ -44,6 +42,8 @@ class Tweeting:
         next_id,
         rate_per_hour: int,
         key_retention_hours: int = 24,
+        *,
+        media: MediaLibrary,
     ) -> None:
         self.pool = pool
         self.store = store
@@ -51,15 +51,20 @@ class Tweeting:
         self.limiter = limiter
         self.next_id = next_id
         self.rate_per_hour = rate_per_hour
+        self.media = media
         self.key_retention_s = key_retention_hours * 3600
 
-    async def post(self, author_id: int, text: str, idempotency_key: str | None = None) -> Tweet:
-        text = validation.tweet_text(text)
+    async def post(self, author_id: int, text: str, idempotency_key: str | None = None,
+                   media_ids: Sequence[int] = ()) -> Tweet:
+        # With media, the text may be empty.
+        text = validation.tweet_text(text) if not media_ids or text.strip() else ""
         key = validation.idempotency_key(idempotency_key)
         if key is not None:
             earlier = await self._by_key(author_id, key)
             if earlier is not None:
                 return self._same(earlier, text)
+        if media_ids:
+            await self.media.check_attachable(author_id, media_ids)
         await self._check_rate(author_id)
         tweet_id = self.next_id()
         tweet = Tweet(
@@ -67,11 +72,12 @@ class Tweeting:
             id_datetime(tweet_id),
         )
         try:
-            await self._commit(tweet, key)
+            await self._commit(tweet, key, media_ids)
         except _Repeat:
             return self._same(await self._by_key(author_id, key), text)  # type: ignore[arg-type]
         if not self.store.transactional:
             await self._store_after_commit(tweet, key)
+        await self.media.on_posted(tweet_id, media_ids)
         await self.feed.on_post(tweet)
         return tweet
 
@@ -83,6 +89,8 @@ class Tweeting:
             # worker finds the id taken too and drops the event.
             async with self.pool.acquire() as tx, tx.transaction():
                 await tx.execute("DELETE FROM outbox WHERE tweet_id = $1", tweet.id)
+                await tx.execute("UPDATE media SET tweet_id = NULL, position = NULL "
+                                 "WHERE tweet_id = $1", tweet.id)
                 await tx.execute(
                     "UPDATE users SET tweets_count = tweets_count - 1 WHERE id = $1",
                     tweet.author_id,
@@ -96,7 +104,7 @@ class Tweeting:
         except Unavailable as e:
             log.warning("tweet %s committed; the worker will store it: %s", tweet.id, e)
 
-    async def _commit(self, tweet: Tweet, key: str | None) -> None:
+    async def _commit(self, tweet: Tweet, key: str | None, media_ids: Sequence[int]) -> None:
         tweet_id, author_id = tweet.id, tweet.author_id
         async with self.pool.acquire() as tx, tx.transaction():
             if key is not None:
@@ -107,6 +115,8 @@ class Tweeting:
                 )
                 if not claimed:  # a concurrent repeat won the race
                     raise _Repeat()
+            if media_ids:  # after the key: a repeat is a _Repeat, not a CONFLICT
+                await self.media.attach(tx, tweet_id, author_id, media_ids)
             if self.store.transactional:
                 await self.store.put(tweet, tx=tx)
                 event = Event(TWEET_CREATED, tweet_id, author_id)
@@ -189,7 +199,9 @@ class Tweeting:
             await tx.execute(
                 "UPDATE users SET tweets_count = tweets_count - 1 WHERE id = $1", user_id
             )
+            media_ids = await self.media.mark_deleted(tx, tweet_id)
             await outbox.add(tx, Event(TWEET_DELETED, tweet_id, user_id))
+        await self.media.after_tweet_deleted(tweet_id, media_ids)
         if not self.store.transactional:
             try:
                 await self.store.delete(tweet_id)

@@ -13,6 +13,8 @@ from datetime import timedelta
 
 import asyncpg
 
+from core import fanout
+
 
 @dataclass(frozen=True, slots=True)
 class FollowChange:
@@ -141,3 +143,29 @@ class SocialGraph:
             follower, before_seq, limit,
         )
         return [(r[0], r[1]) for r in rows]
+
+    async def celebrity_followees(
+        self, viewers: list[int], threshold: int
+    ) -> dict[int, set[int]]:
+        """The celebrities each viewer follows (core.fanout's rule), in one query for a
+        batch of live sessions: FeedManager.followed's `celebs`, for thousands of viewers."""
+        rows = await self.pool.fetch(
+            "SELECT f.follower_id, f.followee_id FROM follows f "
+            "JOIN users u ON u.id = f.followee_id "
+            "WHERE f.follower_id = ANY($1::bigint[]) AND u.followers_count >= $2",
+            viewers, fanout.celebrity_floor(threshold),
+        )
+        out: dict[int, set[int]] = {}
+        for r in rows:
+            out.setdefault(r["follower_id"], set()).add(r["followee_id"])
+        return out
+
+    async def followers_among(self, author: int, viewers: list[int]) -> set[int]:
+        """Which of `viewers` follow `author`: one query for all the live sessions of a
+        process that a celebrity's tweet reaches."""
+        rows = await self.pool.fetch(
+            "SELECT follower_id FROM follows WHERE followee_id = $1 "
+            "AND follower_id = ANY($2::bigint[])",
+            author, viewers,
+        )
+        return {r["follower_id"] for r in rows}

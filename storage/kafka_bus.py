@@ -1,18 +1,9 @@
 """The event bus on Apache Kafka (aiokafka): the same contract as the Redis Streams bus.
 
-- One topic, partitioned by the event key: an author's events stay in order on one
-  partition; the chunks of one big fan-out carry different keys and spread over
-  partitions, so every worker in the group takes a share.
-- The producer is idempotent with acks=all: a retried send never duplicates an event and
-  an acknowledged one is on every in-sync replica.
-- Offsets are committed by hand, only up to the first event of a partition not yet
-  applied. A worker that dies leaves its uncommitted events to whoever gets the partition.
-- A delivery not acknowledged by the next `receive` call has failed: it is retried by this
-  consumer after a backoff that doubles per attempt (capped at `claim_idle_ms`), holding
-  its partition's commit back meanwhile; the worker dead-letters it after MAX_ATTEMPTS.
-- Dead letters go to `<topic>.dead`, with the error and attempt count in headers;
-  `replay_dead` sends them back once (its own consumer group remembers how far it got).
-- The consumer group is `<topic>.fanout`: one group per topic.
+An author's events stay in order on one partition; the idempotent producer (acks=all)
+never duplicates; offsets are committed only up to a partition's first event not yet
+applied, so a dead worker's events go to the partition's next owner. Retries, dead
+letters and the consumer group: docs/production.md, "Kafka event bus".
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@ length, 404 for an unknown object."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable
+from contextvars import ContextVar
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, PlainTextResponse, Response
@@ -15,15 +16,20 @@ from starlette.routing import Route
 
 from storage.objects import FileObjectStore, UploadRefused
 
+PREFIX = "/objects/"
+
+# The address the current request reached the API at, when no CHIRP_PUBLIC_URL says it.
+REQUEST_BASE: ContextVar[str | None] = ContextVar("chirp_request_base", default=None)
+
 # Keys are immutable (a new upload gets a new key): caches may keep objects for good.
 IMMUTABLE = "public, max-age=31536000, immutable"
 
 
-def routes(stores: Mapping[str, FileObjectStore]) -> list[Route]:
-    """The routes serving `stores` by name; names must be their `name`s."""
+def routes(store_named: Callable[[str], FileObjectStore | None]) -> list[Route]:
+    """The routes serving the file stores `store_named` finds by name."""
 
     def store_for(request: Request) -> FileObjectStore | None:
-        return stores.get(request.path_params["store"])
+        return store_named(request.path_params["store"])
 
     async def put_object(request: Request) -> Response:
         store = store_for(request)
@@ -64,8 +70,39 @@ def routes(stores: Mapping[str, FileObjectStore]) -> list[Route]:
             headers={"Cache-Control": IMMUTABLE, "X-Content-Type-Options": "nosniff"},
         )
 
-    path = "/objects/{store}/{key:path}"
+    path = PREFIX + "{store}/{key:path}"
     return [
         Route(path, put_object, methods=["PUT"]),
         Route(path, get_object, methods=["GET", "HEAD"]),
     ]
+
+
+def request_base_or(default: str) -> Callable[[], str]:
+    """The API's address as the current request reached it (RequestBase), else `default`."""
+
+    def base() -> str:
+        return REQUEST_BASE.get() or default
+
+    return base
+
+
+class RequestBase:
+    """ASGI middleware noting the address each request reached the API at (scheme and Host
+    header), for the file store's URLs when CHIRP_PUBLIC_URL is not set. In production
+    set CHIRP_PUBLIC_URL: a Host header is the client's to choose."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            return await self.app(scope, receive, send)
+        host = next((v for k, v in scope["headers"] if k == b"host"), None)
+        if not host:
+            return await self.app(scope, receive, send)
+        scheme = {"ws": "http", "wss": "https"}.get(scope["scheme"], scope["scheme"])
+        token = REQUEST_BASE.set(f"{scheme}://{host.decode('latin-1')}")
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            REQUEST_BASE.reset(token)

@@ -108,13 +108,14 @@ class FileObjectStore:
     """Objects as files under `root/data`, each content type beside it under `root/types`.
 
     `name` is the store's path segment on the API (`{base_url}/objects/{name}/{key}`);
-    `secret` signs upload URLs."""
+    `base_url` is the API's address, or a function answering it per request; `secret`
+    signs upload URLs."""
 
-    def __init__(self, root: Path, name: str, base_url: str, secret: bytes,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, root: Path, name: str, base_url: str | Callable[[], str],
+                 secret: bytes, clock: Callable[[], float] = time.time) -> None:
         self.root = Path(root)
         self.name = name
-        self.base_url = base_url.rstrip("/")
+        self._base_url = base_url
         self._secret = hashlib.sha256(b"chirp-objects\0" + secret).digest()
         self._clock = clock
         self._data = self.root / "data"
@@ -208,7 +209,8 @@ class FileObjectStore:
         return int(content_length)
 
     def url(self, key: str) -> str:
-        return f"{self.base_url}/objects/{self.name}/{quote(check_key(key))}"
+        base = self._base_url if isinstance(self._base_url, str) else self._base_url()
+        return f"{base.rstrip('/')}/objects/{self.name}/{quote(check_key(key))}"
 
     async def ping(self) -> None:
         await asyncio.to_thread(self.root.mkdir, parents=True, exist_ok=True)
@@ -433,7 +435,8 @@ class _GetSigner:
 # --------------------------------------------------------------------------- opening
 
 
-def open_store(spec: str, *, name: str, root: Path, base_url: str, secret: bytes,
+def open_store(spec: str, *, name: str, root: Path, base_url: str | Callable[[], str],
+               secret: bytes,
                s3: S3Config) -> ObjectStore:
     """`file` -> a FileObjectStore in `root` served as /objects/{name}/…;
     `s3://bucket[/prefix]` -> an S3ObjectStore."""

@@ -40,16 +40,9 @@ async def connect(
     )
 
 
-def migration_files(directory: Path = MIGRATIONS_DIR) -> list[tuple[str, str]]:
-    """(name, SQL) of every `NNNN_name.sql` file, in order."""
-    paths = sorted(directory.glob("[0-9][0-9][0-9][0-9]_*.sql"))
-    return [(p.name, p.read_text()) for p in paths]
-
-
 async def migrate(pool: asyncpg.Pool, directory: Path = MIGRATIONS_DIR) -> list[str]:
     """Apply pending migrations in order, each in its own transaction."""
     applied: list[str] = []
-    files = migration_files(directory)  # a handful of small files, read once at start-up
     async with pool.acquire() as conn:
         await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
         try:
@@ -58,9 +51,7 @@ async def migrate(pool: asyncpg.Pool, directory: Path = MIGRATIONS_DIR) -> list[
                 " name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
             )
             done = {r["name"] for r in await conn.fetch("SELECT name FROM schema_migrations")}
-            for name, sql in files:
-                if name in done:
-                    continue
+            for name, sql in migrations.pending(directory, ".sql", done):
                 async with conn.transaction():
                     await conn.execute(sql)
                     await conn.execute("INSERT INTO schema_migrations (name) VALUES ($1)", name)

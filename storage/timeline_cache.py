@@ -39,7 +39,7 @@ from redis.asyncio.client import Pipeline
 from redis.exceptions import NoScriptError
 
 from core.timeline import ENTRY_BYTES, NEWEST, pack, unpack
-from storage import keys, live
+from storage import keys, notices
 
 SENTINEL = bytes(ENTRY_BYTES)
 
@@ -118,7 +118,7 @@ _KEYS = (
 _LIVE = _KEYS + """
 -- live notices: the hubs (API processes) holding a session of a changed list's owner,
 -- from the owner's presence hash (hub id -> expiry ms), collected over the whole call and
--- published once per hub by flush (see storage/live.py)
+-- published once per hub by flush (see storage/notices.py)
 local live_hubs, live_now = {}, nil
 local function notify_one(owner)
   local present = redis.call('HGETALL', PRESENCE_HEAD .. owner .. PRESENCE_TAIL)
@@ -411,7 +411,7 @@ class Script:
 
 _SCRIPTS = {name: Script(src) for name, src in
             {"insert": _INSERT, "remove": _REMOVE, "merge": _MERGE, "read": _READ,
-             "begin": _BEGIN, "notify": _NOTIFY, "present": live.PRESENT}.items()}
+             "begin": _BEGIN, "notify": _NOTIFY, "present": notices.PRESENT}.items()}
 
 
 class TimelineCache:

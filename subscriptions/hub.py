@@ -12,19 +12,15 @@ them (one query per tweet, not one per session), and then for each session eithe
 the event's frame to its socket directly (an idle session whose selection can be shared,
 see subscriptions/wire.py) or puts the event in its bounded queue for its own task.
 
-Why redis-py directly and not broadcaster: broadcaster 0.3.1 gives every subscriber an
-unbounded queue and its Redis listener has no error handling (it hangs after a disconnect,
-encode/broadcaster#144). Here a slow subscriber's queue is bounded and overflows into a
-RESYNC, and a lost connection is detected (errors, or no PONG to our pings), re-established
-with every channel re-subscribed, and then every subscriber is told to RESYNC, since what
-was published meanwhile is gone.
+A slow subscriber's queue overflows into a RESYNC; a lost connection is re-established
+with every channel re-subscribed, then every subscriber is told to RESYNC, since what was
+published meanwhile is gone (docs/live.md, "Why redis-py and not broadcaster").
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import secrets
 from array import array
@@ -38,9 +34,10 @@ from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from runtime import metrics
-from storage import keys, live
-from subscriptions.hydrate import ADDED, DELETED, EventHydrator, LiveEvent
+from core.models import LiveKind
+from runtime import collector, metrics
+from storage import keys, notices
+from subscriptions.hydrate import EventHydrator, LiveEvent
 from subscriptions.wire import send_eagerly
 
 log = logging.getLogger("chirp.hub")
@@ -53,33 +50,11 @@ PING_EVERY_S = 5.0
 DEAD_AFTER_S = 15.0
 
 # A parsed message: (author channel, or None when routed to viewers' home timelines,
-# 'a' | 'd', tweet id, the viewers it is routed to)
-Notice = tuple[str | None, str, int, list[int]]
+# kind, tweet id, the viewers it is routed to)
+Notice = tuple[str | None, LiveKind, int, list[int]]
 
-_ADDED_COUNT = metrics.LIVE_DELIVERED.labels(ADDED)
-_DELETED_COUNT = metrics.LIVE_DELIVERED.labels(DELETED)
-
-
-# Allocations minus deallocations between young-generation collections (CPython: 700).
-GC_YOUNG_THRESHOLD = 50_000
-
-
-def tune_gc() -> None:
-    """Garbage collection for a process holding thousands of live sessions.
-
-    With CPython's defaults, delivering one event to 2,000 sessions (a few short-lived
-    containers each, alive for as long as the whole delivery takes) crossed the 700-object
-    young threshold hundreds of times per second; survivors were promoted, and full
-    collections then walked every object of every connection (~650,000 at 2,000 sessions):
-    450 ms of CPU each, three in ten seconds, ~40 % of the process's CPU (measured with
-    gc.callbacks during `make bench-live`). A higher young threshold lets a delivery's
-    garbage die by reference counting first; cyclic garbage (an upgraded connection's
-    HTTP protocol objects) is still collected young. Freezing what start-up built keeps
-    those ~250,000 objects out of every later full collection."""
-    gc.collect()
-    gc.freeze()
-    _, older, oldest = gc.get_threshold()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
+_ADDED_COUNT = metrics.LIVE_DELIVERED.labels(LiveKind.TWEET_ADDED)
+_DELETED_COUNT = metrics.LIVE_DELIVERED.labels(LiveKind.TWEET_DELETED)
 
 
 class Seen:
@@ -116,7 +91,7 @@ class Seen:
 
 
 class Direct(Protocol):
-    """What a session offers for direct delivery (made by schema/live.py)."""
+    """What a session offers for direct delivery (made by schema/subscription.py)."""
 
     def alive(self) -> bool: ...
 
@@ -157,7 +132,7 @@ class Subscriber:
         True if sent here."""
         direct = self.direct
         if direct is not None:
-            added = event.kind == ADDED
+            added = event.kind is LiveKind.TWEET_ADDED
             if added and event.tweet_id in self.seen:
                 return False  # already sent
             pending = self.pending
@@ -202,7 +177,7 @@ class Hub:
     ) -> None:
         self.redis_url = redis_url
         self.hydrator = hydrator
-        self.tune_gc = tune_gc  # the process's GC: see tune_gc(); off in tests
+        self.tune_gc = tune_gc  # the process's GC policy (runtime/collector.py); off in tests
         # Names this process in presence hashes; a restarted process is a new hub.
         self.id = secrets.token_hex(8)
         self.channel = keys.hub_channel(self.id)
@@ -221,7 +196,7 @@ class Hub:
 
     async def start(self) -> None:
         if self.tune_gc:
-            tune_gc()
+            collector.for_live_sessions()
         self._task = asyncio.create_task(self._run())
         self.spawn(self._dispatch_loop())
 
@@ -301,13 +276,13 @@ class Hub:
     def _receive(self, channel: str, data: bytes) -> None:
         """The reader's part: parse, queue for the dispatcher."""
         if channel == self.channel:
-            routed = live.parse_routed(data)
+            routed = notices.parse_routed(data)
             if routed is None:
                 return
             kind, tweet_id, viewers = routed
             notice: Notice = (None, kind, tweet_id, viewers)
         else:
-            parsed = live.parse(data)
+            parsed = notices.parse(data)
             if parsed is None or not self._refs.get(channel):
                 return
             notice = (channel, parsed[0], parsed[1], [])
@@ -319,7 +294,7 @@ class Hub:
             return
         self._inbox.append(notice)
         self._wake.set()
-        if notice[1] == "a":
+        if notice[1] is LiveKind.TWEET_ADDED:
             self.hydrator.prefetch(notice[2])  # loads while earlier notices are dispatched
 
     async def _dispatch_loop(self) -> None:
@@ -344,12 +319,12 @@ class Hub:
         return out
 
     async def _dispatch(
-        self, channel: str | None, kind: str, tweet_id: int, viewers: list[int]
+        self, channel: str | None, kind: LiveKind, tweet_id: int, viewers: list[int]
     ) -> None:
         targets = self._targets(channel, viewers)
         if not targets:
             return
-        if kind == "d":
+        if kind is LiveKind.TWEET_DELETED:
             event = self.hydrator.deleted(tweet_id)
         else:
             event = await self.hydrator.added(tweet_id)  # once per process
@@ -368,7 +343,7 @@ class Hub:
             if i % YIELD_EVERY == 0:
                 await asyncio.sleep(0)  # let other work run between slices
         if sent:
-            (_ADDED_COUNT if kind == "a" else _DELETED_COUNT).inc(sent)
+            (_ADDED_COUNT if kind is LiveKind.TWEET_ADDED else _DELETED_COUNT).inc(sent)
 
     # -- the connection
 

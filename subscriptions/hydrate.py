@@ -1,11 +1,7 @@
-"""Live events shared by every session in a process.
-
-One tweet published to 2,000 sessions in this process would otherwise be loaded 2,000 times
-and turned into 2,000 equal event objects (then executed and serialized 2,000 times). Here
-the first session to ask loads it and the others await the same result: one `LiveEvent`
-object per tweet per process, which the schema layer also uses to share what it derives
-from the event (`LiveEvent.memo`). Entries live a few seconds only, so this is the cache of
-one event, not a second copy of the database: nothing is served stale across events.
+"""Live events shared by every session in a process: the first session to ask for a tweet
+loads it and the others await the same `LiveEvent`, on which the schema layer also shares
+what it derives (`LiveEvent.memo`). Entries live a few seconds: the cache of one event,
+not a second copy of the database.
 """
 
 from __future__ import annotations
@@ -15,26 +11,26 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.models import Tweet, User
+from core.media import Media
+from core.models import LiveKind, Tweet, User
 from runtime.container import Services
-from storage import live
 
 TTL_S = 5.0
-ADDED, DELETED, RESYNCED = "TWEET_ADDED", "TWEET_DELETED", "RESYNC"
 
 
 @dataclass(frozen=True, slots=True, eq=False)
 class LiveEvent:
-    kind: str
+    kind: LiveKind
     tweet_id: int | None = None
     tweet: Tweet | None = None
     author: User | None = None
+    media: tuple[Media, ...] | None = None
     # What other layers derive from this event, computed once for every session it
     # reaches (the GraphQL object, execution results per selection).
     memo: dict[Any, Any] = field(default_factory=dict, repr=False)
 
 
-RESYNC_EVENT = LiveEvent(RESYNCED)
+RESYNC_EVENT = LiveEvent(LiveKind.RESYNC)
 
 
 class EventHydrator:
@@ -45,7 +41,7 @@ class EventHydrator:
     async def added(self, tweet_id: int) -> LiveEvent | None:
         """The tweet with its author, or None if it is gone."""
         now = time.monotonic()
-        key = (ADDED, tweet_id)
+        key = (LiveKind.TWEET_ADDED, tweet_id)
         entry = self._entries.get(key)
         if entry is not None and entry[0] >= now:
             future = entry[1]
@@ -64,18 +60,18 @@ class EventHydrator:
 
     def prefetch(self, tweet_id: int) -> None:
         """Start loading a tweet that will be asked for soon."""
-        entry = self._entries.get((ADDED, tweet_id))
+        entry = self._entries.get((LiveKind.TWEET_ADDED, tweet_id))
         if entry is None or entry[0] < time.monotonic():
             task = asyncio.ensure_future(self.added(tweet_id))
             task.add_done_callback(_quiet)
 
     def deleted(self, tweet_id: int) -> LiveEvent:
         now = time.monotonic()
-        key = (DELETED, tweet_id)
+        key = (LiveKind.TWEET_DELETED, tweet_id)
         entry = self._entries.get(key)
         if entry is None or entry[0] < now:
             future = asyncio.get_running_loop().create_future()
-            future.set_result(LiveEvent(DELETED, tweet_id))
+            future.set_result(LiveEvent(LiveKind.TWEET_DELETED, tweet_id))
             entry = self._entries[key] = (now + TTL_S, future)
             self._expire(now)
         return entry[1].result()
@@ -83,14 +79,20 @@ class EventHydrator:
     async def following(self, author: int, viewers: set[int]) -> set[int]:
         """Which of these viewers follow the author now (one query for all the sessions a
         celebrity's tweet reaches in this process)."""
-        return await live.followers_among(self.services.pool, author, sorted(viewers))
+        return await self.services.graph.followers_among(author, sorted(viewers))
 
     async def _load(self, tweet_id: int) -> LiveEvent | None:
         tweet = (await self.services.tweets.get_many([tweet_id])).get(tweet_id)
         if tweet is None:
             return None
-        author = (await self.services.users.get_many([tweet.author_id])).get(tweet.author_id)
-        return LiveEvent(ADDED, tweet.id, tweet, author) if author is not None else None
+        authors, (media,) = await asyncio.gather(
+            self.services.users.get_many([tweet.author_id]),
+            self.services.media.for_tweets([tweet.id]),
+        )
+        author = authors.get(tweet.author_id)
+        if author is None:
+            return None
+        return LiveEvent(LiveKind.TWEET_ADDED, tweet.id, tweet, author, media)
 
     def _expire(self, now: float) -> None:
         if len(self._entries) > 1024:

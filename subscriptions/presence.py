@@ -1,25 +1,21 @@
 """Presence of this process's live sessions, renewed in batches.
 
-A session marks itself present when it starts (and again after a Redis reconnect); from then
-on this process renews every session's marks: its presence field for this hub, the TTL of
-its cached home timeline, and the presence keys of the celebrities it follows (whose
-channels carry their tweets). It also notices when a viewer starts or stops following a
-celebrity, and moves the session's channels. One task does it for all sessions, a slice per
-second so that each session comes round every `HEARTBEAT_S`: one followees query and one
-pipelined Redis round trip per slice, instead of a timer, a query and a round trip per
-session (at 2,000 sessions those cost about a tenth of the process's CPU).
+From a session's start, this process renews its marks (its presence field for this hub,
+its cached home timeline's TTL, the presence keys of the celebrities it follows) and moves
+its channels when it follows or unfollows a celebrity. One task does it for all sessions,
+a slice per second, so each comes round every `HEARTBEAT_S` with one query and one
+round trip per slice rather than per session.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 from collections.abc import Iterable
 
 from runtime.container import Services
-from storage import keys, live
+from storage import keys, notices
 from subscriptions.hub import Hub, Subscriber
 
 log = logging.getLogger("chirp.live")
@@ -40,7 +36,6 @@ class Presence:
         # timeline's viewer follows, or a userTweets session's author
         self.sessions: dict[Subscriber, set[int]] = {}
         self._cursor = 0
-        self._task: asyncio.Task | None = None
 
     @classmethod
     def of(cls, services: Services, hub: Hub) -> Presence:
@@ -48,7 +43,7 @@ class Presence:
         presence = hub.presence
         if presence is None:
             presence = hub.presence = cls(services, hub)
-            presence._task = hub.spawn(presence._run())
+            hub.spawn(presence._run())  # stopped with the hub
         return presence
 
     def add(self, sub: Subscriber, authors: set[int]) -> None:
@@ -62,7 +57,7 @@ class Presence:
         Returns the viewers whose cached home timeline was missing: fan-out skips those,
         so their sessions may have missed tweets (see `heal`)."""
         home = self.services.home
-        hub_id, ttl_ms = self.hub.id, live.PRESENCE_TTL_S * 1000
+        hub_id, ttl_ms = self.hub.id, notices.PRESENCE_TTL_S * 1000
         viewers, authors = list(viewers), list(authors)
 
         def build(pipe) -> None:
@@ -71,7 +66,7 @@ class Presence:
                 # keep the cached timeline alive as long as someone watches it
                 pipe.expire(home.key(v), home.ttl_seconds)
             for a in authors:
-                pipe.set(keys.author_presence(a), 1, ex=live.PRESENCE_TTL_S)
+                pipe.set(keys.author_presence(a), 1, ex=notices.PRESENCE_TTL_S)
 
         replies = await home.run(build)
         # EXPIRE answers 0 for a missing key (an empty timeline is cached as '', so exists)
@@ -81,7 +76,7 @@ class Presence:
     def heal(self, viewers: set[int]) -> None:
         """Sessions whose cached timeline vanished (Redis restarted or evicted it, or the
         session's first read fell back to the database) missed what fan-out skipped:
-        resync them; their streams re-cache the timeline and refetch (subscriptions/live.py)."""
+        resync them; their streams re-cache the timeline and refetch (subscriptions/streams.py)."""
         for viewer in viewers:
             for sub in self.hub.viewer_sessions(viewer):
                 if sub in self.sessions:
@@ -90,8 +85,8 @@ class Presence:
     async def renew(self, subs: list[Subscriber]) -> None:
         homes = [s for s in subs if s.viewer is not None and s in self.sessions]
         if homes:
-            followed = await live.celebrity_followees(
-                self.services.pool, sorted({s.viewer for s in homes}),
+            followed = await self.services.graph.celebrity_followees(
+                sorted({s.viewer for s in homes}),
                 self.services.settings.celebrity_threshold,
             )
             for sub in homes:
@@ -114,7 +109,7 @@ class Presence:
             subs = list(self.sessions)
             if not subs:
                 continue
-            per_tick = math.ceil(len(subs) * TICK_S / live.HEARTBEAT_S)
+            per_tick = math.ceil(len(subs) * TICK_S / notices.HEARTBEAT_S)
             start = self._cursor % len(subs)
             due = subs[start:start + per_tick]
             if len(due) < per_tick:
@@ -124,9 +119,3 @@ class Presence:
                 await self.renew(due)
             except Exception as e:  # Redis or the database blinked: their turn comes again
                 log.warning("live presence renewal failed: %s", e)
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task

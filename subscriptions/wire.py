@@ -1,23 +1,12 @@
 """Direct delivery of live events: the hub writes an event's frame to a subscription's
 socket itself, instead of waking the subscription's task to run it through graphql-core,
-Strawberry's result stream, its protocol handler and Starlette one layer at a time.
+Strawberry's result stream, its protocol handler and Starlette.
 
-Why: after sharing the execution (schema/live.py), those layers were still ~70 µs per
-subscription per event in CPython; the frame the client gets is the same for every
-subscription sharing a selection except for the operation id. Sending it directly costs a
-string concatenation and one ASGI send (one `send()` system call).
-
-How it stays correct:
-- The protocol handlers below (installed on the GraphQL app) tell the operation's task,
-  through a context variable, how its frames look (`{"id": …, "type": "next"|"data",
-  "payload": …}`), how to send one and whether the operation is still open.
-- `schema/live.py` renders an event for the subscription's own selection (shared per
-  event and selection), or declines (a selection reading viewer-dependent fields, errors),
-  and the subscription then stays on the ordinary path.
-- A subscription only switches to direct delivery when its task has sent everything it had
-  (backlog, queued events) and is idle; anything the hub cannot send directly (the
-  previous send still waiting on a slow client, RESYNC) switches it back to its queue, and
-  its task catches up in order. See subscriptions/live.py and subscriptions/hub.py.
+Invariants: the protocol handlers below give each operation's task a `Wire` (its frame
+prefix, how to send, whether it is still open) through a context variable; a
+subscription is sent to directly only while its own task is idle with nothing queued, and
+anything the hub cannot send directly goes back through its queue, in order. Why and the
+measurements: docs/live.md, "Direct delivery".
 """
 
 from __future__ import annotations
@@ -47,7 +36,7 @@ class Wire:
     prefix: str  # the frame up to its payload: '{"id":"1","type":"next","payload":'
     send_text: Callable[[str], Awaitable[None]]
     alive: Callable[[], bool]  # the operation is still open (not completed or stopped)
-    executor: Any = None  # its graphql-core executor, registered by schema/live.py
+    executor: Any = None  # its graphql-core executor, registered by schema/subscription.py
 
     def frame(self, payload: str) -> str:
         return self.prefix + payload + "}"
@@ -60,10 +49,8 @@ RAW_SEND = "chirp.raw_send"  # scope key: the server's own ASGI send for this We
 
 
 class RawSend:
-    """ASGI middleware, outermost: keeps the server's own `send` in a WebSocket's scope.
-    Direct frames go through it rather than through Starlette's WebSocket.send and its
-    exception-handling wrapper, which cost ~10 µs per frame and add nothing to a text
-    frame (the server's send still refuses a closed socket)."""
+    """ASGI middleware, outermost: keeps the server's own `send` in a WebSocket's scope, for
+    direct frames (the server's send still refuses a closed socket)."""
 
     def __init__(self, app: Any) -> None:
         self.app = app

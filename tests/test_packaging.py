@@ -64,10 +64,11 @@ def test_pip_install_dot_ships_a_working_service(tmp_path, stack):
         mine = [m.__file__ for name, m in sys.modules.items()
                 if name.split(".")[0] in {SHIPPED[1:] + ["app"]!r} and getattr(m, "__file__", None)]
         assert all(f.startswith(site) for f in mine), [f for f in mine if not f.startswith(site)]
+        import migrations
         from storage import postgres, cassandra_tweets
-        names = [name for name, _sql in postgres.migration_files()]
+        names = [name for name, _sql in migrations.files(postgres.MIGRATIONS_DIR, ".sql")]
         assert names and names == sorted(names), names
-        assert sorted(cassandra_tweets.MIGRATIONS_DIR.glob("*.cql"))
+        assert migrations.files(cassandra_tweets.MIGRATIONS_DIR, ".cql")
         assert (app.WEB / "live.html").read_text().strip()
         import asyncio, httpx
         from runtime.settings import load

@@ -1,10 +1,13 @@
 """The fan-out worker: relays the outbox to the event bus and applies bus events through
-the FeedManager. Run as its own process: `python -m workers.fanout`.
+the FeedManager; it also sweeps media (deleted tweets' leftovers, uploads never attached
+within CHIRP_MEDIA_ORPHAN_HOURS). Run as its own process: `python -m workers.fanout`.
 
 At-least-once: an event is acknowledged only after FeedManager.apply returns, and every
 apply is idempotent, so a worker killed mid-fan-out is finished by whoever claims the
 event next. An event failing MAX_ATTEMPTS times goes to the dead-letter stream, unless it
-failed because a backend is down: that is retried until the backend is back.
+failed because a backend is down: that is retried until the backend is back. A timeout
+while every backend answers its readiness probe is the event's own fault (too slow to
+apply): it is retried CHIRP_WORKER_TIMEOUT_RETRIES times, then dead-lettered.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from redis.exceptions import RedisError
 
 from core.errors import ChirpError
 from runtime.container import Services, open_services
-from runtime.failures import is_transient
+from runtime.failures import is_timeout, is_transient
 from runtime.settings import load
 from storage import outbox
 from storage.eventbus import Delivery
@@ -31,6 +34,7 @@ log = logging.getLogger("chirp.worker")
 
 MAX_ATTEMPTS = 5
 BATCH = 32
+MEDIA_SWEEP_EVERY_S = 300.0
 
 
 async def relay_outbox(services: Services, stop: asyncio.Event) -> None:
@@ -80,6 +84,19 @@ async def consume(services: Services, consumer: str, stop: asyncio.Event) -> Non
             log.warning("ack failed, events will be redelivered: %s", e)
 
 
+async def sweep_media(services: Services, stop: asyncio.Event) -> None:
+    """At start and every MEDIA_SWEEP_EVERY_S; several workers may sweep at once (a row
+    is removed by whoever locks it first)."""
+    while not stop.is_set():
+        try:
+            removed = await services.media.sweep()
+            if removed:
+                log.info("media sweep removed %d", removed)
+        except Exception as e:  # a backend down: the next round retries
+            log.warning("media sweep failed: %s", e)
+        await _sleep(stop, MEDIA_SWEEP_EVERY_S)
+
+
 async def _apply(services: Services, delivery: Delivery) -> bool:
     try:
         # With the bus to publish to, a big fan-out is split into chunks the group shares.
@@ -87,12 +104,30 @@ async def _apply(services: Services, delivery: Delivery) -> bool:
         return True
     except Exception as e:
         log.warning("event %s failed (attempt %d): %r", delivery.message_id, delivery.attempts, e)
+        if is_timeout(e) and delivery.attempts > services.settings.worker_timeout_retries \
+                and await backends_up(services):
+            with contextlib.suppress(Exception):
+                await services.bus.dead_letter(delivery, f"timed out {delivery.attempts} "
+                                                         f"times while backends were up: {e!r}")
+            return False
         if is_transient(e):
             return False  # a backend is down: retried (with backoff) until it is back
         if delivery.attempts >= MAX_ATTEMPTS:
             with contextlib.suppress(Exception):
                 await services.bus.dead_letter(delivery, repr(e))
         return False
+
+
+async def backends_up(services: Services) -> bool:
+    """Every backend in use answers its readiness probe within a second."""
+    async def probe(check) -> bool:
+        try:
+            await asyncio.wait_for(check(), 1.0)
+        except Exception:
+            return False
+        return True
+
+    return all(await asyncio.gather(*(probe(c) for c in services.probes().values())))
 
 
 async def _sleep(stop: asyncio.Event, seconds: float) -> None:
@@ -123,7 +158,8 @@ async def run(consumer: str | None = None) -> None:
                 return
     log.info("fan-out worker %s started", consumer)
     try:
-        await asyncio.gather(relay_outbox(services, stop), consume(services, consumer, stop))
+        await asyncio.gather(relay_outbox(services, stop), consume(services, consumer, stop),
+                             sweep_media(services, stop))
     finally:
         await services.close()
         log.info("fan-out worker %s stopped", consumer)

@@ -90,7 +90,7 @@ def _fill(variables: dict | None, world: dict) -> dict | None:
 async def _execute(schema, services, token, query, variables, executor):
     document = parse(query)
     assert validate(schema._schema, document) == []
-    context = build_context(services, f"Bearer {token}" if token else None)
+    context = await build_context(services, f"Bearer {token}" if token else None)
     result = execute(schema._schema, document, variable_values=variables,
                      context_value=context, executor_class=executor)
     if asyncio.iscoroutine(result):

@@ -55,7 +55,7 @@ async def subject(request, tmp_path) -> AsyncIterator[Subject]:
     if request.param == "file":
         store = FileObjectStore(tmp_path / "objects", "media", "http://objects.test",
                                 b"test-secret")
-        app = Starlette(routes=object_server.routes({"media": store}))
+        app = Starlette(routes=object_server.routes({"media": store}.get))
         http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app))
     elif request.param == "s3":
         request.getfixturevalue("local_s3")

@@ -9,12 +9,13 @@ import pytest_asyncio
 from core.ids import id_timestamp_ms, min_id_for_ms
 from core.models import Tweet
 from storage.tweets import IdCollision, PostgresTweetStore
+from tests.fakes import MemoryTweetStore
 
 WEEK_MS = 7 * 24 * 3600 * 1000
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
-ADAPTERS = ["postgres", "cassandra"]
+ADAPTERS = ["postgres", "cassandra", "memory"]  # memory: the fake in tests/fakes.py
 
 
 @pytest_asyncio.fixture(loop_scope="session", params=ADAPTERS)
@@ -23,6 +24,8 @@ async def store(request, services):
         return PostgresTweetStore(services.pool)
     if request.param == "cassandra":
         return request.getfixturevalue("cassandra_store")
+    if request.param == "memory":
+        return MemoryTweetStore()
     raise AssertionError(request.param)
 
 

@@ -1,5 +1,6 @@
 """The reference graphql-ws client from npm, under Node and in headless Chromium on the
-app's /live page: both see a tweet posted through the API arrive live."""
+app's /live page: both see a tweet posted through the API arrive live, the page with its
+pictures."""
 
 from __future__ import annotations
 
@@ -65,6 +66,7 @@ async def test_live_page_in_headless_chromium(live):
     writer, wid, _ = await a.sign_up("w")
     await a.follow(reader, wid)
     # Chromium's helpers may still write the profile as it exits.
+    picture = await _ready_picture(a, writer)
     with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
         port = free_port()
         browser = subprocess.Popen(
@@ -102,6 +104,16 @@ async def test_live_page_in_headless_chromium(live):
                 text = await _until(lambda: js("document.getElementById('feed').innerText"),
                                     lambda v: v and "seen in a browser" in v)
                 assert "seen in a browser" in text
+                # a picture arrives live too, and the browser loads it from the API
+                await a.gql("mutation($m:[ID!]){postTweet(text:\"look\",mediaIds:$m){id}}",
+                            {"m": [picture]}, writer)
+                size = await _until(
+                    lambda: js("(() => { const i = document.querySelector('#feed img');"
+                               " return i && i.complete ? [i.naturalWidth, i.naturalHeight,"
+                               " i.alt, i.currentSrc] : null })()"),
+                    lambda v: v and v[0] > 0)
+                assert size[:3] == [320, 240, "a square"], size
+                assert size[3].startswith(live.apis[1] + "/objects/media/"), size
         finally:
             os.killpg(browser.pid, signal.SIGTERM)  # the browser and all its helpers
             try:
@@ -109,6 +121,30 @@ async def test_live_page_in_headless_chromium(live):
             except subprocess.TimeoutExpired:
                 os.killpg(browser.pid, signal.SIGKILL)
                 browser.wait()
+
+
+async def _ready_picture(a: Http, token: str) -> str:
+    """A 320x240 JPEG uploaded through the API's own store: its media id, READY."""
+    import io
+
+    import httpx
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (320, 240), (250, 120, 0)).save(out, "JPEG")
+    data = out.getvalue()
+    d = await a.gql("mutation($n:Int!){createMediaUpload(contentType:\"image/jpeg\","
+                    "byteSize:$n,altText:\"a square\"){media{id} uploadUrl "
+                    "uploadHeaders{name value}}}", {"n": len(data)}, token)
+    up = d["createMediaUpload"]
+    async with httpx.AsyncClient() as c:
+        r = await c.put(up["uploadUrl"], content=data,
+                        headers={h["name"]: h["value"] for h in up["uploadHeaders"]})
+    assert r.status_code == 200, r.text
+    d = await a.gql("mutation($m:ID!){completeMediaUpload(mediaId:$m){state}}",
+                    {"m": up["media"]["id"]}, token)
+    assert d["completeMediaUpload"]["state"] == "READY"
+    return up["media"]["id"]
 
 
 async def _page_socket(port: int) -> str:

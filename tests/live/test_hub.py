@@ -10,9 +10,10 @@ import asyncio
 import pytest
 
 from bench.seed import author_with_followers
-from storage import keys, live
+from core.models import LiveKind
+from storage import keys, notices
 from subscriptions.hub import QUEUE_SIZE, RESYNC, Hub, Seen
-from subscriptions.hydrate import ADDED, DELETED, EventHydrator
+from subscriptions.hydrate import EventHydrator
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -34,7 +35,7 @@ async def test_slow_subscriber_gets_resync_not_unbounded_memory(hub, services):
         await services.redis.publish("chirp:test:slow", f"d:{i + 1}")
     await services.redis.publish("chirp:test:fast", "d:1")
     got = await asyncio.wait_for(fast.get(), 5)
-    assert (got.kind, got.tweet_id) == (DELETED, 1)
+    assert (got.kind, got.tweet_id) == (LiveKind.TWEET_DELETED, 1)
     await asyncio.sleep(0.3)
     assert slow.queue.qsize() <= QUEUE_SIZE
     items = [slow.queue.get_nowait() for _ in range(slow.queue.qsize())]
@@ -66,10 +67,10 @@ async def test_celebrity_tweets_reach_only_current_followers(hub, services):
     fan_s, former_s = await hub.join(channel, fan), await hub.join(channel, former)
     watcher = await hub.join(channel)  # userTweets: anyone may watch
     await asyncio.sleep(0.2)
-    await services.redis.publish(keys.author_channel(celeb), live.added(tweet.id))
+    await services.redis.publish(keys.author_channel(celeb), notices.added(tweet.id))
     for sub in (fan_s, watcher):
         event = await asyncio.wait_for(sub.get(), 5)
-        assert (event.kind, event.tweet_id, event.tweet.text) == (ADDED, tweet.id, "to my fans")
+        assert (event.kind, event.tweet_id, event.tweet.text) == (LiveKind.TWEET_ADDED, tweet.id, "to my fans")
     await asyncio.sleep(0.3)
     assert former_s.queue.empty()
     for sub in (fan_s, former_s, watcher):

@@ -10,7 +10,7 @@ import pytest
 
 from bench.seed import author_with_followers
 from core.timeline import NEWEST
-from storage import keys, live
+from storage import keys, notices
 from subscriptions.hub import RESYNC, Hub
 from subscriptions.hydrate import EventHydrator
 from subscriptions.presence import Presence
@@ -37,7 +37,7 @@ async def test_renewal_marks_presence_and_follows_celebrity_changes(stack, servi
         r = services.redis
         for v in (viewer, plain):
             assert await r.hkeys(keys.presence(v)) == [hub.id.encode()]
-            assert 0 < await r.ttl(keys.presence(v)) <= live.PRESENCE_TTL_S
+            assert 0 < await r.ttl(keys.presence(v)) <= notices.PRESENCE_TTL_S
         assert await r.exists(keys.author_presence(celeb))
 
         await services.graph.unfollow(viewer, celeb)  # still a celebrity to the others

@@ -1,5 +1,5 @@
 """Which live selections are executed once per process and shared by every subscription
-(schema/live.py): only those reading fields that are the same for every viewer."""
+(schema/subscription.py): only those reading fields that are the same for every viewer."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from graphql import parse
 
 from schema import build_schema
-from schema.live import LiveExecutionContext, _selection_key
+from schema.subscription import LiveExecutionContext, _selection_key
 
 
 @pytest.fixture(scope="module")

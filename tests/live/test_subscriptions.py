@@ -11,7 +11,7 @@ from gql import Client, GraphQLRequest, gql
 from gql.transport.exceptions import TransportQueryError
 from gql.transport.websockets import WebsocketsTransport
 
-from storage import live as live_keys
+from storage import keys
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -62,7 +62,7 @@ async def present(live, key: str, seconds: float = 10.0) -> None:
 
 
 def home_present(user_id: str) -> str:
-    return live_keys.presence_key(int(user_id))
+    return keys.presence(int(user_id))
 
 
 def transport(live, i: int, token: str | None) -> WebsocketsTransport:
@@ -130,7 +130,7 @@ async def test_celebrity_tweets_arrive_live(live):
         await a.follow(t, cid)
     async with Client(transport=transport(live, 1, fans[0][0])) as session:
         task = asyncio.create_task(collect(session, HOME, {}, 1))
-        await present(live, live_keys.author_presence_key(int(cid)))
+        await present(live, keys.author_presence(int(cid)))
         tid = await a.post(celeb, "hello fans")
         (event,) = await task
     assert event["homeTimeline"]["tweetId"] == tid
@@ -141,7 +141,7 @@ async def test_user_tweets_is_public(live):
     author, aid, handle = await a.sign_up()
     async with Client(transport=transport(live, 0, None)) as session:
         task = asyncio.create_task(collect(session, USER, {"h": handle}, 1))
-        await present(live, live_keys.author_presence_key(int(aid)))
+        await present(live, keys.author_presence(int(aid)))
         await a.post(author, "anyone may watch")
         (event,) = await task
     assert event["userTweets"]["tweet"]["text"] == "anyone may watch"
@@ -220,7 +220,7 @@ async def test_legacy_graphql_ws_protocol_still_works(live):
 
 async def test_viewer_dependent_fields_are_resolved_per_viewer(live):
     """Two sessions on one process get the same tweet; a selection shared by both would
-    give them the same viewerIsFollowing, which must differ (schema/live.py shares only
+    give them the same viewerIsFollowing, which must differ (schema/subscription.py shares only
     selections that read no viewer-dependent field)."""
     a = Http(live.apis[0])
     reader, rid, _ = await a.sign_up("vr")

@@ -15,7 +15,7 @@ def test_defaults(tmp_path):
     assert (s.port, s.timeline_max, s.timeline_ttl_seconds) == (8000, 800, 72 * 3600)
     assert (s.active_days, s.tweet_rate_per_hour) == (30, 100)
     assert (s.media_store, s.public_url, s.s3_region) == (
-        "file", "http://127.0.0.1:8000", "us-east-1")
+        "file", None, "us-east-1")
     # the generated dev secret is kept, so tokens survive a restart
     assert load(base(tmp_path)).jwt_secret == s.jwt_secret
 
@@ -41,6 +41,10 @@ def test_defaults(tmp_path):
         ("CHIRP_S3_ENDPOINT_URL", "127.0.0.1:9000"),
         ("CHIRP_PUBLIC_URL", "chirp.example"),
         ("CHIRP_S3_ACCESS_KEY_ID", "only-the-key"),
+        ("CHIRP_MEDIA_PUBLIC_URL", "cdn.example/media"),
+        ("CHIRP_MEDIA_MAX_BYTES", "0"),
+        ("CHIRP_MEDIA_ORPHAN_HOURS", "-1"),
+        ("CHIRP_MEDIA_UPLOADS_PER_HOUR", "0"),
     ],
 )
 def test_bad_values_name_the_variable(tmp_path, name, value):
@@ -62,7 +66,7 @@ def test_active_window_must_outlive_cached_timelines(tmp_path):
 
 
 ROOT = Path(__file__).resolve().parents[2]
-NAME = re.compile(r"CHIRP_[A-Z][A-Z_]*[A-Z]")
+NAME = re.compile(r"CHIRP_[A-Z][A-Z0-9_]*[A-Z0-9]")
 READ = re.compile(r"(environ\.get\(|environ\[|getenv\()\s*[\"']CHIRP_")
 
 

@@ -1,23 +1,17 @@
 """GraphQL types of live subscriptions, the Subscription root, and the executor that runs
 a live event's selection once per process rather than once per subscription.
 
-One tweet reaches every live follower in a process as the same `TimelineEvent` object
-(`TimelineEvent.of` is memoized on the shared `LiveEvent`). Subscriptions whose selection
-below the root field reads only what is the same for every viewer (the fields in
-`_SHAREABLE`, with no arguments) then share one execution result per event: the first
-executes it, the others reuse it. A selection that reaches anything else (say
-`author { viewerIsFollowing }`) is executed per subscription, as before, with that
-event's own loaders.
-
-A shareable subscription also offers the hub a `Direct`: the event's payload, serialized
-once per event and selection, framed for this operation, written to its socket without
-going through graphql-core and the protocol handler (subscriptions/wire.py).
+A subscription whose selection reads only fields in `_SHAREABLE` (the same for every
+viewer) shares one execution result, and one serialized frame (`Direct`), per event and
+selection; any other selection is executed per subscription. See docs/live.md.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Hashable
-from enum import Enum
 from typing import Any
 
 import orjson
@@ -37,42 +31,40 @@ from graphql import (
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types import Info
 
+from core.errors import Unauthenticated
+from core.models import LiveKind
+from resolvers import context as context_module
 from schema.errors import classify
 from schema.types import Tweet
-from subscriptions import live
+from subscriptions import streams
 from subscriptions.wire import WIRE, Wire
 
-
-@strawberry.enum
-class TimelineEventKind(Enum):
-    TWEET_ADDED = "TWEET_ADDED"
-    TWEET_DELETED = "TWEET_DELETED"
-    RESYNC = "RESYNC"  # events may have been missed: refetch with sinceId
+TimelineEventKind = strawberry.enum(LiveKind, name="TimelineEventKind")
 
 
 @strawberry.type
 class TimelineEvent:
-    kind: TimelineEventKind
+    kind: TimelineEventKind  # type: ignore[valid-type]
     tweet_id: strawberry.ID | None
     tweet: Tweet | None
     # execution results of this event, per shareable selection (see LiveExecutionContext)
     results: strawberry.Private[dict[Hashable, Any]]
 
     @classmethod
-    def of(cls, e: live.LiveEvent) -> TimelineEvent:
+    def of(cls, e: streams.LiveEvent) -> TimelineEvent:
         """One object per event per process, whichever sessions it reaches."""
         made = e.memo.get(cls)
         if made is None:
             made = e.memo[cls] = cls(
-                kind=TimelineEventKind(e.kind),
+                kind=e.kind,
                 tweet_id=strawberry.ID(str(e.tweet_id)) if e.tweet_id is not None else None,
-                tweet=Tweet.of(e.tweet, e.author) if e.tweet is not None else None,
+                tweet=Tweet.of(e.tweet, e.author, e.media) if e.tweet is not None else None,
                 results={},
             )
         return made
 
 
-async def _coded(events: AsyncIterator[live.LiveEvent]) -> AsyncIterator[live.LiveEvent]:
+async def _coded(events: AsyncIterator[streams.LiveEvent]) -> AsyncIterator[streams.LiveEvent]:
     """WebSocket errors are formatted by the protocol handler, not by our HTTP view: give
     them their extensions.code here."""
     try:
@@ -85,6 +77,44 @@ async def _coded(events: AsyncIterator[live.LiveEvent]) -> AsyncIterator[live.Li
         raise GraphQLError(message, extensions={"code": code, **extra}) from e
 
 
+async def _while_authorized(context: Any, events: AsyncIterator[streams.LiveEvent]
+                            ) -> AsyncIterator[streams.LiveEvent]:
+    """A subscription opened with a token ends with UNAUTHENTICATED when the token expires
+    or is logged out (checked every RECHECK_SECONDS, and at its expiry)."""
+    claims = getattr(context, "claims", None)
+    if claims is None:
+        async for event in events:
+            yield event
+        return
+    accounts = context.services.accounts
+    iterator = events.__aiter__()
+    pending: asyncio.Future | None = None
+    try:
+        while True:
+            if pending is None:
+                pending = asyncio.ensure_future(iterator.__anext__())
+            wait = min(claims.expires_at - time.time(), context_module.RECHECK_SECONDS)
+            done, _ = await asyncio.wait({pending}, timeout=max(wait, 0.0))
+            if pending in done:
+                try:
+                    event = pending.result()
+                except StopAsyncIteration:
+                    return
+                finally:
+                    pending = None
+                yield event
+                continue
+            if time.time() >= claims.expires_at or not await accounts.live(claims):
+                raise Unauthenticated("the subscription's token expired or was logged out")
+    finally:
+        if pending is not None:
+            pending.cancel()
+            with contextlib.suppress(BaseException):
+                await pending
+        with contextlib.suppress(Exception):
+            await iterator.aclose()  # type: ignore[attr-defined]
+
+
 @strawberry.type
 class Subscription:
     @strawberry.subscription
@@ -93,8 +123,8 @@ class Subscription:
     ) -> AsyncGenerator[TimelineEvent, None]:
         """The viewer's home timeline, live: own tweets, followees' tweets (pushed by
         fan-out) and followed celebrities' tweets (from their channels), and deletes."""
-        events = live.home_timeline(info.context, since_id, _direct())
-        async for event in _coded(events):
+        events = streams.home_timeline(info.context, since_id, _direct())
+        async for event in _coded(_while_authorized(info.context, events)):
             yield TimelineEvent.of(event)
 
     @strawberry.subscription
@@ -102,7 +132,8 @@ class Subscription:
         self, info: Info, handle: str
     ) -> AsyncGenerator[TimelineEvent, None]:
         """One author's new and deleted tweets."""
-        async for event in _coded(live.user_tweets(info.context, handle, _direct())):
+        events = streams.user_tweets(info.context, handle, _direct())
+        async for event in _coded(_while_authorized(info.context, events)):
             yield TimelineEvent.of(event)
 
 
@@ -110,7 +141,11 @@ class Subscription:
 # shared. Anything not listed (a field added later included) is executed per subscription.
 _SHAREABLE: dict[str, frozenset[str]] = {
     "TimelineEvent": frozenset({"__typename", "kind", "tweetId", "tweet"}),
-    "Tweet": frozenset({"__typename", "id", "text", "createdAt", "author"}),
+    "Tweet": frozenset({"__typename", "id", "text", "createdAt", "author", "media"}),
+    "Media": frozenset({"__typename", "id", "state", "contentType", "width", "height",
+                        "altText", "url", "variants", "error"}),
+    "MediaVariant": frozenset({"__typename", "name", "url", "width", "height", "contentType",
+                               "byteSize"}),
     "User": frozenset({"__typename", "id", "handle", "displayName", "bio", "createdAt",
                        "followersCount", "followingCount", "tweetsCount", "isCelebrity"}),
 }
@@ -179,13 +214,13 @@ class LiveExecutionContext(StrawberryGraphQLCoreExecutionContext):
 class _Direct:
     """A shareable subscription's frames, for the hub to send (see subscriptions/wire.py)."""
 
-    __slots__ = ("executor", "key", "prefix", "alive", "send_text")
+    __slots__ = ("executor", "key", "framed", "alive", "send_text")
 
     def __init__(self, wire: Wire, executor: LiveExecutionContext, key: Hashable) -> None:
-        self.executor, self.key, self.prefix = executor, ("json", key), wire.prefix
+        self.executor, self.key, self.framed = executor, ("json", key), wire.frame
         self.alive, self.send_text = wire.alive, wire.send_text
 
-    def frame(self, event: live.LiveEvent) -> str | None:
+    def frame(self, event: streams.LiveEvent) -> str | None:
         """This operation's frame for the event, or None to use the ordinary path."""
         shared = TimelineEvent.of(event)
         payload = shared.results.get(self.key)
@@ -200,7 +235,7 @@ class _Direct:
             payload = orjson.dumps({"data": result.data}).decode()
             if len(shared.results) < _MEMO_MAX:
                 shared.results[self.key] = payload
-        return self.prefix + payload + "}"
+        return self.framed(payload)
 
 
 def _direct() -> _Direct | None:

@@ -18,19 +18,19 @@ import logging
 from collections.abc import AsyncIterator
 
 from core.errors import NotFound
-from core.models import Tweet
+from core.models import LiveKind, Tweet
 from core.timeline import NEWEST
 from loaders import Loaders, make_loaders
 from resolvers import args
 from resolvers.context import Context
 from runtime import metrics
 from subscriptions.hub import RESYNC, Direct, Subscriber
-from subscriptions.hydrate import ADDED, DELETED, RESYNC_EVENT, RESYNCED, LiveEvent
+from subscriptions.hydrate import RESYNC_EVENT, LiveEvent
 from subscriptions.presence import Presence, celebrity_channels
 
 log = logging.getLogger("chirp.live")
 
-__all__ = ["ADDED", "DELETED", "RESYNCED", "LiveEvent", "home_timeline", "user_tweets"]
+__all__ = ["LiveEvent", "home_timeline", "user_tweets"]
 
 BACKLOG_MAX = 1000  # a reconnecting client further behind than this gets RESYNC instead
 
@@ -82,7 +82,7 @@ async def home_timeline(
         authors = await ctx.loaders.users.load_many([t.author_id for t in backlog or []])
         for tweet, author in zip(backlog or [], authors, strict=True):
             seen.add(tweet.id)
-            yield LiveEvent(ADDED, tweet.id, tweet, author)
+            yield LiveEvent(LiveKind.TWEET_ADDED, tweet.id, tweet, author)
 
         async def rejoin() -> None:
             # After a pub/sub reconnect Redis may have lost our presence marks and the
@@ -126,9 +126,9 @@ async def _session(
         await sub.close()
 
 
-_ADDED_COUNT = metrics.LIVE_DELIVERED.labels(ADDED)
-_DELETED_COUNT = metrics.LIVE_DELIVERED.labels(DELETED)
-_RESYNCED_COUNT = metrics.LIVE_DELIVERED.labels(RESYNCED)
+_ADDED_COUNT = metrics.LIVE_DELIVERED.labels(LiveKind.TWEET_ADDED)
+_DELETED_COUNT = metrics.LIVE_DELIVERED.labels(LiveKind.TWEET_DELETED)
+_RESYNCED_COUNT = metrics.LIVE_DELIVERED.labels(LiveKind.RESYNC)
 
 
 async def _events(
@@ -149,7 +149,7 @@ async def _events(
             yield RESYNC_EVENT
             continue
         event: LiveEvent = item  # type: ignore[assignment]
-        if event.kind == ADDED:
+        if event.kind is LiveKind.TWEET_ADDED:
             if not sub.seen.add(event.tweet_id):
                 continue
             _ADDED_COUNT.inc()
