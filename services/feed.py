@@ -5,7 +5,10 @@ followers' cached timelines (fan-out, never for celebrities), merge a followee's
 follow, unmerge them on unfollow, drop a deleted tweet everywhere, back-fill a demoted
 celebrity's tweets. Read side: merge the cached timeline with followed celebrities' recent
 tweets, rebuild a missing timeline once, continue from the store past the cached window,
-and pull from the store alone when Redis is unreachable.
+and pull from the store alone when Redis is unreachable. With the read caches
+(storage/readcache.py) a request's followees and celebrities' recents come from memory, its
+one round trip checks the caches' fence, and what the caches say is published on every
+change (`announce`).
 
 Resolvers and workers call this; none of them touch timeline keys themselves.
 """

@@ -82,17 +82,23 @@ class Invalidations:
         self._task: asyncio.Task | None = None
         self._client: Redis | None = None
         self._kick = False  # a reader found the listener behind: reconnect
+        self._stopping = False
 
     def start(self) -> None:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
+        self._stopping = True
         if self._task is not None:
+            # Bounded: a cancellation redis-py swallows must not hang a shutdown.
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+            await asyncio.wait({self._task}, timeout=2.0)
             self._task = None
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                await self._client.aclose()
+            self._client = None
         self.live = False
 
     # -- the fence
@@ -152,7 +158,7 @@ class Invalidations:
 
     async def _run(self) -> None:
         backoff = 0.05
-        while True:
+        while not self._stopping:
             try:
                 await self._listen()
             except asyncio.CancelledError:
@@ -184,7 +190,7 @@ class Invalidations:
         loop = asyncio.get_running_loop()
         last_pong = loop.time()
         next_ping = last_pong + PING_EVERY_S
-        while not self._kick:
+        while not self._kick and not self._stopping:
             message = await pubsub.get_message(timeout=1.0)
             now = loop.time()
             if message is not None:
@@ -197,4 +203,5 @@ class Invalidations:
                 next_ping = now + PING_EVERY_S
             if now - last_pong > DEAD_AFTER_S:
                 raise ConnectionError("no PONG from Redis: connection presumed dead")
-        raise ConnectionError("a reader found the listener behind the counter")
+        if self._kick:
+            raise ConnectionError("a reader found the listener behind the counter")
