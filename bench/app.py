@@ -75,7 +75,8 @@ async def plain_home(request: Request) -> Response:
 def pull_home_page(feed: FeedManager):
     """FeedManager.home_page as fan-out-on-read: the page straight from the tweet store."""
 
-    async def home_page(viewer: int, first: int, before: int, since: int, load) -> Page:
+    async def home_page(viewer: int, first: int, before: int, since: int, load,
+                        fence=None) -> Page:
         followed = await feed.followed(viewer)
         got = await feed.tweets.by_authors(sorted(followed.allowed), before, since, first + 1)
         return Page(got[:first], len(got) > first, False)
