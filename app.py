@@ -40,7 +40,7 @@ from core.errors import (
 )
 from resolvers import media, timelines, tweets
 from resolvers.context import Context, build_context
-from runtime import collector, metrics
+from runtime import collector, logscrub, metrics
 from runtime.container import Services, open_services
 from runtime.settings import Settings, load
 from schema import build_schema
@@ -499,6 +499,9 @@ async def metrics_endpoint(request: Request) -> Response:
         metrics.DEAD_LETTERS.set(await services.bus.dead_count())
     with contextlib.suppress(Exception):
         metrics.OUTBOX_PENDING.set(await outbox.pending(services.pool))
+        archived, objects = await services.archive.totals()
+        metrics.ARCHIVED_TWEETS.set(archived)
+        metrics.ARCHIVE_OBJECTS.set(objects)
     if services.caches is not None:
         services.caches.report()
     return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
@@ -536,6 +539,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         app.state.services = services or await open_services(settings)
         holder["s"] = app.state.services
         if owned:  # a server process: build everything now, then keep it out of the GC
+            logscrub.install()
             graphql.app = graphql.app or GraphQLApp(app.state.services)
             collector.freeze_startup()
         try:

@@ -21,6 +21,8 @@ TARGETS = [
      50_000, ">="),
     ("post_to_visible_p99_ms", "post-to-visible p99 under read load (ms)", 1000, "<"),
     ("bytes_per_timeline_entry", "bytes per cached timeline entry", 16, "<="),
+    ("archive_vs_live_page_ratio", "userTimeline page from the archive / from the live store",
+     3, "<="),
 ]
 
 
@@ -178,6 +180,22 @@ def markdown(r: dict) -> str:
                   f"{_fmt(mem['bytes_per_cached_timeline_mean'])} bytes per cached timeline "
                   f"(mean {mem['entries_per_timeline_mean']} entries); Valkey used memory "
                   f"{_fmt(mem['valkey_used_memory_per_user'])} bytes per user."]
+    a = r.get("archive")
+    if a:
+        lines += ["", "## 7. Cold storage (archive)", "",
+                  f"{_fmt(a['tweets'])} tweets moved into {_fmt(a['objects'])} objects at "
+                  f"{_fmt(a['archive_tweets_per_s'])} tweets/s, {a['bytes_per_tweet']} bytes "
+                  f"per tweet in objects; PostgreSQL {a.get('pg_bytes_per_live_tweet')} bytes "
+                  f"per live tweet, {a.get('pg_bytes_per_archived_tweet')} per archived one "
+                  "(its index row). The same 20-tweet pages, median ms:", "",
+                  "| read | live store | archive, object fetched | archive, object cached "
+                  "| ratio (fetched / live) |", "|---|---|---|---|---|",
+                  f"| userTimeline over GraphQL (in-process) | {a['user_page_live_ms']} | "
+                  f"{a['user_page_archive_cold_ms']} | {a['user_page_archive_warm_ms']} | "
+                  f"{a['archive_vs_live_page_ratio']} |",
+                  f"| TweetStore.by_author (past the cached window) | {a['store_page_live_ms']} "
+                  f"| {a['store_page_archive_cold_ms']} | {a['store_page_archive_warm_ms']} | "
+                  f"{a['archive_vs_live_store_page_ratio']} |"]
     return "\n".join(lines) + "\n"
 
 

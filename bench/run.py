@@ -16,6 +16,8 @@ runs on loopback, each scenario bounded in time:
    author while scenario 1's load runs at 70 % of saturation.
 5. homeTimeline latency for viewers following 0, 10 and 50 celebrities.
 6. Memory: bytes per cached timeline entry and per cached timeline.
+7. Cold storage (bench/archive.py): archive throughput, and the same userTimeline pages
+   from the archive beside the live store.
 
 Writes bench/results/latest.json, latest.md and latest.png (latency against offered
 load). The machine's load (`uptime`) is recorded before and after every scenario: on a
@@ -80,6 +82,7 @@ class Plan:
     # concurrency per backend, instead of all piling into the server at once.
     connections: int = 32
     open_connections: int = 32
+    archive_authors: tuple[int, int] = (200, 300)  # authors x old tweets each
 
     @classmethod
     def full(cls) -> Plan:
@@ -94,7 +97,8 @@ class Plan:
         return cls(graphs.GraphSpec.quick(), viewers=5_000, saturation_s=5, rate_s=4,
                    fractions=(0.3, 0.7, 1.0), floor_s=4, pull_s=4, visible_s=8,
                    visible_followers=1_000, visible_every_s=0.4, celeb_s=3, celeb_viewers=20,
-                   fanout_sizes=(1_000, 10_000, 100_000), fanout_runs=1, warm_s=40)
+                   fanout_sizes=(1_000, 10_000, 100_000), fanout_runs=1, warm_s=40,
+                   archive_authors=(50, 100))
 
 
 # The API's counters of reads that left the cached path: a hybrid run whose pages came
@@ -184,6 +188,8 @@ class Bench:
             CHIRP_DATA_DIR=str(tmp), CHIRP_JWT_SECRET="b" * 48, CHIRP_ENV="test",
             CHIRP_CELEBRITY_THRESHOLD=str(plan.spec.threshold),
             CHIRP_TWEET_RATE_PER_HOUR="1000000", CHIRP_WORKER_CLAIM_IDLE_MS="60000",
+            # The archive scenario runs the archive itself, last.
+            CHIRP_ARCHIVE_INTERVAL_HOURS="0",
         )
         self.cpu = Cpu(stack.postgres.process.pid, stack.valkey.process.pid)
         self.procs: list[subprocess.Popen] = []
@@ -335,12 +341,25 @@ class Bench:
             self.stop(api)
             self.stop(worker)
             await self.scenario_fanout(svc, g)
+            await self.scenario_archive(svc)
         finally:
             self.stop_all()
             await svc.close()
         res["machine"]["uptime_load_after"] = load_average()
         res["machine"]["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         return res
+
+    async def scenario_archive(self, svc) -> None:
+        """Last: it adds old tweets to the graph's authors' store."""
+        from bench import archive
+
+        log("scenario 7: cold storage")
+        authors, per_author = self.plan.archive_authors
+        out = await archive.measure(svc, authors, per_author, log=log)
+        self.results["archive"] = out
+        self.results["archive_tweets_per_s"] = out["archive_tweets_per_s"]
+        self.results["archive_vs_live_page_ratio"] = out["archive_vs_live_page_ratio"]
+        self.results["archive_vs_live_store_page_ratio"] = out["archive_vs_live_store_page_ratio"]
 
     async def prepare(self, svc, g: graphs.Graph) -> None:
         """Viewers and extra accounts the scenarios need, and their tokens."""

@@ -19,6 +19,8 @@ from services.media import MediaConfig, MediaLibrary
 from services.social import Social
 from services.tweeting import Tweeting
 from storage import keys, postgres
+from storage.archive import Archive
+from storage.archived_tweets import ArchivedTweetStore
 from storage.cassandra_tweets import CassandraTweetStore
 from storage.eventbus import EventBus, RedisStreamBus
 from storage.graph import SocialGraph
@@ -29,6 +31,7 @@ from storage.object_server import request_base_or
 from storage.objects import ObjectStore, S3Config, open_store
 from storage.ratelimit import RateLimiter
 from storage.readcache import ReadCaches
+from storage.revocations import Revocations
 from storage.timeline_cache import TimelineCache
 from storage.tweets import PostgresTweetStore, TweetStore
 from storage.users import UserStore
@@ -42,7 +45,9 @@ class Services:
     ids: LeasedIds
     users: UserStore
     graph: SocialGraph
-    tweets: TweetStore
+    tweets: ArchivedTweetStore  # the live store, continued into the archive
+    live_tweets: TweetStore  # the live store alone (the archive worker moves from it)
+    archive: Archive
     home: TimelineCache
     recents: TimelineCache
     feed: FeedManager
@@ -66,9 +71,13 @@ class Services:
             found["kafka"] = self.bus.ping
         if self.settings.media_store != "file":
             found["s3"] = self.media.store.ping
+        if self.settings.archive_store != "file":
+            found["archive"] = self.archive.objects.ping
         return found
 
     async def close(self) -> None:
+        if self.accounts.revocations is not None:
+            await self.accounts.revocations.stop()
         if self.caches is not None:
             await self.caches.close()
         await self.feed.activity.close()
@@ -78,6 +87,8 @@ class Services:
         await self.tweets.close()
         with contextlib.suppress(Exception):
             await self.media.close()
+        with contextlib.suppress(Exception):
+            await self.archive.objects.close()
         with contextlib.suppress(Exception):
             await self.redis.aclose()
         await self.pool.close()
@@ -100,6 +111,27 @@ async def tweet_store(settings: Settings, pool: asyncpg.Pool) -> TweetStore:
     return await CassandraTweetStore.connect(
         settings.tweet_store, settings.cassandra_consistency, settings.cassandra_replication
     )
+
+
+def archive_of(settings: Settings, pool: asyncpg.Pool) -> Archive:
+    return Archive(pool, object_store(settings, settings.archive_store, "archive"),
+                   object_max=settings.archive_object_tweets)
+
+
+async def archive_parts(settings: Settings) -> tuple[asyncpg.Pool, TweetStore, Archive]:
+    """What the archive command needs: PostgreSQL (make dev's embedded one if no URL is
+    set), the live tweet store and the archive."""
+    from runtime.dev import dev_postgres_url
+
+    # The run's lock holds one connection; each of its concurrent movers uses one at a time.
+    pool = await postgres.connect(settings.postgres_url or dev_postgres_url(settings), 6)
+    try:
+        await postgres.migrate(pool)
+        live = await tweet_store(settings, pool)
+    except BaseException:
+        await pool.close()
+        raise
+    return pool, live, archive_of(settings, pool)
 
 
 def event_bus(settings: Settings, redis: Redis, claim_idle_ms: int) -> EventBus:
@@ -141,7 +173,8 @@ async def open_services(
     users = UserStore(pool)
     graph = SocialGraph(pool)
     try:
-        tweets = await tweet_store(settings, pool)
+        live = await tweet_store(settings, pool)
+        archive = archive_of(settings, pool)
     except BaseException:
         await ids.close()
         await redis.aclose()
@@ -154,6 +187,7 @@ async def open_services(
     recents = TimelineCache(
         redis, keys.RECENTS, settings.timeline_max, settings.timeline_ttl_seconds
     )
+    tweets = ArchivedTweetStore(live, archive)
     caches = (ReadCaches(redis, settings.redis_url, settings.cache_mb)
               if settings.cache_mb else None)
     limiter = RateLimiter(redis)
@@ -179,12 +213,15 @@ async def open_services(
         users=users,
         graph=graph,
         tweets=tweets,
+        live_tweets=live,
+        archive=archive,
         home=home,
         recents=recents,
         feed=feed,
         bus=event_bus(settings, redis, claim_idle_ms),
         accounts=Accounts(users, ids.next_id, settings.jwt_secret, settings.jwt_ttl_seconds,
-                          redis, settings.argon2_threads),
+                          Revocations(redis, settings.redis_url, settings.jwt_ttl_seconds),
+                          settings.argon2_threads),
         tweeting=Tweeting(
             pool, tweets, feed, limiter, ids.next_id, settings.tweet_rate_per_hour,
             settings.idempotency_retention_hours, media=media,

@@ -19,6 +19,13 @@ from runtime.settings import ConfigError, Settings, load
 from storage import postgres
 
 
+def dev_postgres_url(settings: Settings) -> str:
+    """The embedded PostgreSQL `make dev` runs (for commands run beside it)."""
+    from deploy.local.postgres import DATABASE
+
+    return f"postgresql://postgres@127.0.0.1:{settings.dev_pg_port}/{DATABASE}"
+
+
 def _children(settings: Settings, env: dict[str, str]) -> list[subprocess.Popen]:
     api = [
         sys.executable, "-m", "uvicorn", "app:create_app", "--factory",

@@ -76,6 +76,24 @@ MEDIA_SWEPT = Counter(
     registry=REGISTRY,
 )
 
+ARCHIVED_TWEETS = Gauge(
+    "chirp_archived_tweets", "Tweets moved to the archive (all runs; read at scrape time)",
+    registry=REGISTRY,
+)
+ARCHIVE_OBJECTS = Gauge(
+    "chirp_archive_objects", "Archive objects written and indexed (all runs)", registry=REGISTRY
+)
+ARCHIVE_READS = Counter(
+    "chirp_archive_reads_total",
+    "Archive objects read by this process, from the object store or its decoded-object cache",
+    ["source"], registry=REGISTRY,
+)
+ARCHIVE_READ_SECONDS = Histogram(
+    "chirp_archive_read_seconds", "Fetching and decoding one archive object from the store",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
+    registry=REGISTRY,
+)
+
 # Read caches (storage/readcache.py)
 
 CACHE_HITS = Counter(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -48,6 +49,11 @@ class Settings:
     max_query_aliases: int
     pg_pool_size: int
     cache_mb: int
+    archive_after_days: int
+    archive_store: str
+    archive_interval_hours: int
+    archive_object_tweets: int
+    archive_fault_after: str | None
     public_url: str | None
     media_store: str
     s3_endpoint_url: str | None
@@ -218,6 +224,14 @@ def _base_url(env: Mapping[str, str], name: str) -> str | None:
     return raw.rstrip("/")
 
 
+def _archive_fault(raw: str | None) -> str | None:
+    if raw is not None and not re.fullmatch(r"(written|indexed|deleted)(:[1-9][0-9]*)?", raw):
+        raise ConfigError(
+            f"CHIRP_ARCHIVE_FAULT_AFTER={raw!r} must be written, indexed or deleted[:n]"
+        )
+    return raw
+
+
 def load(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
     envname = env.get("CHIRP_ENV", "development")
@@ -275,6 +289,11 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         max_query_aliases=_int(env, "CHIRP_MAX_QUERY_ALIASES", 30, 1, 1000),
         pg_pool_size=_int(env, "CHIRP_PG_POOL_SIZE", 10, 1, 500),
         cache_mb=_int(env, "CHIRP_CACHE_MB", 256, 0, 1_000_000),
+        archive_after_days=_int(env, "CHIRP_ARCHIVE_AFTER_DAYS", 365, 1, 100 * 365),
+        archive_store=_object_store(env, "CHIRP_ARCHIVE_STORE"),
+        archive_interval_hours=_int(env, "CHIRP_ARCHIVE_INTERVAL_HOURS", 24, 0, 24 * 365),
+        archive_object_tweets=_int(env, "CHIRP_ARCHIVE_OBJECT_TWEETS", 500, 2, 100_000),
+        archive_fault_after=_archive_fault(env.get("CHIRP_ARCHIVE_FAULT_AFTER") or None),
         public_url=_base_url(env, "CHIRP_PUBLIC_URL"),
         media_store=_object_store(env, "CHIRP_MEDIA_STORE"),
         s3_endpoint_url=_url(env, "CHIRP_S3_ENDPOINT_URL", ("http", "https")),

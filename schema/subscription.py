@@ -33,7 +33,6 @@ from strawberry.types import Info
 
 from core.errors import Unauthenticated
 from core.models import LiveKind
-from resolvers import context as context_module
 from schema.errors import classify
 from schema.types import Tweet
 from subscriptions import streams
@@ -77,10 +76,14 @@ async def _coded(events: AsyncIterator[streams.LiveEvent]) -> AsyncIterator[stre
         raise GraphQLError(message, extensions={"code": code, **extra}) from e
 
 
+CHECK_SECONDS = 1.0
+
+
 async def _while_authorized(context: Any, events: AsyncIterator[streams.LiveEvent]
                             ) -> AsyncIterator[streams.LiveEvent]:
     """A subscription opened with a token ends with UNAUTHENTICATED when the token expires
-    or is logged out (checked every RECHECK_SECONDS, and at its expiry)."""
+    or is logged out (checked every CHECK_SECONDS in this process's copy of the
+    revocations, no I/O; and at its expiry)."""
     claims = getattr(context, "claims", None)
     if claims is None:
         async for event in events:
@@ -93,7 +96,7 @@ async def _while_authorized(context: Any, events: AsyncIterator[streams.LiveEven
         while True:
             if pending is None:
                 pending = asyncio.ensure_future(iterator.__anext__())
-            wait = min(claims.expires_at - time.time(), context_module.RECHECK_SECONDS)
+            wait = min(claims.expires_at - time.time(), CHECK_SECONDS)
             done, _ = await asyncio.wait({pending}, timeout=max(wait, 0.0))
             if pending in done:
                 try:
@@ -104,7 +107,10 @@ async def _while_authorized(context: Any, events: AsyncIterator[streams.LiveEven
                     pending = None
                 yield event
                 continue
-            if time.time() >= claims.expires_at or not await accounts.live(claims):
+            live = accounts.still_live(claims)
+            if live is None:
+                live = await accounts.live(claims, check_user=False) is not False
+            if time.time() >= claims.expires_at or not live:
                 raise Unauthenticated("the subscription's token expired or was logged out")
     finally:
         if pending is not None:

@@ -15,7 +15,8 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from core import validation
 from core.errors import Unauthenticated, Unavailable
 from core.models import User
-from storage import keys
+from runtime.failures import is_transient
+from storage.revocations import Revocations
 from storage.users import UserStore
 
 # A fixed hash to verify against when the handle is unknown, so log-in takes the same time
@@ -41,13 +42,13 @@ class Claims:
 class Accounts:
     def __init__(
         self, users: UserStore, next_id, jwt_secret: str, jwt_ttl_seconds: int,
-        redis=None, argon2_threads: int = 2,
+        revocations: Revocations | None = None, argon2_threads: int = 2,
     ) -> None:
         self.users = users
         self.next_id = next_id
         self.secret = jwt_secret
         self.ttl = jwt_ttl_seconds
-        self.redis = redis
+        self.revocations = revocations
         self._verified: dict[str, Claims] = {}
         # argon2 on its own bounded pool: a log-in flood queues here, not in the default
         # executor that other blocking calls share, and past a bounded queue it is refused.
@@ -117,24 +118,42 @@ class Accounts:
         claims = self.claims_from(authorization)
         return None if claims is None else claims.user_id
 
-    async def live(self, claims: Claims) -> bool:
+    def still_live(self, claims: Claims) -> bool | None:
+        """Whether a verified token is not logged out, from this process's copy of the
+        revocations (no I/O); None while that copy is not loaded."""
+        revocations = self.revocations
+        if revocations is None:
+            return True
+        revocations.start()
+        if not revocations.ready.is_set():
+            return None
+        return not revocations.revoked(claims.user_id, claims.jti, claims.issued_at)
+
+    async def live(self, claims: Claims, check_user: bool = True) -> bool | None:
         """Whether a verified token still stands: not logged out (this token, or all of its
-        user's issued before a "log out everywhere"), and its user still exists."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.exists(keys.revoked_token(claims.jti))
-            pipe.get(keys.tokens_after(claims.user_id))
-            revoked, after = await pipe.execute()
-        if revoked or (after is not None and claims.issued_at < float(after)):
-            return False
-        return claims.user_id in await self.users.get_many([claims.user_id])
+        user's issued before a "log out everywhere"), and (check_user) its user exists.
+        None when a backend needed to tell is down: the caller lets the signed, unexpired
+        token through for now (as limits fail open) without remembering it."""
+        try:
+            known = self.still_live(claims)
+            if known is None:
+                known = not await self.revocations.revoked_in_redis(  # type: ignore[union-attr]
+                    claims.user_id, claims.jti, claims.issued_at)
+            if not known:
+                return False
+            return not check_user or claims.user_id in await self.users.get_many(
+                [claims.user_id])
+        except Exception as e:
+            if is_transient(e):
+                return None
+            raise
 
     async def log_out(self, claims: Claims, everywhere: bool = False) -> None:
-        now = time.time()
         if everywhere:
-            await self.redis.set(keys.tokens_after(claims.user_id), repr(now), ex=self.ttl)
+            await self.revocations.revoke_user(claims.user_id)  # type: ignore[union-attr]
         else:
-            ttl = max(1, int(claims.expires_at - now) + 1)
-            await self.redis.set(keys.revoked_token(claims.jti or "-"), 1, ex=ttl)
+            await self.revocations.revoke_token(  # type: ignore[union-attr]
+                claims.jti or "-", claims.expires_at)
 
 
 def _verify(stored: str, password: str) -> bool:

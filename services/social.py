@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import asyncpg
 
 from core import fanout
@@ -13,15 +16,13 @@ from storage.graph import FollowChange, SocialGraph
 from storage.users import UserStore
 
 
+@dataclass(slots=True)
 class Social:
-    def __init__(
-        self, graph: SocialGraph, users: UserStore, feed: FeedManager, next_id, threshold: int
-    ) -> None:
-        self.graph = graph
-        self.users = users
-        self.feed = feed
-        self.next_id = next_id
-        self.threshold = threshold
+    graph: SocialGraph
+    users: UserStore
+    feed: FeedManager
+    next_id: Callable[[], int]
+    threshold: int
 
     async def _target(self, follower: int, followee: int) -> None:
         if follower == followee:

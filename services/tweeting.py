@@ -127,6 +127,19 @@ class Tweeting:
             )
             await outbox.add(tx, event)
 
+    async def purge_keys(self, batch: int = 10_000) -> int:
+        """Forget idempotency keys past their retention (the worker calls this hourly)."""
+        purged = 0
+        while True:
+            status = await self.pool.execute(
+                "DELETE FROM idempotency_keys WHERE ctid = ANY(ARRAY(SELECT ctid FROM "
+                "idempotency_keys WHERE created_at < now() - make_interval(secs => $1) "
+                "LIMIT $2))", float(self.key_retention_s), batch)
+            count = int(status.split()[-1])
+            purged += count
+            if count < batch:
+                return purged
+
     @staticmethod
     def _same(earlier: Tweet | None, text: str) -> Tweet:
         if earlier is None or earlier.text != text:

@@ -202,6 +202,8 @@ class CassandraTweetStore:
         self._buckets = prepare(
             "SELECT bucket FROM author_buckets WHERE author_id = ? AND bucket <= ? "
             "AND bucket >= ?")
+        self._all_buckets = prepare("SELECT author_id, bucket FROM author_buckets")
+        self._all_buckets.fetch_size = 5000
         self._in_bucket = prepare(
             f"SELECT {_COLUMNS} FROM tweets_by_author WHERE author_id = ? AND bucket = ? "
             "AND id < ? AND id > ? LIMIT ?")
@@ -270,6 +272,18 @@ class CassandraTweetStore:
         batch.add(self._del_by_author, (ts, existing.author_id, bucket_of(tweet_id), tweet_id))
         await _aio(self.session.execute_async(batch))
         return existing
+
+    async def delete_many(self, ids: Sequence[int], tx: Any = None) -> set[int]:
+        gone = await self._gather([self.delete(i) for i in dict.fromkeys(ids)])
+        return {t.id for t in gone if t is not None}
+
+    async def authors_before(self, before: int) -> list[int]:
+        # A scan of author_buckets (one small row per author-week), paged by the driver.
+        last = bucket_of(before)
+        rows = await asyncio.to_thread(
+            lambda: [r for r in self.session.execute(self._all_buckets) if r[1] <= last]
+        )
+        return sorted({r[0] for r in rows})
 
     async def ping(self) -> None:
         await self._run(self._release, ())

@@ -74,16 +74,13 @@ def id_lease_high_water(worker_id: int) -> str:
     return f"{PREFIX}:idlease:{worker_id}:hwm"
 
 
-def revoked_token(jti: str) -> str:
-    """Set while a logged-out token would still be unexpired."""
-    return f"{PREFIX}:auth:revoked:{jti}"
-
-
-def tokens_after(user: int) -> str:
-    """A user's "log out everywhere" time (s): tokens issued before it are refused."""
-    return f"{PREFIX}:auth:after:{{{user}}}"
-
-
 def persisted_query(sha256: str) -> str:
     """Query text registered under its hash (automatic persisted queries)."""
     return f"{PREFIX}:apq:{sha256}"
+
+
+# Token revocations (storage/revocations.py): logged-out tokens' ids scored by their expiry,
+# users' "log out everywhere" times, and the channel announcing either to every process.
+REVOKED_TOKENS = f"{PREFIX}:auth:revoked"
+TOKENS_AFTER = f"{PREFIX}:auth:after"
+REVOCATIONS = f"{PREFIX}:auth:revocations"

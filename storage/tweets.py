@@ -38,7 +38,13 @@ class TweetStore(Protocol):
     async def delete(self, tweet_id: int, tx: Any = None) -> Tweet | None:
         """Remove a tweet; the removed tweet, or None if there was none."""
 
+    async def delete_many(self, ids: Sequence[int], tx: Any = None) -> set[int]:
+        """Remove tweets; the ids that were there."""
+
     async def get_many(self, ids: Iterable[int]) -> dict[int, Tweet]: ...
+
+    async def authors_before(self, before: int) -> list[int]:
+        """Every author with a tweet whose id is below `before` (for the archive)."""
 
     async def ping(self) -> None:
         """Raise if the store cannot answer (for /readyz)."""
@@ -86,6 +92,19 @@ class PostgresTweetStore:
             "DELETE FROM tweets WHERE id = $1 RETURNING id, author_id, text, created_at", tweet_id
         )
         return _tweet(row) if row else None
+
+    async def delete_many(self, ids: Sequence[int],
+                          tx: asyncpg.Connection | None = None) -> set[int]:
+        rows = await (tx or self.pool).fetch(
+            "DELETE FROM tweets WHERE id = ANY($1::bigint[]) RETURNING id", list(ids)
+        )
+        return {r[0] for r in rows}
+
+    async def authors_before(self, before: int) -> list[int]:
+        rows = await self.pool.fetch(
+            "SELECT DISTINCT author_id FROM tweets WHERE id < $1 ORDER BY author_id", before
+        )
+        return [r[0] for r in rows]
 
     async def ping(self) -> None:
         await self.pool.fetchval("SELECT 1")

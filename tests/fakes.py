@@ -317,9 +317,18 @@ class MemoryTweetStore:
         self.deleted.add(tweet_id)
         return self.tweets.pop(tweet_id, None)
 
+    async def delete_many(self, ids: Sequence[int], tx: Any = None) -> set[int]:
+        self._check()
+        self.deleted.update(ids)
+        return {i for i in ids if self.tweets.pop(i, None) is not None}
+
     async def get_many(self, ids: Iterable[int]) -> dict[int, Tweet]:
         self._check()
         return {i: self.tweets[i] for i in ids if i in self.tweets}
+
+    async def authors_before(self, before: int) -> list[int]:
+        self._check()
+        return sorted({t.author_id for t in self.tweets.values() if t.id < before})
 
     async def ping(self) -> None:
         self._check()

@@ -24,11 +24,13 @@ import asyncpg
 from redis.exceptions import RedisError
 
 from core.errors import ChirpError
+from runtime import logscrub
 from runtime.container import Services, open_services
 from runtime.failures import is_timeout, is_transient
 from runtime.settings import load
 from storage import outbox
 from storage.eventbus import Delivery
+from workers import archive
 
 log = logging.getLogger("chirp.worker")
 
@@ -130,6 +132,44 @@ async def backends_up(services: Services) -> bool:
     return all(await asyncio.gather(*(probe(c) for c in services.probes().values())))
 
 
+async def archive_daily(services: Services, stop: asyncio.Event) -> None:
+    """Run the archive once every CHIRP_ARCHIVE_INTERVAL_HOURS across all workers: each
+    checks hourly whether the last run is that old; one holds the lock, the others skip."""
+    hours = services.settings.archive_interval_hours
+    if not hours:
+        return
+    while not stop.is_set():
+        try:
+            due = await services.pool.fetchval(
+                "SELECT last_run_at IS NULL OR last_run_at < now() - make_interval(hours => $1)"
+                " FROM archive_totals", hours,
+            )
+            if due:
+                cutoff = archive.cutoff_for(services.settings.archive_after_days * 86400)
+                summary = await archive.run(services.pool, services.live_tweets,
+                                            services.archive, cutoff, wait=False)
+                log.info("archive run: %s", summary)
+        except Exception as e:  # retried at the next check
+            log.warning("archive run failed: %r", e)
+        await _sleep(stop, min(3600, hours * 3600))
+
+
+PURGE_EVERY_S = 3600
+
+
+async def purge_keys(services: Services, stop: asyncio.Event) -> None:
+    """Idempotency keys past their retention, hourly (a reused expired key is also
+    forgotten on the spot, so this only keeps the table small)."""
+    while not stop.is_set():
+        try:
+            purged = await services.tweeting.purge_keys()
+            if purged:
+                log.info("purged %d expired idempotency keys", purged)
+        except Exception as e:
+            log.warning("idempotency key purge failed: %s", e)
+        await _sleep(stop, PURGE_EVERY_S)
+
+
 async def _sleep(stop: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), seconds)
@@ -159,7 +199,8 @@ async def run(consumer: str | None = None) -> None:
     log.info("fan-out worker %s started", consumer)
     try:
         await asyncio.gather(relay_outbox(services, stop), consume(services, consumer, stop),
-                             sweep_media(services, stop))
+                             purge_keys(services, stop), sweep_media(services, stop),
+                             archive_daily(services, stop))
     finally:
         await services.close()
         log.info("fan-out worker %s stopped", consumer)
@@ -170,6 +211,7 @@ def main() -> None:
     parser.add_argument("--consumer", help="consumer name (default host-pid)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logscrub.install()
     asyncio.run(run(args.consumer))
 
 

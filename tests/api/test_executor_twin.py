@@ -41,6 +41,9 @@ QUERIES = {
                   "author { ...U } } } } pageInfo { ...on PageInfo { endCursor } } } "
                   "fragment T on Tweet { id text } fragment U on User { handle isCelebrity }",
                   {"h": "HANDLE"}),
+    "media (none here; tests/api/test_media.py has a twin with pictures)": (
+        "{ homeTimeline(first: 10) { edges { node { id media { id state url altText "
+        "variants { name url width } } } } } }", None),
     "directives": ("query($s:Boolean!){ homeTimeline(first: 3) { edges { node { id text "
                    "@skip(if:$s) author @include(if:$s) { handle } } } } }", {"s": True}),
     "error: bad arguments next to good fields": (

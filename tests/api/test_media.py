@@ -16,6 +16,7 @@ import pytest_asyncio
 from PIL import Image
 from PIL.ExifTags import IFD
 
+from storage.objects import FileObjectStore
 from tests.conftest import Api, api_with, drain
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -40,13 +41,28 @@ def s3_env(prefix: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module", params=STORES)
-def store_env(request) -> dict[str, str]:
+def store_env(request):
     if request.param == "file":
-        return {"media_store": "file"}
+        yield {"media_store": "file"}
+        return
     from tests.backends import ensure_s3
 
     ensure_s3()
-    return s3_env(f"t{secrets.token_hex(4)}")
+    env = s3_env(f"t{secrets.token_hex(4)}")
+    yield env
+    asyncio.run(_empty(env))  # the local S3 server outlives the run: leave nothing there
+
+
+async def _empty(env: dict[str, str]) -> None:
+    from storage.objects import S3Config, S3ObjectStore
+
+    store = S3ObjectStore(env["media_store"], S3Config(
+        env["s3_endpoint_url"], env["s3_access_key_id"], env["s3_secret_access_key"],
+        "us-east-1"))
+    try:
+        await store.delete_many(await store.list(""))
+    finally:
+        await store.close()
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -464,3 +480,37 @@ async def test_compiled_and_plain_executors_agree(mapi):
     assert "errors" not in fast and fast == plain
     api.services.media.by_tweet = type(api.services.media.by_tweet)()
     assert await api.gql("{homeTimeline(first:5){" + sel + "}}", token=token) == fast
+
+
+async def test_the_worker_sweeps(stack, store_env):
+    from workers.fanout import sweep_media
+
+    async with api_with(stack, media_orphan_hours=0, **store_env) as api:
+        token, _, _ = await api.sign_up("wsw")
+        orphan = await ready(api, token)
+        stop = asyncio.Event()
+        task = asyncio.create_task(sweep_media(api.services, stop))
+        try:
+            async with asyncio.timeout(30):
+                while await stored_keys(api, orphan):
+                    await asyncio.sleep(0.1)
+        finally:
+            stop.set()
+            await task
+        d = await api.ok("query($m:ID!){media(id:$m){id}}", {"m": orphan}, token)
+        assert d["media"] is None
+
+
+async def test_cdn_base_url(stack, store_env):
+    async with api_with(stack, media_public_url="https://cdn.example/media/", **store_env) as api:
+        token, _, _ = await api.sign_up("cdn")
+        m = await upload(api, token, jpeg(exif=False), "image/jpeg")
+        keys = await stored_keys(api, m["id"])
+        assert sorted(v["url"] for v in m["variants"]) == sorted(
+            f"https://cdn.example/media/{k}" for k in keys)
+        # the store still serves every key the CDN would fetch from it
+        store = api.services.media.store
+        for k in keys:
+            url = (f"http://chirp.test/objects/media/{k}" if isinstance(store, FileObjectStore)
+                   else store.url(k))
+            assert (await fetch(api, "GET", url)).status_code == 200

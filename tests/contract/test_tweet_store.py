@@ -129,3 +129,25 @@ async def test_a_deleted_tweet_stays_deleted_when_put_again(store, services):
     await store.put(t)
     assert await store.get_many([t.id]) == {}
     assert await store.by_author(author) == []
+
+
+async def test_delete_many_and_authors_before(store, services):
+    """What the archive needs: the authors with tweets below an id (at least those: a
+    store may name more, e.g. by week), and a batch delete answering what it removed."""
+    old, new = await _author(services), await _author(services)
+    now_ms = id_timestamp_ms(services.ids.next_id())
+    olds = []
+    for weeks_ago in (5, 3):
+        ms = now_ms - weeks_ago * WEEK_MS
+        tid = min_id_for_ms(ms) + services.ids.next_id() % 4096
+        olds.append(Tweet(tid, old, "old", datetime.fromtimestamp(ms // 1000, UTC)))
+    fresh = _tweet(services, new, "new")
+    for t in [*olds, fresh]:
+        await store.put(t)
+    cutoff = min_id_for_ms(now_ms - 2 * WEEK_MS)
+    authors = await store.authors_before(cutoff)
+    assert old in authors and new not in authors
+    assert await store.delete_many([olds[0].id, olds[1].id, 12345]) == {t.id for t in olds}
+    assert await store.delete_many([olds[0].id]) == set()
+    assert await store.by_author(old, limit=10) == []
+    assert await store.get_many([fresh.id]) == {fresh.id: fresh}

@@ -14,6 +14,8 @@ def test_defaults(tmp_path):
     s = load(base(tmp_path))
     assert (s.port, s.timeline_max, s.timeline_ttl_seconds) == (8000, 800, 72 * 3600)
     assert (s.active_days, s.tweet_rate_per_hour) == (30, 100)
+    assert (s.archive_after_days, s.archive_store, s.archive_interval_hours) == (365, "file", 24)
+    assert load(base(tmp_path, CHIRP_ARCHIVE_STORE="s3://chirp-archive/tweets")).archive_store
     assert (s.media_store, s.public_url, s.s3_region) == (
         "file", None, "us-east-1")
     # the generated dev secret is kept, so tokens survive a restart
@@ -31,6 +33,11 @@ def test_defaults(tmp_path):
         ("CHIRP_POSTGRES_URL", "mysql://x"),
         ("CHIRP_REDIS_URL", "http://x"),
         ("CHIRP_ENV", "staging"),
+        ("CHIRP_ARCHIVE_STORE", "ftp://x"),
+        ("CHIRP_ARCHIVE_STORE", "s3://"),
+        ("CHIRP_ARCHIVE_AFTER_DAYS", "0"),
+        ("CHIRP_ARCHIVE_INTERVAL_HOURS", "-1"),
+        ("CHIRP_ARCHIVE_FAULT_AFTER", "written:0"),
         ("CHIRP_WORKER_CLAIM_IDLE_MS", "soon"),
         ("CHIRP_WORKER_CLAIM_IDLE_MS", "0"),
         ("CHIRP_DEV_PG_PORT", "99999"),
