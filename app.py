@@ -502,6 +502,8 @@ async def metrics_endpoint(request: Request) -> Response:
         archived, objects = await services.archive.totals()
         metrics.ARCHIVED_TWEETS.set(archived)
         metrics.ARCHIVE_OBJECTS.set(objects)
+    if services.caches is not None:
+        services.caches.report()
     return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 

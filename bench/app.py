@@ -8,6 +8,8 @@ The application itself (app.create_app), plus, for the floors and the alternativ
   as `homeTimeline(first: 20){edges{cursor node{id text createdAt author{id handle
   displayName}}} pageInfo{hasNextPage endCursor}}`, by a plain Starlette route: the
   floor under the GraphQL layer.
+- `chirp_bench_postgres_queries_total` on /metrics: the queries this process has sent (what
+  `postgres_queries_per_cached_home_read` counts).
 - `BENCH_FEED=pull`: every home timeline is pulled from PostgreSQL at read time
   (fan-out-on-read, the design the hybrid replaced): one query over the followees'
   tweets (`TweetStore.by_authors`, an index range scan per followee), no Redis.
@@ -18,6 +20,7 @@ from __future__ import annotations
 import os
 
 import orjson
+from prometheus_client import Counter
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -27,6 +30,7 @@ from core import cursor
 from core.errors import ChirpError
 from resolvers import timelines
 from resolvers.context import build_context
+from runtime import container, metrics
 from services.feed import FeedManager, Page
 
 QUERY = ("query($f:Int!){homeTimeline(first:$f){edges{cursor node{id text createdAt "
@@ -71,7 +75,8 @@ async def plain_home(request: Request) -> Response:
 def pull_home_page(feed: FeedManager):
     """FeedManager.home_page as fan-out-on-read: the page straight from the tweet store."""
 
-    async def home_page(viewer: int, first: int, before: int, since: int, load) -> Page:
+    async def home_page(viewer: int, first: int, before: int, since: int, load,
+                        fence=None) -> Page:
         followed = await feed.followed(viewer)
         got = await feed.tweets.by_authors(sorted(followed.allowed), before, since, first + 1)
         return Page(got[:first], len(got) > first, False)
@@ -94,7 +99,19 @@ class _PullMode:
         await self.app(scope, receive, send)
 
 
+QUERIES = Counter("chirp_bench_postgres_queries_total",
+                  "PostgreSQL queries sent by this API process", registry=metrics.REGISTRY)
+
+
+def _counting_connect(connect):
+    async def counted(url: str, size: int = 10, on_query=None):
+        return await connect(url, size, on_query or (lambda _record: QUERIES.inc()))
+
+    return counted
+
+
 def create_app():
+    container.postgres.connect = _counting_connect(container.postgres.connect)
     application = chirp.create_app()
     application.router.routes.append(Route("/bench/home", plain_home, methods=["GET"]))
     if os.environ.get("BENCH_FEED") == "pull":

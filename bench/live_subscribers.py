@@ -22,6 +22,11 @@ so each delivers only to its own sockets.
 of an older commit: `git archive <rev> | tar -x -C DIR`); several roots separated by commas
 run one after the other in the same invocation, each on a fresh database and Valkey, for a
 side-by-side comparison. Loopback only; every phase has a time limit.
+
+After each run the same clients subscribe to the floor (bench/live_floor.py: a bare ASGI
+WebSocket app on the same server, no GraphQL, no hub) and receive the same frames the same
+way; `live_deliveries_vs_floor_ratio` is Chirp's deliveries per second of its API process's
+CPU divided by the floor's (what one process delivers at saturation), with both p99s.
 """
 
 from __future__ import annotations
@@ -264,7 +269,8 @@ def _cpu(proc: psutil.Process) -> float:
 
 
 async def run(args, ports: list[int], author_token: str, tokens: list[str],
-              user_ids: list[int], apis: list[psutil.Process], worker: psutil.Process) -> dict:
+              user_ids: list[int], apis: list[psutil.Process],
+              worker: psutil.Process | None) -> dict:
     deadline = time.monotonic() + CONNECT_LIMIT_S
     rss0 = sum(a.memory_info().rss for a in apis)
     shards = [tokens[i::args.clients] for i in range(args.clients)]
@@ -287,13 +293,14 @@ async def run(args, ports: list[int], author_token: str, tokens: list[str],
             assert line.strip() == b"ready", line
         setup_s = CONNECT_LIMIT_S - (deadline - time.monotonic())
         # every session set up: from here nothing may be missed
-        await all_present(user_ids, max(1.0, deadline - time.monotonic()))
+        if worker is not None:  # the floor keeps no presence: its sockets are all it has
+            await all_present(user_ids, max(1.0, deadline - time.monotonic()))
         await asyncio.sleep(2)
         rss1 = sum(a.memory_info().rss for a in apis)
         for proc in clients:
             proc.stdin.write(b"go\n")
             await proc.stdin.drain()
-        api_cpu0, worker_cpu0 = sum(map(_cpu, apis)), _cpu(worker)
+        api_cpu0, worker_cpu0 = sum(map(_cpu, apis)), _cpu(worker) if worker else 0.0
         window = [time.time()]
         spy = await _profile(args, apis[0].pid)
         posted: dict[int, float] = {}
@@ -319,7 +326,8 @@ async def run(args, ports: list[int], author_token: str, tokens: list[str],
             await asyncio.wait_for(asyncio.gather(*(_line(p, b"complete") for p in clients)),
                                    args.drain)
         await asyncio.sleep(0.5)  # a late duplicate would show
-        api_cpu, worker_cpu = sum(map(_cpu, apis)) - api_cpu0, _cpu(worker) - worker_cpu0
+        api_cpu = sum(map(_cpu, apis)) - api_cpu0
+        worker_cpu = (_cpu(worker) if worker else 0.0) - worker_cpu0
         window.append(time.time())
         if spy is not None:
             spy.send_signal(2)  # py-spy writes its profile on SIGINT
@@ -372,6 +380,7 @@ async def run(args, ports: list[int], author_token: str, tokens: list[str],
         "setup_s": round(setup_s, 1),
         "api_rss_bytes_per_connection": round((rss1 - rss0) / len(tokens)),
         "api_cpu_us_per_delivery": round(api_cpu * 1e6 / max(1, n), 1),
+        "deliveries_per_api_cpu_s": round(n / max(api_cpu, 1e-9) / len(apis)),
         "worker_cpu_ms_per_tweet": round(worker_cpu * 1e3 / args.tweets, 1),
         "client_cpu_us_per_delivery": round(client_cpu * 1e6 / max(1, n), 1),
         "post_to_id_ms_median": round(sorted(snowflake_lag)[len(snowflake_lag) // 2], 1),
@@ -417,15 +426,33 @@ def bench_root(args, root: Path) -> dict:
                                   psutil.Process(procs[0].pid)))
             out["root"] = str(root)
             out["load_avg"] = [round(x, 2) for x in os.getloadavg()]
-            return out
         finally:
-            for p in procs:
-                p.terminate()
-            for p in procs:
-                try:
-                    p.wait(20)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+            _stop(procs)
+        floor_port = ports[-1] + 1
+        floor = subprocess.Popen([sys.executable, "-m", "uvicorn", "bench.live_floor:app",
+                                  "--port", str(floor_port), "--log-level", "warning",
+                                  "--backlog", "4096", *EXTRA_UVICORN], cwd=ROOT, env=env)
+        try:
+            _wait_ready(floor_port, floor)
+            low = asyncio.run(run(args, [floor_port], author_token, tokens, user_ids,
+                                  [psutil.Process(floor.pid)], None))
+        finally:
+            _stop([floor])
+        out["floor"] = low
+        out["live_deliveries_vs_floor_ratio"] = round(
+            out["deliveries_per_api_cpu_s"] / low["deliveries_per_api_cpu_s"], 3)
+        out["p99_ms_chirp_and_floor"] = [out["p99_ms"], low["p99_ms"]]
+        return out
+
+
+def _stop(procs: list[subprocess.Popen]) -> None:
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(20)
+        except subprocess.TimeoutExpired:
+            p.kill()
 
 
 def _wait_ready(port: int, proc: subprocess.Popen, seconds: float = 60) -> None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
 import json
 import os
 import resource
@@ -121,6 +122,8 @@ class _Generator:
         self.errors = 0
         self.inflight = 0
         self.closed_loop = False
+        self.once = False  # closed loop sending each request exactly once
+        self.finished = asyncio.Event()  # set when `once` has had every answer
         self.stop_at = float("inf")
         self.conns: list[_Conn] = []
 
@@ -150,11 +153,14 @@ class _Generator:
             self.inflight += 1
             conn.send(self._request(), intended)
             self.lags.append(conn.sent - intended)
-        elif self.closed_loop and now < self.stop_at:
+        elif self.closed_loop and now < self.stop_at and not (
+                self.once and self.next >= len(self.order)):
             self.inflight += 1
             conn.send(self._request(), now)
         else:
             self.idle.append(conn)
+            if self.once and not self.inflight:
+                self.finished.set()
 
     def lost(self, conn: _Conn) -> None:
         if conn in self.idle:
@@ -162,9 +168,10 @@ class _Generator:
 
 
 async def run(host: str, port: int, requests: list[bytes], rate: float, seconds: float,
-              connections: int, grace: float, seed: int) -> dict:
+              connections: int, grace: float, seed: int, once: bool = False) -> dict:
     loop = asyncio.get_running_loop()
     gen = _Generator(requests, seed)
+    gen.once = once
     for _ in range(connections):
         _t, conn = await loop.create_connection(lambda: _Conn(gen), host, port)
         gen.conns.append(conn)
@@ -175,9 +182,13 @@ async def run(host: str, port: int, requests: list[bytes], rate: float, seconds:
         gen.closed_loop = True
         gen.stop_at = t0 + seconds
         await asyncio.sleep(max(0.0, t0 - time.perf_counter()))
-        for _ in range(connections):
+        for _ in range(min(connections, len(requests)) if once else connections):
             gen.dispatch(time.perf_counter())
-        await asyncio.sleep(seconds)
+        if once:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(gen.finished.wait(), seconds)
+        else:
+            await asyncio.sleep(seconds)
         sent = gen.next
     else:
         total = int(rate * seconds)
@@ -232,13 +243,15 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--grace", type=float, default=10)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--once", action="store_true",
+                        help="closed loop: send each request once, then stop (warm-ups)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     import uvloop
 
     result = uvloop.run(run(args.host, args.port, read_requests(args.requests), args.rate,
                             args.seconds, args.connections, args.grace,
-                            args.seed or os.getpid()))
+                            args.seed or os.getpid(), args.once))
     np.savez(args.out, latencies=result.pop("latencies"), lag=result.pop("lag"),
              ends=result.pop("ends"))
     args.out.with_suffix(".json").write_text(json.dumps(result))

@@ -8,7 +8,12 @@ from pathlib import Path
 
 # (result key, label, target, comparison): the targets of the benchmark issue.
 TARGETS = [
-    ("home_rps_saturation", "homeTimeline saturation, one API process (req/s)", 1000, ">="),
+    ("home_rps_vs_http_floor_ratio",
+     "homeTimeline req/s / a trivial route's, same process and load", 0.10, ">="),
+    ("postgres_queries_per_cached_home_read", "PostgreSQL queries per cached home read", 0,
+     "<="),
+    ("pull_vs_hybrid_postgres_cpu_ratio",
+     "pure pull / hybrid PostgreSQL CPU per read, viewers following ~200", 10, ">="),
     ("home_p99_ms_at_70pct", "homeTimeline p99 at 70 % of saturation (ms)", 50, "<"),
     ("graphql_vs_plain_route_rps_ratio", "GraphQL / plain route, req/s", 0.5, ">="),
     ("pull_vs_hybrid_p99_ratio", "pure pull / hybrid p99, viewers following ~200", 10, ">="),

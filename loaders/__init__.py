@@ -11,6 +11,7 @@ from typing import Generic, TypeVar
 from core.media import Media
 from core.models import Tweet, User
 from runtime.container import Services
+from storage.readcache import Fence, ReadCaches
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -94,25 +95,84 @@ class Loaders:
     viewer_follows: DataLoader[int, bool]
     # tweet id -> its media, in order (services.media.MediaLibrary.for_tweets)
     tweet_media: DataLoader[int, tuple[Media, ...]]
+    # The request's check of the read caches (storage/readcache.py); None without caches.
+    fence: Fence | None = None
+
+    async def tweets_many(self, ids: list[int]) -> list[Tweet | None]:
+        """`tweets.load_many`, answered straight from the read caches when they hold every
+        id (a page's usual case: no future, batch or task per key)."""
+        return _held(self.fence, "tweets", ids) or await self.tweets.load_many(ids)
+
+    async def users_many(self, ids: list[int]) -> list[User | None]:
+        return _held(self.fence, "users", ids) or await self.users.load_many(ids)
+
+
+def _held(fence: Fence | None, name: str, ids: list[int]) -> list | None:
+    if fence is None or not fence.state or not ids:
+        return None
+    found, missing = getattr(fence.caches, name).get_many(ids)
+    return None if missing else [found[i] for i in ids]
 
 
 def make_loaders(services: Services, viewer_id: int | None) -> Loaders:
+    """Loaders for one request. With read caches, each batch takes what the caches hold
+    (once the request's fence allows it) and loads only the rest from the stores."""
+    caches = services.caches
+    fence = caches.fence() if caches is not None else None
+
+    async def usable() -> ReadCaches | None:
+        return await fence.usable() if fence is not None else None
+
     async def load_users(ids: list[int]) -> list[User | None]:
-        found = await services.users.get_many(ids)
+        found: dict[int, User]
+        if (c := await usable()) is None:
+            found = await services.users.get_many(ids)
+        else:
+            found, missing = c.users.get_many(ids)
+            if missing:
+                generation = c.generation
+                loaded = await services.users.get_many(missing)
+                c.keep(c.users, generation, loaded)
+                found.update(loaded)
         return [found.get(i) for i in ids]
 
     async def load_by_handle(handles: list[str]) -> list[User | None]:
-        found = await services.users.by_handles(handles)
-        return [found.get(h.lower()) for h in handles]
+        lowered = [h.lower() for h in handles]
+        if (c := await usable()) is None:
+            found = await services.users.by_handles(lowered)
+            return [found.get(h) for h in lowered]
+        known, unknown = c.handles.get_many(lowered)
+        users, missing = c.users.get_many(known.values())
+        by_handle = {h: users[i] for h, i in known.items() if i in users}
+        unknown += [h for h, i in known.items() if i in missing]
+        if unknown:
+            generation = c.generation
+            loaded = await services.users.by_handles(unknown)
+            c.keep(c.users, generation, {u.id: u for u in loaded.values()})
+            for h, u in loaded.items():
+                c.handles.put(h, u.id)  # a handle never changes hands
+            by_handle.update(loaded)
+        return [by_handle.get(h) for h in lowered]
 
     async def load_tweets(ids: list[int]) -> list[Tweet | None]:
-        found = await services.tweets.get_many(ids)
-        return [found.get(i) for i in ids]
+        if (c := await usable()) is None:
+            found = await services.tweets.get_many(ids)
+            return [found.get(i) for i in ids]
+        held, missing = c.tweets.get_many(ids)  # a deleted tweet is held as None
+        if missing:
+            generation = c.generation
+            loaded = await services.tweets.get_many(missing)
+            c.keep(c.tweets, generation, loaded)
+            held.update(loaded)
+        return [held.get(i) for i in ids]
 
     async def load_follows(followees: list[int]) -> list[bool]:
         if viewer_id is None:
             return [False] * len(followees)
-        found = await services.graph.following_ids_among(viewer_id, followees)
+        if (c := await usable()) is None:
+            found = await services.graph.following_ids_among(viewer_id, followees)
+        else:
+            found = (await services.feed.followed(viewer_id, c)).allowed
         return [f in found for f in followees]
 
     return Loaders(
@@ -121,5 +181,5 @@ def make_loaders(services: Services, viewer_id: int | None) -> Loaders:
         tweets=DataLoader(load_tweets),
         viewer_follows=DataLoader(load_follows),
         tweet_media=DataLoader(services.media.for_tweets),
+        fence=fence,
     )
-

@@ -15,7 +15,7 @@ async def _with_authors(ctx: Context, page: Page) -> Page:
     """Load every author of the page in one batch up front, so `author` fields resolve
     synchronously instead of one awaitable per tweet."""
     ids = list({t.author_id for t in page.tweets})
-    users = await ctx.loaders.users.load_many(ids)
+    users = await ctx.loaders.users_many(ids)
     return dataclasses.replace(
         page, authors={i: u for i, u in zip(ids, users, strict=True) if u is not None}
     )
@@ -25,7 +25,7 @@ async def home(ctx: Context, first: int | None, after: str | None, since_id: str
     viewer = ctx.require_viewer()
     page = await ctx.services.feed.home_page(
         viewer, args.page_size(first), args.before_tweet(after), args.since(since_id),
-        ctx.loaders.tweets.load_many,
+        ctx.loaders.tweets_many, ctx.loaders.fence,
     )
     if page.degraded:
         ctx.mark_degraded()
@@ -37,7 +37,7 @@ async def of_user(
 ) -> Page:
     page = await ctx.services.feed.user_page(
         user.id, args.page_size(first), args.before_tweet(after), args.since(since_id),
-        ctx.loaders.tweets.load_many,
+        ctx.loaders.tweets_many, ctx.loaders.fence,
     )
     if page.degraded:
         ctx.mark_degraded()

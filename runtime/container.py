@@ -28,6 +28,7 @@ from storage.kafka_bus import parse_url as parse_kafka_url
 from storage.object_server import request_base_or
 from storage.objects import ObjectStore, S3Config, open_store
 from storage.ratelimit import RateLimiter
+from storage.readcache import ReadCaches
 from storage.redis_client import close as close_redis
 from storage.redis_client import connect as redis_connect
 from storage.revocations import Revocations
@@ -56,6 +57,7 @@ class Services:
     social: Social
     media: MediaLibrary
     limits: Limits
+    caches: ReadCaches | None = None  # None when CHIRP_CACHE_MB=0
 
     def probes(self) -> dict[str, Callable[[], Awaitable[object]]]:
         """One readiness check per backend in use."""
@@ -76,6 +78,9 @@ class Services:
     async def close(self) -> None:
         if self.accounts.revocations is not None:
             await self.accounts.revocations.stop()
+        if self.caches is not None:
+            await self.caches.close()
+        await self.feed.activity.close()
         await self.ids.close()
         with contextlib.suppress(Exception):
             await self.bus.close()
@@ -177,10 +182,12 @@ async def open_services(
         redis, keys.RECENTS, settings.timeline_max, settings.timeline_ttl_seconds
     )
     tweets = ArchivedTweetStore(live, archive)
+    caches = (ReadCaches(redis, settings.redis_url, settings.cache_mb)
+              if settings.cache_mb else None)
     limiter = RateLimiter(redis)
     feed = FeedManager(
         home, recents, tweets, graph, users, settings.celebrity_threshold, settings.active_days,
-        settings.fanout_chunk,
+        settings.fanout_chunk, caches,
     )
     limiter = RateLimiter(redis)
     media = MediaLibrary(
@@ -216,4 +223,5 @@ async def open_services(
         social=Social(graph, users, feed, ids.next_id, settings.celebrity_threshold),
         limits=Limits(settings, limiter),
         media=media,
+        caches=caches,
     )

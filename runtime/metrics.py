@@ -93,3 +93,32 @@ ARCHIVE_READ_SECONDS = Histogram(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
     registry=REGISTRY,
 )
+
+# Read caches (storage/readcache.py)
+
+CACHE_HITS = Counter(
+    "chirp_cache_hits_total", "Read-cache lookups answered from this process's memory",
+    ["cache"], registry=REGISTRY,
+)
+CACHE_MISSES = Counter(
+    "chirp_cache_misses_total", "Read-cache lookups that went to Redis or PostgreSQL",
+    ["cache"], registry=REGISTRY,
+)
+CACHE_BYTES = Gauge(
+    "chirp_cache_bytes", "Estimated memory held by each read cache", ["cache"],
+    registry=REGISTRY,
+)
+CACHE_INVALIDATIONS = Counter(
+    "chirp_cache_invalidations_total", "Invalidation items applied to the read caches",
+    registry=REGISTRY,
+)
+CACHE_FLUSHES = Counter(
+    "chirp_cache_flushes_total",
+    "Read caches emptied (a gap in invalidations, a lost connection, a Redis restart)",
+    registry=REGISTRY,
+)
+CACHE_BYPASSED = Counter(
+    "chirp_cache_bypassed_total",
+    "Requests that read the stores because the invalidations could not be trusted",
+    registry=REGISTRY,
+)

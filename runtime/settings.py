@@ -48,6 +48,7 @@ class Settings:
     max_query_tokens: int
     max_query_aliases: int
     pg_pool_size: int
+    cache_mb: int
     archive_after_days: int
     archive_store: str
     archive_interval_hours: int
@@ -301,6 +302,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         max_query_tokens=_int(env, "CHIRP_MAX_QUERY_TOKENS", 2000, 100, 100_000),
         max_query_aliases=_int(env, "CHIRP_MAX_QUERY_ALIASES", 30, 1, 1000),
         pg_pool_size=_int(env, "CHIRP_PG_POOL_SIZE", 10, 1, 500),
+        cache_mb=_int(env, "CHIRP_CACHE_MB", 256, 0, 1_000_000),
         archive_after_days=_int(env, "CHIRP_ARCHIVE_AFTER_DAYS", 365, 1, 100 * 365),
         archive_store=_object_store(env, "CHIRP_ARCHIVE_STORE"),
         archive_interval_hours=_int(env, "CHIRP_ARCHIVE_INTERVAL_HOURS", 24, 0, 24 * 365),

@@ -5,7 +5,10 @@ followers' cached timelines (fan-out, never for celebrities), merge a followee's
 follow, unmerge them on unfollow, drop a deleted tweet everywhere, back-fill a demoted
 celebrity's tweets. Read side: merge the cached timeline with followed celebrities' recent
 tweets, rebuild a missing timeline once, continue from the store past the cached window,
-and pull from the store alone when Redis is unreachable.
+and pull from the store alone when Redis is unreachable. With the read caches
+(storage/readcache.py) a request's followees and celebrities' recents come from memory, its
+one round trip checks the caches' fence, and what the caches say is published on every
+change (`announce`).
 
 Resolvers and workers call this; none of them touch timeline keys themselves.
 """
@@ -16,9 +19,11 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from bisect import bisect_left, bisect_right
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from operator import neg
 
 from redis.exceptions import RedisError
 
@@ -30,9 +35,11 @@ from runtime import metrics
 from runtime.settings import ACTIVE_MARK_SECONDS
 from storage import keys, notices
 from storage.graph import SocialGraph
-from storage.timeline_cache import CachedSlice, Reads, ReadState, TimelineCache
+from storage.invalidation import queue_publish
+from storage.readcache import MISSING, Fence, Followees, ReadCaches, Recents, SortedIds
+from storage.timeline_cache import CachedSlice, Reads, ReadState, TimelineCache, queue_reads
 from storage.tweets import IdCollision, TweetStore
-from storage.users import UserStore
+from storage.users import ActivityMarks, UserStore
 
 log = logging.getLogger(__name__)
 
@@ -54,13 +61,26 @@ class Page:
 class Followed:
     """Who a viewer's home timeline draws on, split by the celebrity rule."""
 
-    allowed: set[int]  # the viewer and everyone they follow: what a page may show
-    pushed: list[int]  # the viewer and followed non-celebrities: what the cache holds
+    allowed: Collection[int]  # the viewer and everyone they follow: what a page may show
     celebs: list[int]  # followed celebrities: pulled at read time
+
+    def pushed(self) -> list[int]:
+        """The viewer and followed non-celebrities: what the cached timeline holds."""
+        pulled = set(self.celebs)
+        return [i for i in self.allowed if i not in pulled]
+
+
+# A cached source's answer, and how many entries it was asked for.
+Sourced = tuple[CachedSlice, int]
 
 
 class _Exhausted(Exception):
     """A cached source reached its truncation point: continue from the store."""
+
+
+class _Refence(Exception):
+    """The request's fence had to wait for invalidations (or gave up on the caches) after
+    cached values were used: assemble the page again."""
 
 
 class FeedManager:
@@ -74,6 +94,7 @@ class FeedManager:
         celebrity_threshold: int,
         active_days: int,
         fanout_chunk: int = 20_000,
+        caches: ReadCaches | None = None,
     ) -> None:
         self.home = home
         self.recents = recents
@@ -83,17 +104,37 @@ class FeedManager:
         self.threshold = celebrity_threshold
         self.active_within = timedelta(days=active_days)
         self.fanout_chunk = fanout_chunk
-        self._background: set[asyncio.Task] = set()
+        self.caches = caches
+        self.activity = ActivityMarks(users)
 
     # ------------------------------------------------------------------ write side
 
     async def on_post(self, tweet: Tweet) -> None:
         """Show a new tweet in its author's own timeline and recents at once. Best effort:
         the fan-out worker repeats both idempotently, so a Redis blip here loses nothing."""
+        author = tweet.author_id
+        changed = [f"u{author}", f"r{author}"]  # tweets_count, and the author's recents
+        if self.caches is not None:
+            self.caches.apply_all(changed)
+
+        def build(pipe) -> None:
+            self._queue_own(pipe, author, tweet.id)
+            queue_publish(pipe, changed)
+
         try:
-            await self.home.run(lambda pipe: self._queue_own(pipe, tweet.author_id, tweet.id))
+            await self.home.run(build)
         except RedisError as e:
             log.warning("own-timeline insert of %s deferred to fan-out: %s", tweet.id, e)
+
+    async def announce(self, items: list[str]) -> None:
+        """Tell every API process's read caches what changed (storage/invalidation.py),
+        this one's at once. Best effort: a process that misses it empties its caches."""
+        if self.caches is not None:
+            self.caches.apply_all(items)
+        try:
+            await self.home.run(lambda pipe: queue_publish(pipe, items))
+        except RedisError as e:
+            log.warning("could not publish invalidations %s: %s", items, e)
 
     def _queue_own(self, pipe, author_id: int, tweet_id: int) -> None:
         """The author's own lists, and the author's live channel (celebrity followers and
@@ -148,7 +189,9 @@ class FeedManager:
             return 0  # deleted before fan-out reached it
         # Repeats the post path's own-list inserts (idempotent) in case those failed; a
         # repeated live notice is dropped by the subscriber, which dedupes by id.
-        await self.home.run(lambda pipe: self._queue_own(pipe, author_id, tweet_id))
+        own = await self.home.run(lambda pipe: self._queue_own(pipe, author_id, tweet_id))
+        if own[1]:  # the post path's insert into recents had failed: caches hold the old
+            await self.announce([f"u{author_id}", f"r{author_id}"])
         author = (await self.users.get_many([author_id])).get(author_id)
         if author is None or fanout.is_celebrity(author.followers_count, self.threshold):
             return 0  # followers pull a celebrity's tweets at read time
@@ -190,6 +233,8 @@ class FeedManager:
                               publish: Publish | None = None) -> None:
         await self.home.remove_many([author_id], [tweet_id], deleted=True)
         await self.recents.remove_many([author_id], [tweet_id])
+        # Again after the API's own (which may have failed), now that recents lost it too.
+        await self.announce([f"t{tweet_id}", f"u{author_id}", f"r{author_id}"])
         await self.home.run(lambda pipe: self.home.queue_notify(
             pipe, keys.author_presence(author_id), keys.author_channel(author_id),
             notices.deleted(tweet_id),
@@ -275,25 +320,48 @@ class FeedManager:
 
     # ------------------------------------------------------------------ read side
 
-    async def followed(self, viewer: int) -> Followed:
-        """One query: everyone the viewer follows, with follower counts."""
-        ids, counts = await self.graph.followees(viewer)
+    async def followed(self, viewer: int, caches: ReadCaches | None = None) -> Followed:
+        """Everyone the viewer follows, split by the celebrity rule: one query, or the
+        followee cache of a request whose fence allows it."""
+        if caches is None:
+            ids, counts = await self.graph.followees(viewer)
+            return Followed({viewer, *ids}, self._celebs(ids, counts))
+        entry = caches.followees.get(viewer)
+        if entry is MISSING:
+            generation = caches.generation
+            ids, counts = await self.graph.followees(viewer)
+            entry = Followees(SortedIds([viewer, *ids]), tuple(self._celebs(ids, counts)))
+            caches.keep(caches.followees, generation, {viewer: entry})
+        if entry.version != caches.crossings:
+            entry.split = Followed(entry.ids, _crossed(entry, caches.celebrity))
+            entry.version = caches.crossings
+        return entry.split
+
+    def _celebs(self, ids: list[int], counts: list[int]) -> list[int]:
         t = self.threshold
-        celebs = [i for i, c in zip(ids, counts, strict=True) if fanout.is_celebrity(c, t)]
-        if celebs:
-            known = set(celebs)
-            pushed = [viewer, *(i for i in ids if i not in known)]
-        else:
-            pushed = [viewer, *ids]
-        return Followed({viewer, *ids}, pushed, celebs)
+        return [i for i, c in zip(ids, counts, strict=True) if fanout.is_celebrity(c, t)]
 
     async def home_page(
-        self, viewer: int, first: int, before: int, since: int, load: TweetLoader
+        self, viewer: int, first: int, before: int, since: int, load: TweetLoader,
+        fence: Fence | None = None,
     ) -> Page:
-        followed = await self.followed(viewer)
+        """`fence`: the request's, letting it use the read caches (storage/readcache.py)."""
+        while True:
+            try:
+                return await self._home_page(viewer, first, before, since, load, fence)
+            except _Refence:
+                continue  # the fence is settled now: once more, with or without caches
 
-        async def cached(before: int, count: int) -> list[CachedSlice]:
-            return await self._home_slices(viewer, followed, before, since, count)
+    async def _home_page(
+        self, viewer: int, first: int, before: int, since: int, load: TweetLoader,
+        fence: Fence | None,
+    ) -> Page:
+        caches = _usable(fence)
+        followed = await self.followed(viewer, caches)
+
+        async def cached(before: int, count: int) -> list[Sourced]:
+            return await self._home_slices(viewer, followed, before, since, count, fence,
+                                           caches)
 
         async def stored(before: int, count: int) -> list[Tweet]:
             return await self.tweets.by_authors(sorted(followed.allowed), before, since, count)
@@ -301,10 +369,24 @@ class FeedManager:
         return await self._page(first, before, cached, stored, load, followed.allowed)
 
     async def user_page(
-        self, author: int, first: int, before: int, since: int, load: TweetLoader
+        self, author: int, first: int, before: int, since: int, load: TweetLoader,
+        fence: Fence | None = None,
     ) -> Page:
-        async def cached(before: int, count: int) -> list[CachedSlice]:
-            return [await self._recents_slice(author, before, since, count)]
+        while True:
+            try:
+                return await self._user_page(author, first, before, since, load, fence)
+            except _Refence:
+                continue
+
+    async def _user_page(
+        self, author: int, first: int, before: int, since: int, load: TweetLoader,
+        fence: Fence | None,
+    ) -> Page:
+        caches = _usable(fence)
+
+        async def cached(before: int, count: int) -> list[Sourced]:
+            return [(await self._recents_slice(author, before, since, count, fence, caches),
+                     count)]
 
         async def stored(before: int, count: int) -> list[Tweet]:
             return await self.tweets.by_author(author, before, since, count)
@@ -315,13 +397,14 @@ class FeedManager:
         self,
         first: int,
         before: int,
-        cached: Callable[[int, int], Awaitable[list[CachedSlice]]],
+        cached: Callable[[int, int], Awaitable[list[Sourced]]],
         stored: Callable[[int, int], Awaitable[list[Tweet]]],
         load: TweetLoader,
-        allowed: set[int],
+        allowed: Collection[int],
     ) -> Page:
         """Collect first+1 visible tweets below `before` (the extra one only tells whether
-        a next page exists), from the caches while they know, then from the store."""
+        a next page exists), from the caches while they know, then from the store. Each
+        cached source answers a slice and how many entries it was asked for."""
         want = first + 1
         out: list[Tweet] = []
         degraded = False
@@ -348,13 +431,13 @@ class FeedManager:
                 metrics.STORE_FALLBACK_READS.inc()
                 use_store = True
                 continue
-            ids, boundary = exact_merge([_as_slice(g, count, before) for g in got])
+            ids, boundary = exact_merge([_as_slice(g, w, before) for g, w in got])
             if ids:
                 tweets = await load(ids)
                 out.extend(t for t in tweets if t is not None and t.author_id in allowed)
             if boundary == 0:
                 break  # every source is complete down to `since`
-            if any(g.truncated for g in got) or boundary >= before:
+            if any(g.truncated for g, _w in got) or boundary >= before:
                 # A capped list gave out: it knows nothing below here, the store does.
                 metrics.STORE_FALLBACK_READS.inc()
                 use_store = True
@@ -362,44 +445,110 @@ class FeedManager:
         return Page(out[:first], len(out) > first, degraded)
 
     async def _home_slices(
-        self, viewer: int, followed: Followed, before: int, since: int, count: int
-    ) -> list[CachedSlice]:
+        self, viewer: int, followed: Followed, before: int, since: int, count: int,
+        fence: Fence | None = None, caches: ReadCaches | None = None,
+    ) -> list[Sourced]:
+        """One round trip: the fence (if the request has not passed it yet), the viewer's
+        list, and the recents of each followed celebrity that this process does not hold
+        (all of them without caches). Recents held here are cut below the viewer's slice,
+        not at `count`: reading deeper costs nothing, and cut at `count` an active
+        celebrity's slice would end above the viewer's and make the page read again."""
         celebs = followed.celebs
-        sources = [(self.home, viewer), *((self.recents, c) for c in celebs)]
-        reading = Reads(sources, before, since, count, renew_first=True)
+        checking = fence is not None and fence.state is None
+        kept: dict[int, Recents] = {}
+        missing: list[int] = []
+        generation = 0
+        if caches is not None:
+            kept, missing = caches.recents.get_many(celebs)
+            generation = caches.generation
+        pulled = () if caches is not None else celebs
+        reading = Reads([(self.home, viewer), *((self.recents, c) for c in pulled)],
+                        before, since, count, renew_first=True)
+        whole_reading = Reads([(self.recents, c) for c in missing], NEWEST, 0, WHOLE) \
+            if missing else None
 
         def build(pipe) -> None:
+            if checking:
+                fence.queue(pipe)
             reading.queue(pipe)
+            if whole_reading is not None:
+                whole_reading.queue(pipe)
             pipe.set(keys.seen(viewer), 1, nx=True, ex=ACTIVE_MARK_SECONDS)
 
         replies = await self.home.run(build)
-        reads, seen = reading.collect(replies), replies[reading.calls]
-        if seen:
-            # Off the read's critical path; keep a reference so the task is not collected.
-            task = asyncio.get_running_loop().create_task(self._mark_active(viewer))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+        if replies[-1]:  # the viewer's first read this hour
+            self.activity.add(viewer)
+        if checking and not await fence.settle(replies[0]):
+            raise _Refence()
+        at = 1 if checking else 0
+        reads = reading.collect(replies[at:at + reading.calls])
+        at += reading.calls
+        wholes = whole_reading.collect(replies[at:at + whole_reading.calls]) \
+            if whole_reading is not None else []
         home = self.home.parse(reads[0])
         if home.state != ReadState.OK:
             # The rebuilt cache holds what fan-out would have pushed: no second followee query.
             home = await self._rebuilt(
                 self.home, viewer, before, since, count,
-                lambda _viewer: self._newest_of(followed.pushed),
+                lambda _viewer: self._newest_of(followed.pushed()),
             )
-        slices = [home]
-        for celeb, reply in zip(celebs, reads[1:], strict=True):
-            got = self.recents.parse(reply)
-            if got.state != ReadState.OK:
-                got = await self._rebuilt(
-                    self.recents, celeb, before, since, count, self._author_window
-                )
-            slices.append(got)
+        slices: list[Sourced] = [(home, count)]
+        if caches is None:
+            for celeb, reply in zip(celebs, reads[1:], strict=True):
+                got = self.recents.parse(reply)
+                if got.state != ReadState.OK:
+                    got = await self._rebuilt(
+                        self.recents, celeb, before, since, count, self._author_window
+                    )
+                slices.append((got, count))
+            return slices
+        if missing:
+            whole: dict[int, Recents] = {}
+            for celeb, reply in zip(missing, wholes, strict=True):
+                got = self.recents.parse(reply)
+                if got.state == ReadState.OK:
+                    whole[celeb] = Recents(got.ids, got.truncated)
+            caches.keep(caches.recents, generation, whole)
+            kept.update(whole)
+        floor = _as_slice(home, count, before).floor
+        for celeb in celebs:
+            entry = kept.get(celeb)
+            if entry is None:  # being rebuilt
+                slices.append((await self._rebuilt(
+                    self.recents, celeb, before, since, count, self._author_window), count))
+            else:
+                slices.append(down_to(entry, before, since, floor))
         return slices
 
     async def _recents_slice(
-        self, author: int, before: int, since: int, count: int
+        self, author: int, before: int, since: int, count: int,
+        fence: Fence | None = None, caches: ReadCaches | None = None,
     ) -> CachedSlice:
-        got = await self.recents.read(author, before, since, count)
+        if caches is None:
+            got = await self.recents.read(author, before, since, count)
+        else:
+            checking = fence is not None and fence.state is None
+            entry = caches.recents.get(author)
+            if not checking and entry is not MISSING:
+                return window(entry, before, since, count)
+            generation = caches.generation
+
+            def build(pipe) -> None:
+                if checking:
+                    fence.queue(pipe)
+                if entry is MISSING:
+                    queue_reads(pipe, [(self.recents, author)], NEWEST, 0, WHOLE)
+
+            replies = await self.home.run(build)
+            if checking and not await fence.settle(replies[0]):
+                raise _Refence()
+            if entry is not MISSING:
+                return window(entry, before, since, count)
+            got = self.recents.parse(replies[-1][0])
+            if got.state == ReadState.OK:
+                entry = Recents(got.ids, got.truncated)
+                caches.keep(caches.recents, generation, {author: entry})
+                return window(entry, before, since, count)
         if got.state != ReadState.OK:
             got = await self._rebuilt(
                 self.recents, author, before, since, count, self._author_window
@@ -442,11 +591,54 @@ class FeedManager:
         tweets = await self.tweets.by_authors(authors, limit=self.home.cap)
         return [t.id for t in tweets], len(tweets) >= self.home.cap
 
-    async def _mark_active(self, user_id: int) -> None:
-        try:
-            await self.users.mark_active(user_id)
-        except Exception as e:  # activity is advisory; never fail a read over it
-            log.warning("could not mark %s active: %s", user_id, e)
+
+WHOLE = 1 << 24  # a read count that returns a whole list (and its sentinel, if capped)
+
+
+def _usable(fence: Fence | None) -> ReadCaches | None:
+    """The caches a request may use now: before its fence is checked they are used
+    optimistically, and the check (in the same round trip) decides whether that stands."""
+    return fence.caches if fence is not None and fence.state is not False else None
+
+
+def _crossed(entry: Followees, crossed: dict[int, bool]) -> list[int]:
+    """A cached entry's celebrities now: those of when it was loaded, with the threshold
+    crossings seen since (`crossed`: author -> a celebrity now)."""
+    celebs = [c for c in entry.celebs if crossed.get(c, True)]
+    if crossed:
+        known = set(celebs)
+        celebs += [a for a, now in crossed.items() if now and a not in known and a in entry.ids]
+    return celebs
+
+
+def down_to(entry: Recents, before: int, since: int, floor: int) -> Sourced:
+    """A held list's entries in (since, before) down to `floor` and one more (so that it
+    reaches below `floor`), or all of them for floor 0, and the count that asks for: what
+    the read script answers when asked for that many."""
+    ids = entry.ids
+    n = len(ids)
+    start = bisect_right(ids, -before, key=neg) if n and ids[0] >= before else 0
+    stop = bisect_left(ids, -since, start, n, key=neg) if n and ids[-1] <= since else n
+    if floor:
+        k = bisect_right(ids, -floor, start, stop, key=neg) + 1  # >= floor, and one below
+        if k < stop:
+            return CachedSlice(ReadState.OK, ids[start:k], False), k - start
+    got = ids[start:stop]
+    return CachedSlice(ReadState.OK, got, entry.truncated and stop == n), len(got) + 1
+
+
+def window(entry: Recents, before: int, since: int, want: int) -> CachedSlice:
+    """What the read script returns for this window of a list held whole: up to `want`
+    ids below `before` and above `since`, truncated if it reached the end of a capped
+    list with fewer than `want`."""
+    ids = entry.ids
+    n = len(ids)
+    start = bisect_right(ids, -before, key=neg) if n and ids[0] >= before else 0
+    stop = min(n, start + want)
+    if stop > start and ids[stop - 1] <= since:
+        stop = bisect_left(ids, -since, start, stop, key=neg)
+    return CachedSlice(ReadState.OK, ids[start:stop],
+                       entry.truncated and stop == n and stop - start < want)
 
 
 def _as_slice(got: CachedSlice, count: int, before: int) -> Slice:

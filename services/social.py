@@ -34,8 +34,18 @@ class Social:
         await self._target(follower, followee)
         change = await self.graph.follow(follower, followee, self.next_id())
         if change.changed:
+            await self.feed.announce(self._changed(follower, followee, change))
             await self.feed.on_follow(follower, followee, change.followers_after)
         return (await self.users.get_many([followee]))[followee]
+
+    def _changed(self, follower: int, followee: int, change: FollowChange) -> list[str]:
+        """What the read caches must forget: the follower's followees, both users' counts,
+        and the followee's celebrity status if it just changed."""
+        items = [f"f{follower}", f"u{follower}", f"u{followee}"]
+        now = fanout.is_celebrity(change.followers_after, self.threshold)
+        if now != fanout.is_celebrity(change.followers_before, self.threshold):
+            items.append(f"c{followee}:{int(now)}")
+        return items
 
     async def unfollow(self, follower: int, followee: int) -> User:
         await self._target(follower, followee)
@@ -46,5 +56,6 @@ class Social:
 
         change = await self.graph.unfollow(follower, followee, on_change=announce_demotion)
         if change.changed:
+            await self.feed.announce(self._changed(follower, followee, change))
             await self.feed.on_unfollow(follower, followee)
         return (await self.users.get_many([followee]))[followee]

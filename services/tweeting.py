@@ -221,6 +221,9 @@ class Tweeting:
             except Unavailable as e:
                 log.warning("tweet %s deletion committed; the worker will finish it: %s",
                             tweet_id, e)
+        # Gone from every API process's caches before the delete is acknowledged (the
+        # worker announces it again once it has removed the id from the lists).
+        await self.feed.announce([f"t{tweet_id}", f"u{user_id}"])
         return True
 
 

@@ -24,6 +24,12 @@ EVENTS_DEAD = f"{PREFIX}:{{events}}:dead"
 
 DELIVERIES = f"{PREFIX}:stats:deliveries"  # fan-out deliveries attempted, for /metrics
 
+# Read-path cache invalidations (storage.invalidation): a counter numbering every
+# invalidation, and the channel each is published on as "<seq> <items>". Readers GET the
+# counter in their one round trip to know they have applied everything published before.
+CACHE_SEQ = f"{PREFIX}:cache:seq"
+CACHE_CHANNEL = f"{PREFIX}:cache:invalidate"
+
 # Templates for the Lua scripts: a user's decimal id goes between head and tail.
 HUB_CHANNEL_HEAD = f"{PREFIX}:live:hub:"
 HOME_CHANNEL_HEAD, HOME_CHANNEL_TAIL = f"{PREFIX}:live:{{", "}:home"

@@ -1,13 +1,18 @@
-"""Users in PostgreSQL."""
+"""Users in PostgreSQL, and the batched writer of readers' activity marks."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import Iterable
 
 import asyncpg
 
 from core.errors import Conflict, Unavailable
 from core.models import User
+
+log = logging.getLogger(__name__)
 
 _COLUMNS = (
     "id, handle, display_name, bio, created_at, followers_count, following_count, tweets_count"
@@ -65,7 +70,48 @@ class UserStore:
             "UPDATE users SET password_hash = $2 WHERE id = $1", user_id, password_hash
         )
 
-    async def mark_active(self, user_id: int) -> None:
+    async def mark_active(self, user_ids: list[int]) -> None:
         await self.pool.execute(
-            "UPDATE users SET last_active_at = now() WHERE id = $1", user_id
+            "UPDATE users SET last_active_at = now() WHERE id = ANY($1::bigint[])", user_ids
         )
+
+
+class ActivityMarks:
+    """Readers to mark active (the fan-out filter, CHIRP_ACTIVE_DAYS), written in one
+    UPDATE per batch shortly after the first of it arrives: never on a read's path, and
+    one statement for however many readers came back in that moment."""
+
+    DELAY_S = 0.05
+
+    def __init__(self, users: UserStore) -> None:
+        self.users = users
+        self._pending: set[int] = set()
+        self._task: asyncio.Task | None = None
+
+    def add(self, user_id: int) -> None:
+        self._pending.add(user_id)
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._write_soon())
+
+    async def _write_soon(self) -> None:
+        try:
+            await asyncio.sleep(self.DELAY_S)
+        finally:
+            self._task = None
+        await self.flush()
+
+    async def flush(self) -> None:
+        batch, self._pending = list(self._pending), set()
+        if not batch:
+            return
+        try:
+            await self.users.mark_active(batch)
+        except Exception as e:  # activity is advisory; the next hour's read marks again
+            log.warning("could not mark %d readers active: %s", len(batch), e)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.flush()

@@ -94,6 +94,18 @@ class MemoryPipe:
 
         self.queue(run)
 
+    def eval(self, _script: str, numkeys: int, *rest: Any) -> None:
+        """storage.invalidation.queue_publish: number the items and publish them."""
+        (counter,), (channel, items, start) = rest[:numkeys], rest[numkeys:]
+
+        def run() -> int:
+            seq = self.server.plain.get(counter, int(start)) + 1
+            self.server.plain[counter] = seq
+            self.server.published.append((channel, f"{seq} {items}"))
+            return seq
+
+        self.queue(run)
+
     def delete(self, *names: str) -> None:
         self.queue(lambda: sum(self.server.lists.pop(n, None) is not None
                                or self.server.locks.pop(n, None) is not None for n in names))
@@ -400,5 +412,6 @@ class MemoryUsers:
     async def get_many(self, ids: Iterable[int]) -> dict[int, User]:
         return {i: self.users[i] for i in ids if i in self.users}
 
-    async def mark_active(self, user_id: int) -> None:
-        self.active[user_id] = datetime.now(UTC)
+    async def mark_active(self, user_ids: list[int]) -> None:
+        for user_id in user_ids:
+            self.active[user_id] = datetime.now(UTC)
