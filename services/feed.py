@@ -352,11 +352,18 @@ class FeedManager:
             except _Refence:
                 continue  # the fence is settled now: once more, with or without caches
 
+    async def _settled(self, fence: Fence | None) -> ReadCaches | None:
+        # On a cluster the counter lives on one shard: checked on its own before the page, a
+        # failing shard then only bypasses the caches instead of degrading every read.
+        if fence is not None and fence.state is None and self.home.cluster:
+            return await fence.usable()
+        return _usable(fence)
+
     async def _home_page(
         self, viewer: int, first: int, before: int, since: int, load: TweetLoader,
         fence: Fence | None,
     ) -> Page:
-        caches = _usable(fence)
+        caches = await self._settled(fence)
         followed = await self.followed(viewer, caches)
 
         async def cached(before: int, count: int) -> list[Sourced]:
@@ -382,7 +389,7 @@ class FeedManager:
         self, author: int, first: int, before: int, since: int, load: TweetLoader,
         fence: Fence | None,
     ) -> Page:
-        caches = _usable(fence)
+        caches = await self._settled(fence)
 
         async def cached(before: int, count: int) -> list[Sourced]:
             return [(await self._recents_slice(author, before, since, count, fence, caches),
