@@ -2,11 +2,11 @@
 round trip.
 
 Redis holds the truth: a sorted set of logged-out token ids scored by their expiry, and a
-hash of users' "log out everywhere" times. A revocation writes there and publishes on one
-channel; every process listening applies it to its copy. A process (re)loads the whole
-state whenever its subscription (re)connects, so a message missed while disconnected is
-never missed for good; until the first load completes, `ready` is unset and callers ask
-Redis directly. While disconnected the last copy stays in use.
+hash of users' "log out everywhere" times. A revocation writes there, then publishes on one
+channel (a cluster pipeline cannot carry PUBLISH); every process listening applies it to its
+copy. A process (re)loads the whole state whenever its subscription (re)connects, so a
+message missed while disconnected is never missed for good; until the first load completes,
+`ready` is unset and callers ask Redis directly. While disconnected the last copy stays in use.
 """
 
 from __future__ import annotations
@@ -52,16 +52,14 @@ class Revocations:
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.zadd(keys.REVOKED_TOKENS, {jti: expires_at})
             pipe.zremrangebyscore(keys.REVOKED_TOKENS, "-inf", time.time())
-            pipe.publish(keys.REVOCATIONS, orjson.dumps({"jti": jti, "exp": expires_at}))
             await pipe.execute()
+        await self.redis.publish(keys.REVOCATIONS, orjson.dumps({"jti": jti, "exp": expires_at}))
         self.tokens[jti] = expires_at
 
     async def revoke_user(self, user: int) -> None:
         now = time.time()
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hset(keys.TOKENS_AFTER, str(user), repr(now))
-            pipe.publish(keys.REVOCATIONS, orjson.dumps({"user": user, "after": now}))
-            await pipe.execute()
+        await self.redis.hset(keys.TOKENS_AFTER, str(user), repr(now))
+        await self.redis.publish(keys.REVOCATIONS, orjson.dumps({"user": user, "after": now}))
         self.after[user] = max(self.after.get(user, 0.0), now)
 
     def start(self) -> None:
