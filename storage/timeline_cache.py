@@ -43,7 +43,7 @@ from storage.redis_client import by_slot
 
 SENTINEL = bytes(ENTRY_BYTES)
 
-NAMES = ["insert", "remove", "merge", "read", "begin", "notify", "present"]
+NAMES = ["insert", "remove", "merge", "read", "home", "begin", "notify", "present"]
 # Read once at start-up; a cache uses one set or the other by its client.
 SINGLE_SCRIPTS = scripts.load(NAMES, scripts.SINGLE)
 CLUSTER_SCRIPTS = scripts.load(NAMES, scripts.CLUSTER)
