@@ -359,18 +359,11 @@ class FeedManager:
             except _Refence:
                 continue  # the fence is settled now: once more, with or without caches
 
-    async def _settled(self, fence: Fence | None) -> ReadCaches | None:
-        # On a cluster the counter lives on one shard: checked on its own before the page, a
-        # failing shard then only bypasses the caches instead of degrading every read.
-        if fence is not None and fence.state is None and self.home.cluster:
-            return await fence.usable()
-        return _usable(fence)
-
     async def _home_page(
         self, viewer: int, first: int, before: int, since: int, load: TweetLoader,
         fence: Fence | None,
     ) -> Page:
-        caches = await self._settled(fence)
+        caches = await fence.begin() if fence is not None else None
         followed = await self.followed(viewer, caches)
 
         async def cached(before: int, count: int) -> list[Sourced]:
@@ -396,7 +389,7 @@ class FeedManager:
         self, author: int, first: int, before: int, since: int, load: TweetLoader,
         fence: Fence | None,
     ) -> Page:
-        caches = await self._settled(fence)
+        caches = await fence.begin() if fence is not None else None
 
         async def cached(before: int, count: int) -> list[Sourced]:
             return [(await self._recents_slice(author, before, since, count, fence, caches),
@@ -478,7 +471,8 @@ class FeedManager:
             if not missing and not self.home.cluster:
                 home = await self._home_call(viewer, followed, before, since, count, fence,
                                              checking)
-                return await self._with_recents(home, count, before, since, celebs, kept)
+                return await self._with_recents(home, count, before, since, celebs, kept,
+                                                caches)
         pulled = () if caches is not None else celebs
         reading = Reads([(self.home, viewer), *((self.recents, c) for c in pulled)],
                         before, since, count, renew_first=True)
@@ -522,7 +516,7 @@ class FeedManager:
                     whole[celeb] = Recents(got.ids, got.truncated)
             caches.keep(caches.recents, generation, whole)
             kept.update(whole)
-        return await self._with_recents(home, count, before, since, celebs, kept)
+        return await self._with_recents(home, count, before, since, celebs, kept, caches)
 
     async def _home_call(self, viewer: int, followed: Followed, before: int, since: int,
                          count: int, fence: Fence | None, checking: bool) -> CachedSlice:
@@ -556,18 +550,23 @@ class FeedManager:
         return home
 
     async def _with_recents(self, home: CachedSlice, count: int, before: int, since: int,
-                            celebs: list[int], kept: dict[int, Recents]) -> list[Sourced]:
-        """The viewer's slice and each followed celebrity's from the recents held here
-        (rebuilt from the store where a list was being rebuilt)."""
+                            celebs: list[int], kept: dict[int, Recents],
+                            caches: ReadCaches) -> list[Sourced]:
+        """The viewer's slice and each followed celebrity's from the recents held here.
+        A list missing or being rebuilt in Redis is rebuilt (or waited for) and then held
+        whole like any other, so the next read does not fetch it again (on a cluster,
+        one more node in the round trip)."""
         slices: list[Sourced] = [(home, count)]
         floor = _as_slice(home, count, before).floor
         for celeb in celebs:
             entry = kept.get(celeb)
-            if entry is None:  # being rebuilt
-                slices.append((await self._rebuilt(
-                    self.recents, celeb, before, since, count, self._author_window), count))
-            else:
-                slices.append(down_to(entry, before, since, floor))
+            if entry is None:
+                generation = caches.generation
+                got = await self._rebuilt(self.recents, celeb, NEWEST, 0, WHOLE,
+                                          self._author_window)
+                entry = Recents(got.ids, got.truncated)
+                caches.keep(caches.recents, generation, {celeb: entry})
+            slices.append(down_to(entry, before, since, floor))
         return slices
 
     async def _recents_slice(
@@ -644,12 +643,6 @@ class FeedManager:
 
 _HOME_SHA = SINGLE_SCRIPTS["home"].sha
 WHOLE = 1 << 24  # a read count that returns a whole list (and its sentinel, if capped)
-
-
-def _usable(fence: Fence | None) -> ReadCaches | None:
-    """The caches a request may use now: before its fence is checked they are used
-    optimistically, and the check (in the same round trip) decides whether that stands."""
-    return fence.caches if fence is not None and fence.state is not False else None
 
 
 def _crossed(entry: Followees, crossed: dict[int, bool]) -> list[int]:

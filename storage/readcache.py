@@ -28,7 +28,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import RedisError
 
 from core.models import Tweet, User
@@ -177,6 +177,7 @@ class ReadCaches:
         total = megabytes * 2**20
         share = {k: int(total * v) for k, v in self.SHARES.items()}
         self.redis = redis
+        self.cluster = isinstance(redis, RedisCluster)
         self.tweets = Memo("tweets", share["tweets"], tweet_bytes)
         self.users = Memo("users", share["users"] * 9 // 10, user_bytes)
         self.handles = Memo("handles", share["users"] // 10, lambda h: 120)
@@ -247,11 +248,21 @@ class Fence:
     None until checked (in the request's first Redis round trip, or a GET of its own),
     then True (use the caches) or False (read the stores)."""
 
-    __slots__ = ("caches", "state")
+    __slots__ = ("caches", "cluster", "state")
 
     def __init__(self, caches: ReadCaches) -> None:
         self.caches = caches
+        self.cluster = caches.cluster
         self.state: bool | None = None
+
+    async def begin(self) -> ReadCaches | None:
+        """The caches a page may start from: before the check they are used optimistically
+        and the check, in the page's own round trip, decides whether that stands. On a
+        cluster the counter lives on one shard, so it is checked on its own first: a
+        failing shard then only bypasses the caches instead of degrading every read."""
+        if self.state is None and self.cluster:
+            return await self.usable()
+        return self.caches if self.state is not False else None
 
     def queue(self, pipe) -> None:
         pipe.get(keys.CACHE_SEQ)
