@@ -23,7 +23,7 @@ import orjson
 
 
 async def run(kind: str, tokens: list[str], seconds: float, concurrency: int) -> dict:
-    from bench.app import QUERY, home_page_json
+    from bench.app import QUERY, _awaited, home_page_json
     from resolvers.context import build_context
     from runtime.container import open_services
     from runtime.settings import load
@@ -34,7 +34,7 @@ async def run(kind: str, tokens: list[str], seconds: float, concurrency: int) ->
     rng = random.Random(3)
 
     async def graphql(token: str) -> bytes:
-        ctx = await build_context(svc, f"Bearer {token}")
+        ctx = await _awaited(build_context(svc, f"Bearer {token}"))
         # As the API answers a query it has seen (app.py, GraphQLApp._known_query): the
         # first time through Strawberry's full path, which parses, validates and remembers
         # the document; then straight to execution.
