@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import inspect
 import os
+from contextvars import ContextVar
 
 import orjson
 from prometheus_client import Counter
@@ -110,11 +111,38 @@ QUERIES = Counter("chirp_bench_postgres_queries_total",
                   "PostgreSQL queries sent by this API process", registry=metrics.REGISTRY)
 
 
+# Set while /metrics is served: its gauges query PostgreSQL, and those are not a read's.
+_SCRAPING: ContextVar[bool] = ContextVar("scraping", default=False)
+
+
+def _count(_record) -> None:
+    # asyncpg calls query loggers through call_soon, in the querying task's context.
+    if not _SCRAPING.get():
+        QUERIES.inc()
+
+
 def _counting_connect(connect):
     async def counted(url: str, size: int = 10, on_query=None):
-        return await connect(url, size, on_query or (lambda _record: QUERIES.inc()))
+        return await connect(url, size, on_query or _count)
 
     return counted
+
+
+class _Scrapes:
+    """Marks the handling of /metrics (see _SCRAPING)."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/metrics":
+            token = _SCRAPING.set(True)
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                _SCRAPING.reset(token)
+            return
+        await self.app(scope, receive, send)
 
 
 def create_app():
@@ -122,5 +150,5 @@ def create_app():
     application = chirp.create_app()
     application.router.routes.append(Route("/bench/home", plain_home, methods=["GET"]))
     if os.environ.get("BENCH_FEED") == "pull":
-        return _PullMode(application)
-    return application
+        return _Scrapes(_PullMode(application))
+    return _Scrapes(application)
