@@ -94,11 +94,20 @@ class ActivityMarks:
             self._task = asyncio.get_running_loop().create_task(self._write_soon())
 
     async def _write_soon(self) -> None:
+        # The task stays set while its batch is written, so `idle` can wait for it.
         try:
             await asyncio.sleep(self.DELAY_S)
+            await self.flush()
         finally:
             self._task = None
+        if self._pending:  # readers who came back while the batch was being written
+            self._task = asyncio.get_running_loop().create_task(self._write_soon())
+
+    async def idle(self) -> None:
+        """Every mark queued so far written, none in flight."""
         await self.flush()
+        while (task := self._task) is not None:
+            await task
 
     async def flush(self) -> None:
         batch, self._pending = list(self._pending), set()

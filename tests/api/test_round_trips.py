@@ -57,7 +57,7 @@ async def _costs(api, monkeypatch, queries: list, token: str, query: str,
         redis_trips += 1
         return await real_send(self, command, check_health)
 
-    await api.services.feed.activity.flush()  # a mark left by the last read: not this one's
+    await api.services.feed.activity.idle()  # a mark left by the last read: not this one's
     await asyncio.sleep(0.05)  # asyncpg calls query loggers soon after, not at once
     queries.clear()
     monkeypatch.setattr(AbstractConnection, "send_packed_command", counting_send)
