@@ -35,7 +35,8 @@ from enum import Enum
 
 from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.client import Pipeline
-from redis.exceptions import NoScriptError
+from redis.asyncio.cluster import ClusterNode
+from redis.exceptions import ConnectionError, NoScriptError, RedisClusterException
 
 from core.timeline import ENTRY_BYTES, NEWEST, pack, unpack
 from storage import keys, scripts
@@ -44,9 +45,12 @@ from storage.redis_client import by_slot
 SENTINEL = bytes(ENTRY_BYTES)
 
 NAMES = ["insert", "remove", "merge", "read", "begin", "notify", "present"]
+# The scripts changing many lists, which a cluster runs once per node (`_per_node`).
+BATCHED = ["insert", "remove", "merge"]
 # Read once at start-up; a cache uses one set or the other by its client.
 SINGLE_SCRIPTS = scripts.load(NAMES, scripts.SINGLE)
 CLUSTER_SCRIPTS = scripts.load(NAMES, scripts.CLUSTER)
+NODE_SCRIPTS = scripts.load(BATCHED, scripts.NODE)
 
 
 class ReadState(Enum):
@@ -93,6 +97,9 @@ class TimelineCache:
         self.free_slots = free_slots
         self.cluster = isinstance(redis, RedisCluster)
         self.scripts = CLUSTER_SCRIPTS if self.cluster else SINGLE_SCRIPTS
+        # Lists a per-node call skipped (their slot had moved or was moving) and sent again
+        # per slot: for tests and metrics.
+        self.resent = 0
 
     def key(self, owner: int) -> str:
         return keys.timeline(self.prefix, owner)
@@ -119,7 +126,7 @@ class TimelineCache:
 
     async def load_scripts(self) -> None:
         if self.cluster:  # SCRIPT LOAD goes to every primary
-            for script in self.scripts.values():
+            for script in [*self.scripts.values(), *NODE_SCRIPTS.values()]:
                 await self.redis.script_load(script.source)
             return
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -136,17 +143,55 @@ class TimelineCache:
         how many were queued (their replies come last)."""
         if not self.cluster:
             return 0
-        nodes = {}
-        for owner in owners:
-            node = self.redis.get_node_from_key(self.key(owner))
-            nodes[node.name] = node
-        for node in nodes.values():
+        nodes = [node for node, _owners in self._by_node(owners)]
+        for node in nodes:
             pipe.execute_command("WAIT", 1, self.REPLICA_WAIT_MS, target_nodes=node)
         return len(nodes)
 
     def _batches(self, owners: list[int]) -> list[list[int]]:
         """One script call's owners: all of them, or on a cluster one group per slot."""
         return by_slot(owners, self.key) if self.cluster else [owners]
+
+    def _by_node(self, owners: list[int]) -> list[tuple[ClusterNode, list[int]]]:
+        """Owners grouped by the primary holding their lists, by the client's slot map."""
+        groups: dict[str, tuple[ClusterNode, list[int]]] = {}
+        for owner in owners:
+            try:
+                node = self.redis.get_node_from_key(self.key(owner))
+            except RedisClusterException as e:  # no node for the slot: failing over
+                raise ConnectionError(f"Redis Cluster: {e}") from e
+            groups.setdefault(node.name, (node, []))[1].append(owner)
+        return list(groups.values())
+
+    async def _per_node(self, name: str, owners: list[int], args: list, live: bool,
+                        extra: Callable[[Pipeline], None] | None = None) -> int:
+        """On a cluster, `name` over many lists: one call per node holding some (a page of
+        1,000 followers spans ~1,000 slots but 3 nodes), all nodes at once, then `extra`
+        queued and a replica wait. Lists a node did not serve are sent again per slot with
+        declared keys (`_each`); every batched script skips such a list untouched, so the
+        replies' sum counts each list once. `live`: the lists' owners get live notices."""
+        groups = self._by_node(owners)
+        sha = NODE_SCRIPTS[name].sha
+
+        def build(pipe: Pipeline) -> None:
+            for node, batch in groups:
+                pipe.execute_command("EVALSHA", sha, 0, *args, *map(self.key, batch),
+                                     target_nodes=node)
+            if extra is not None:
+                extra(pipe)
+            for node, _batch in groups:
+                pipe.execute_command("WAIT", 1, self.REPLICA_WAIT_MS, target_nodes=node)
+
+        replies = await self.run(build)
+        total, skipped = 0, []
+        for (_node, batch), (done, *missed) in zip(groups, replies, strict=False):
+            total += done
+            skipped += [batch[i - 1] for i in missed]
+        if skipped:
+            self.resent += len(skipped)
+            names = self._changed_keys if live else (lambda b: [self.key(o) for o in b])
+            total += await self._each(name, skipped, names, args)
+        return total
 
     async def _one(self, name: str, names: list[str], args: list):
         (reply,) = await self.run(lambda pipe: self.call(pipe, name, names, args))
@@ -213,17 +258,19 @@ class TimelineCache:
         if not owners:
             return 0
         args = self._insert_args(tweet_id)
-        batches = self._batches(owners)
 
-        def build(pipe: Pipeline) -> None:
-            for batch in batches:
-                self.call(pipe, "insert", self._changed_keys(batch), args)
+        def count(pipe: Pipeline) -> None:
             if count_into:
                 pipe.incrby(count_into, len(owners))
-            self.queue_replica_wait(pipe, owners)
 
-        replies = await self.run(build)
-        return sum(replies[:len(batches)])
+        if self.cluster:
+            return await self._per_node("insert", owners, args, self.live, count)
+
+        def build(pipe: Pipeline) -> None:
+            self.call(pipe, "insert", self._changed_keys(owners), args)
+            count(pipe)
+
+        return (await self.run(build))[0]
 
     async def remove_many(
         self, owners: list[int], tweet_ids: list[int], deleted: bool = False
@@ -232,6 +279,9 @@ class TimelineCache:
         if not owners or not tweet_ids:
             return 0
         notice = str(tweet_ids[0]) if deleted and self.live and len(tweet_ids) == 1 else ""
+        if self.cluster:
+            return await self._per_node("remove", owners, [pack(tweet_ids), notice],
+                                        bool(notice))
 
         def names(batch: list[int]) -> list[str]:
             return self._changed_keys(batch) if notice else [self.key(o) for o in batch]
@@ -247,6 +297,8 @@ class TimelineCache:
         if not owners:
             return 0
         args = [pack(ids), "1" if truncated else "0", self.cap, 0]
+        if self.cluster:
+            return await self._per_node("merge", owners, args, False)
         return await self._each("merge", owners, lambda b: [self.key(o) for o in b], args)
 
     def queue_notify(self, pipe: Pipeline, presence: str, channel: str, payload: str) -> None:

@@ -118,3 +118,48 @@ async def test_stream_bus_and_id_leases_on_a_cluster(redis):
     assert await redis.exists(keys.id_lease(worker), keys.id_lease_high_water(worker)) == 2
     assert ids.next_id() > 0
     await ids.close()
+
+
+def _move_slot(cluster: ValkeyCluster, slot: int, source: int, target: int) -> None:
+    """Move a slot and its keys to another primary behind the client's back (its slot map
+    then names the old node)."""
+    src, dst = cluster.node(source).client(5), cluster.node(target).client(5)
+    try:
+        dst_id = dst.cluster("myid")
+        dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", src.cluster("myid"))
+        src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
+        while moving := src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):
+            src.execute_command("MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", *moving)
+        for port in cluster.primary_ports():
+            with cluster.node(port).client(5) as c:
+                c.execute_command("CLUSTER", "SETSLOT", slot, "NODE", dst_id)
+    finally:
+        src.close()
+        dst.close()
+
+
+async def test_a_list_whose_slot_moved_is_sent_again_per_slot(cluster, redis):
+    """A page goes to each node in one call by the client's slot map; a list the node no
+    longer serves is skipped there untouched and sent again with its keys declared, which
+    the client follows to the new node: each script counts it once."""
+    home = TimelineCache(redis, "mv", cap=8, ttl_seconds=60, live=True)
+    owners = list(range(8000, 8060))
+    async with redis.pipeline(transaction=False) as pipe:
+        for o in owners:
+            pipe.set(home.key(o), b"", ex=60)
+        await pipe.execute()
+    await redis.set(keys.presence(owners[0]), "x", ex=60)  # a live owner: its key moves too
+    steps = [
+        lambda: home.insert_many(owners, 10),
+        lambda: home.remove_many(owners, [10], deleted=True),
+        lambda: home.merge_many(owners, [20], False),
+    ]
+    for step in steps:
+        key = home.key(owners[0])
+        source = redis.get_node_from_key(key).port
+        target = next(p for p in cluster.primary_ports() if p != source)
+        await asyncio.to_thread(_move_slot, cluster, redis.keyslot(key), source, target)
+        resent = home.resent
+        assert await step() == len(owners)
+        assert home.resent > resent
+    assert {tuple((await home.read(o)).ids) for o in owners} == {(20,)}
