@@ -19,12 +19,12 @@ INCLUDE = "--! include "
 
 # Placeholders that differ between one server and a cluster (docs/production.md). LISTS
 # names the fragments a script changing lists includes: how it gets them and tells their
-# live owners.
-SINGLE = {"LISTS": "live_hubs apply_keys", "PUBLISH": "PUBLISH"}
-CLUSTER = {"LISTS": "live_shards apply_keys", "PUBLISH": "SPUBLISH"}
+# live owners; READS, how a read gets its lists.
+SINGLE = {"LISTS": "live_hubs apply_keys", "READS": "reads_keys", "PUBLISH": "PUBLISH"}
+CLUSTER = {"LISTS": "live_shards apply_keys", "READS": "reads_keys", "PUBLISH": "SPUBLISH"}
 # One call per node: lists of many slots, undeclared (storage/lua/apply_node.lua); the
 # header is a script's first line.
-NODE = {"LISTS": "apply_node", "PUBLISH": "SPUBLISH",
+NODE = {"LISTS": "apply_node", "READS": "reads_node", "PUBLISH": "SPUBLISH",
         "HEADER": "#!lua flags=allow-cross-slot-keys\n"}
 
 

@@ -45,8 +45,8 @@ from storage.redis_client import by_slot
 SENTINEL = bytes(ENTRY_BYTES)
 
 NAMES = ["insert", "remove", "merge", "read", "begin", "notify", "present"]
-# The scripts changing many lists, which a cluster runs once per node (`_per_node`).
-BATCHED = ["insert", "remove", "merge"]
+# The scripts over many lists, which a cluster runs once per node (`_per_node`, `Reads`).
+BATCHED = ["insert", "remove", "merge", "read"]
 # Read once at start-up; a cache uses one set or the other by its client.
 SINGLE_SCRIPTS = scripts.load(NAMES, scripts.SINGLE)
 CLUSTER_SCRIPTS = scripts.load(NAMES, scripts.CLUSTER)
@@ -152,14 +152,18 @@ class TimelineCache:
         """One script call's owners: all of them, or on a cluster one group per slot."""
         return by_slot(owners, self.key) if self.cluster else [owners]
 
+    def _node_of(self, key: str) -> ClusterNode:
+        """The primary serving `key`'s slot, by the client's slot map."""
+        try:
+            return self.redis.get_node_from_key(key)
+        except RedisClusterException as e:  # no node for the slot: failing over
+            raise ConnectionError(f"Redis Cluster: {e}") from e
+
     def _by_node(self, owners: list[int]) -> list[tuple[ClusterNode, list[int]]]:
         """Owners grouped by the primary holding their lists, by the client's slot map."""
         groups: dict[str, tuple[ClusterNode, list[int]]] = {}
         for owner in owners:
-            try:
-                node = self.redis.get_node_from_key(self.key(owner))
-            except RedisClusterException as e:  # no node for the slot: failing over
-                raise ConnectionError(f"Redis Cluster: {e}") from e
+            node = self._node_of(self.key(owner))
             groups.setdefault(node.name, (node, []))[1].append(owner)
         return list(groups.values())
 
@@ -334,7 +338,10 @@ class TimelineCache:
 
 class Reads:
     """Script calls reading the same window of several lists (any families): one call on
-    one server, one per slot on a cluster. `queue(pipe)` queues them first in a pipeline;
+    one server; on a cluster one per node holding some (storage/lua/reads_node.lua), or for
+    a single list one call declaring its keys, so the client follows MOVED and ASK (a list
+    a node no longer serves comes back as being rebuilt, and the caller's read of it on
+    its own is that call). `queue(pipe)` queues them first in a pipeline;
     `collect(replies)` gives one reply per source, in order, each for that cache's
     `parse`. `renew_first` gives the first list its cache's full TTL again."""
 
@@ -342,8 +349,14 @@ class Reads:
                  count: int, renew_first: bool = False) -> None:
         first = sources[0][0]
         indexed = list(enumerate(sources))
-        if first.cluster:
-            self.groups = by_slot(indexed, lambda s: s[1][0].key(s[1][1]))
+        self.nodes: list[ClusterNode] = []  # each group's node, when one call per node
+        if first.cluster and len(sources) > 1:
+            by_node: dict[str, tuple[ClusterNode, list]] = {}
+            for item in indexed:
+                node = first._node_of(item[1][0].key(item[1][1]))
+                by_node.setdefault(node.name, (node, []))[1].append(item)
+            self.nodes = [node for node, _group in by_node.values()]
+            self.groups = [group for _node, group in by_node.values()]
         else:
             self.groups = [indexed]
         self.first = first
@@ -355,12 +368,16 @@ class Reads:
         return len(self.groups)
 
     def queue(self, pipe: Pipeline) -> None:
-        for group in self.groups:
+        for k, group in enumerate(self.groups):
             names: list[str] = []
             for _i, (cache, owner) in group:
                 names += (cache.key(owner), cache.lock_key(owner))
             ttl = self.ttl if group[0][0] == 0 else 0
-            self.first.call(pipe, "read", names, [*self.args, ttl])
+            if self.nodes:
+                pipe.execute_command("EVALSHA", NODE_SCRIPTS["read"].sha, 0, *self.args, ttl,
+                                     *names, target_nodes=self.nodes[k])
+            else:
+                self.first.call(pipe, "read", names, [*self.args, ttl])
 
     def collect(self, replies: list) -> list:
         out: list = [None] * sum(len(g) for g in self.groups)
