@@ -204,6 +204,7 @@ async def test_slot_migrated_under_load_loses_nothing(env):
     target = next(p for p in cluster.primary_ports() if p != source)
     load = Load(api, writer, tokens)
     moved = 0.0
+    resent = svc.home.resent
 
     async def scenario() -> None:
         nonlocal moved
@@ -219,6 +220,8 @@ async def test_slot_migrated_under_load_loses_nothing(env):
     assert not any(d for t, d in load.reads["hit"] if t > moved + 2)
     assert not any(d for _t, d in load.reads["other"])
     await _everyone_has_everything(api, svc, load, followers, tokens)
+    # the per-node fan-out met the moved slot and sent its list again the per-slot way
+    assert svc.home.resent > resent
 
 
 async def test_whole_cluster_restarted_empty_rebuilds_and_loses_nothing(env):
