@@ -120,24 +120,6 @@ async def test_stream_bus_and_id_leases_on_a_cluster(redis):
     await ids.close()
 
 
-def _move_slot(cluster: ValkeyCluster, slot: int, source: int, target: int) -> None:
-    """Move a slot and its keys to another primary behind the client's back (its slot map
-    then names the old node)."""
-    src, dst = cluster.node(source).client(5), cluster.node(target).client(5)
-    try:
-        dst_id = dst.cluster("myid")
-        dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", src.cluster("myid"))
-        src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
-        while moving := src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):
-            src.execute_command("MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", *moving)
-        for port in cluster.primary_ports():
-            with cluster.node(port).client(5) as c:
-                c.execute_command("CLUSTER", "SETSLOT", slot, "NODE", dst_id)
-    finally:
-        src.close()
-        dst.close()
-
-
 async def test_a_list_whose_slot_moved_is_sent_again_per_slot(cluster, redis):
     """A page goes to each node in one call by the client's slot map; a list the node no
     longer serves is skipped there untouched and sent again with its keys declared, which
@@ -158,7 +140,7 @@ async def test_a_list_whose_slot_moved_is_sent_again_per_slot(cluster, redis):
         key = home.key(owners[0])
         source = redis.get_node_from_key(key).port
         target = next(p for p in cluster.primary_ports() if p != source)
-        await asyncio.to_thread(_move_slot, cluster, redis.keyslot(key), source, target)
+        await asyncio.to_thread(cluster.move_slot, redis.keyslot(key), source, target)
         resent = home.resent
         assert await step() == len(owners)
         assert home.resent > resent
@@ -166,7 +148,7 @@ async def test_a_list_whose_slot_moved_is_sent_again_per_slot(cluster, redis):
     key = home.key(owners[0])
     source = redis.get_node_from_key(key).port
     target = next(p for p in cluster.primary_ports() if p != source)
-    await asyncio.to_thread(_move_slot, cluster, redis.keyslot(key), source, target)
+    await asyncio.to_thread(cluster.move_slot, redis.keyslot(key), source, target)
     reading = Reads([(home, o) for o in owners], NEWEST, 0, 10)
     got = [home.parse(r) for r in reading.collect(await home.run(reading.queue))]
     assert got[0].state == ReadState.BUILDING  # read again on its own, by the caller
