@@ -94,13 +94,13 @@ class TimelineCache:
     free_slots: bool = False
     cluster: bool = field(init=False)
     scripts: dict[str, scripts.Script] = field(init=False)
+    # Lists a per-node call skipped (their slot had moved or was moving) and sent again
+    # per slot, on a cluster.
+    resent: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
         self.cluster = isinstance(self.redis, RedisCluster)
         self.scripts = CLUSTER_SCRIPTS if self.cluster else SINGLE_SCRIPTS
-        # Lists a per-node call skipped (their slot had moved or was moving) and sent again
-        # per slot: for tests and metrics.
-        self.resent = 0
 
     def key(self, owner: int) -> str:
         return keys.timeline(self.prefix, owner)
