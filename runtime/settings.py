@@ -85,6 +85,8 @@ class Settings:
     trusted_documents: Path | None = None
     graphiql: bool = True
     metrics_token: str | None = None
+    internal_host: str = "127.0.0.1"
+    internal_port: int | None = None  # /metrics and /readyz's detail, no token; None: off
     celebrity_demote_threshold: int = 9000
     worker_timeout_retries: int = 5
 
@@ -341,6 +343,8 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         trusted_documents=_trusted_documents(env),
         graphiql=_bool(env, "CHIRP_GRAPHIQL", envname != "production"),
         metrics_token=env.get("CHIRP_METRICS_TOKEN") or None,
+        internal_host=env.get("CHIRP_INTERNAL_HOST") or "127.0.0.1",
+        internal_port=_int(env, "CHIRP_INTERNAL_PORT", 0, 0, 65535) or None,
         celebrity_demote_threshold=_int(
             env, "CHIRP_CELEBRITY_DEMOTE_THRESHOLD",
             celebrity_threshold * 9 // 10, 0, 10**9),
@@ -349,6 +353,9 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
     if bool(settings.s3_access_key_id) != bool(settings.s3_secret_access_key):
         raise ConfigError("CHIRP_S3_ACCESS_KEY_ID and CHIRP_S3_SECRET_ACCESS_KEY go together "
                           "(or set neither, for the default AWS credential chain)")
+    if settings.internal_port is not None and settings.internal_port == settings.port:
+        raise ConfigError(f"CHIRP_INTERNAL_PORT={settings.internal_port} must differ from "
+                          "CHIRP_PORT: the internal port serves metrics without a token")
     if settings.celebrity_demote_threshold > settings.celebrity_threshold:
         raise ConfigError(
             f"CHIRP_CELEBRITY_DEMOTE_THRESHOLD={settings.celebrity_demote_threshold} must not "
