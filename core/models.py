@@ -17,6 +17,7 @@ class User:
     followers_count: int
     following_count: int
     tweets_count: int
+    celebrity: bool = False  # the stored flag; core.fanout.is_celebrity decides
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,8 +54,8 @@ class Event:
 
 TWEET_CREATED = "TweetCreated"
 TWEET_DELETED = "TweetDeleted"
-# An author fell below the celebrity threshold: their tweets must now be pushed, and the
-# ones posted while they were pulled must be merged into followers' cached timelines.
+# An author stopped being a celebrity (core/fanout.py): their tweets must now be pushed, and
+# the ones posted while they were pulled must be merged into followers' cached timelines.
 AUTHOR_DEMOTED = "AuthorDemoted"
 
 

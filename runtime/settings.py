@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.fanout import Bounds
+
 
 class ConfigError(Exception):
     pass
@@ -88,11 +90,17 @@ class Settings:
     internal_host: str = "127.0.0.1"
     internal_port: int | None = None  # /metrics and /readyz's detail, no token; None: off
     celebrity_demote_threshold: int = 9000
+    celebrity_demote_quiet_seconds: int = 3600
     worker_timeout_retries: int = 5
 
     @property
     def production(self) -> bool:
         return self.env == "production"
+
+    @property
+    def celebrity(self) -> Bounds:
+        return Bounds(self.celebrity_threshold, self.celebrity_demote_threshold,
+                      self.celebrity_demote_quiet_seconds)
 
 
 def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
@@ -348,6 +356,8 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         celebrity_demote_threshold=_int(
             env, "CHIRP_CELEBRITY_DEMOTE_THRESHOLD",
             celebrity_threshold * 9 // 10, 0, 10**9),
+        celebrity_demote_quiet_seconds=_int(
+            env, "CHIRP_CELEBRITY_DEMOTE_QUIET_SECONDS", 3600, 0, 30 * 86400),
         worker_timeout_retries=_int(env, "CHIRP_WORKER_TIMEOUT_RETRIES", 5, 0, 1000),
     )
     if bool(settings.s3_access_key_id) != bool(settings.s3_secret_access_key):

@@ -193,7 +193,7 @@ class FeedManager:
         if own[1]:  # the post path's insert into recents had failed: caches hold the old
             await self.announce([f"u{author_id}", f"r{author_id}"])
         author = (await self.users.get_many([author_id])).get(author_id)
-        if author is None or fanout.is_celebrity(author.followers_count, self.threshold):
+        if author is None or self.celebrity(author):
             return 0  # followers pull a celebrity's tweets at read time
         if publish is not None and author.followers_count > self.fanout_chunk:
             await publish(await self._chunks(TWEET_CREATED, tweet_id, author_id))
@@ -240,7 +240,7 @@ class FeedManager:
             notices.deleted(tweet_id),
         ))
         author = (await self.users.get_many([author_id])).get(author_id)
-        if author is not None and fanout.is_celebrity(author.followers_count, self.threshold):
+        if author is not None and self.celebrity(author):
             return  # a celebrity's ids are few in caches; reads drop deleted tweets anyway
         big = author is not None and author.followers_count > self.fanout_chunk
         if publish is not None and big:
@@ -255,8 +255,9 @@ class FeedManager:
 
     async def _back_fill(self, author_id: int) -> int:
         author = (await self.users.get_many([author_id])).get(author_id)
-        if author is None or fanout.is_celebrity(author.followers_count, self.threshold):
+        if author is None or self.celebrity(author):
             return 0  # promoted again meanwhile: reads still pull
+        metrics.BACK_FILLS.inc()
         ids, truncated = await self._author_window(author_id)
         merged = 0
         async for followers in self._follower_pages(author_id, True):
@@ -286,10 +287,10 @@ class FeedManager:
         tweets = await self.tweets.by_author(author_id, limit=self.home.cap)
         return [t.id for t in tweets], len(tweets) >= self.home.cap
 
-    async def on_follow(self, follower: int, followee: int, followee_followers: int) -> None:
+    async def on_follow(self, follower: int, followee: int, celebrity: bool) -> None:
         """Merge a new followee's tweets into the follower's cached timeline (if cached).
         A celebrity's are pulled at read time instead."""
-        if fanout.is_celebrity(followee_followers, self.threshold):
+        if celebrity:
             return
         ids, truncated = await self._author_window(followee)
         try:
@@ -324,22 +325,26 @@ class FeedManager:
         """Everyone the viewer follows, split by the celebrity rule: one query, or the
         followee cache of a request whose fence allows it."""
         if caches is None:
-            ids, counts = await self.graph.followees(viewer)
-            return Followed({viewer, *ids}, self._celebs(ids, counts))
+            ids, counts, flags = await self.graph.followees(viewer)
+            return Followed({viewer, *ids}, self._celebs(ids, counts, flags))
         entry = caches.followees.get(viewer)
         if entry is MISSING:
             generation = caches.generation
-            ids, counts = await self.graph.followees(viewer)
-            entry = Followees(SortedIds([viewer, *ids]), tuple(self._celebs(ids, counts)))
+            ids, counts, flags = await self.graph.followees(viewer)
+            entry = Followees(SortedIds([viewer, *ids]), tuple(self._celebs(ids, counts, flags)))
             caches.keep(caches.followees, generation, {viewer: entry})
         if entry.version != caches.crossings:
-            entry.split = Followed(entry.ids, _crossed(entry, caches.celebrity))
+            entry.split = Followed(entry.ids, _crossed(entry, caches.celebrity, viewer))
             entry.version = caches.crossings
         return entry.split
 
-    def _celebs(self, ids: list[int], counts: list[int]) -> list[int]:
+    def _celebs(self, ids: list[int], counts: list[int], flags: list[bool]) -> list[int]:
         t = self.threshold
-        return [i for i, c in zip(ids, counts, strict=True) if fanout.is_celebrity(c, t)]
+        return [i for i, c, f in zip(ids, counts, flags, strict=True)
+                if fanout.is_celebrity(c, f, t)]
+
+    def celebrity(self, user: User) -> bool:
+        return fanout.is_celebrity(user.followers_count, user.celebrity, self.threshold)
 
     async def home_page(
         self, viewer: int, first: int, before: int, since: int, load: TweetLoader,
@@ -608,13 +613,15 @@ def _usable(fence: Fence | None) -> ReadCaches | None:
     return fence.caches if fence is not None and fence.state is not False else None
 
 
-def _crossed(entry: Followees, crossed: dict[int, bool]) -> list[int]:
+def _crossed(entry: Followees, crossed: dict[int, bool], viewer: int) -> list[int]:
     """A cached entry's celebrities now: those of when it was loaded, with the threshold
-    crossings seen since (`crossed`: author -> a celebrity now)."""
+    crossings seen since (`crossed`: author -> a celebrity now). Never the viewer: their
+    own tweets are always in their cached timeline."""
     celebs = [c for c in entry.celebs if crossed.get(c, True)]
     if crossed:
         known = set(celebs)
-        celebs += [a for a, now in crossed.items() if now and a not in known and a in entry.ids]
+        celebs += [a for a, now in crossed.items()
+                   if now and a not in known and a != viewer and a in entry.ids]
     return celebs
 
 

@@ -190,7 +190,7 @@ async def test_follow_merges_and_unfollow_unmerges():
     from_a = [await w.post(a) for _ in range(2)]
     from_b = [await w.post(b) for _ in range(3)]
     w.graph.follow(viewer, b)
-    await w.feed.on_follow(viewer, b, w.users.users[b].followers_count)
+    await w.feed.on_follow(viewer, b, w.feed.celebrity(w.users.users[b]))
     assert w.home.ids(viewer) == sorted(from_a + from_b, reverse=True)
     w.graph.unfollow(viewer, b)
     await w.feed.on_unfollow(viewer, b)
@@ -208,7 +208,7 @@ async def test_following_a_celebrity_merges_nothing():
     await w.cached(viewer)
     posted = [await w.post(celeb) for _ in range(2)]
     w.graph.follow(viewer, celeb)
-    await w.feed.on_follow(viewer, celeb, w.users.users[celeb].followers_count)
+    await w.feed.on_follow(viewer, celeb, w.feed.celebrity(w.users.users[celeb]))
     assert w.home.ids(viewer) == []
     assert [t.id for t in (await w.page(viewer)).tweets] == posted[::-1]
 
