@@ -1,10 +1,12 @@
 """Fan-out policy: who is pushed to, who is pulled from.
 
-An author is a celebrity (pulled at read time, never pushed) while at or above the
+An author is a celebrity (pulled at read time, not pushed) while at or above the
 threshold, or while flagged. The flag is stored with the user: set by any follow or unfollow
-that sees the count at the threshold, cleared only by the worker once the count has stayed
-below the lower bound for the quiet period (`demotable`). So an account hovering around
-either bound changes nothing, and each real demotion is one event.
+that sees the count at the threshold, never cleared by one. Once the count has stayed below
+the lower bound for the quiet period (`demotable`) the worker starts a demotion, announced
+by one event; while it runs the author is both pulled and pushed (reads drop duplicates),
+and its back-fill clears the flag. So an account hovering around either bound changes
+nothing, each real demotion is one back-fill, and no timeline misses a tweet meanwhile.
 """
 
 from __future__ import annotations
@@ -24,6 +26,12 @@ class Bounds:
 
 def is_celebrity(followers_count: int, flagged: bool, threshold: int) -> bool:
     return flagged or followers_count >= threshold
+
+
+def pushed(followers_count: int, flagged: bool, demoting: bool, threshold: int) -> bool:
+    """Fan-out pushes the author's tweets (and follows merge them): any non-celebrity, and
+    a celebrity being demoted, so that nothing posted meanwhile is missing afterwards."""
+    return demoting or not is_celebrity(followers_count, flagged, threshold)
 
 
 def celebrity_sql(users: str, threshold: str) -> str:

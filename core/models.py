@@ -17,7 +17,8 @@ class User:
     followers_count: int
     following_count: int
     tweets_count: int
-    celebrity: bool = False  # the stored flag; core.fanout.is_celebrity decides
+    celebrity: bool = False  # the stored flag; core.fanout decides
+    demoting: bool = False  # a demotion under way: pulled and pushed (core.fanout.pushed)
 
 
 @dataclass(frozen=True, slots=True)

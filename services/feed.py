@@ -193,7 +193,7 @@ class FeedManager:
         if own[1]:  # the post path's insert into recents had failed: caches hold the old
             await self.announce([f"u{author_id}", f"r{author_id}"])
         author = (await self.users.get_many([author_id])).get(author_id)
-        if author is None or self.celebrity(author):
+        if author is None or not self.pushed(author):
             return 0  # followers pull a celebrity's tweets at read time
         if publish is not None and author.followers_count > self.fanout_chunk:
             await publish(await self._chunks(TWEET_CREATED, tweet_id, author_id))
@@ -240,7 +240,7 @@ class FeedManager:
             notices.deleted(tweet_id),
         ))
         author = (await self.users.get_many([author_id])).get(author_id)
-        if author is not None and self.celebrity(author):
+        if author is not None and not self.pushed(author):
             return  # a celebrity's ids are few in caches; reads drop deleted tweets anyway
         big = author is not None and author.followers_count > self.fanout_chunk
         if publish is not None and big:
@@ -254,14 +254,23 @@ class FeedManager:
             await self.home.remove_many(followers, [tweet_id], deleted=True)
 
     async def _back_fill(self, author_id: int) -> int:
+        """A demotion (core/fanout.py): the author's newest tweets merged into followers'
+        cached timelines, then the flag cleared, so reads stop pulling only once the
+        timelines hold them. Nothing for a demotion already finished (a redelivery); one
+        back at the threshold meanwhile is called off."""
         author = (await self.users.get_many([author_id])).get(author_id)
-        if author is None or self.celebrity(author):
-            return 0  # promoted again meanwhile: reads still pull
+        if author is None or not author.demoting:
+            return 0
+        if fanout.is_celebrity(author.followers_count, False, self.threshold):
+            await self.graph.end_demotion(author_id, demoted=False)
+            return 0
         metrics.BACK_FILLS.inc()
         ids, truncated = await self._author_window(author_id)
         merged = 0
         async for followers in self._follower_pages(author_id, True):
             merged += await self.home.merge_many(followers, ids, truncated)
+        if await self.graph.end_demotion(author_id, demoted=True):
+            await self.announce([f"c{author_id}:0", f"u{author_id}"])
         return merged
 
     async def _follower_pages(
@@ -287,10 +296,11 @@ class FeedManager:
         tweets = await self.tweets.by_author(author_id, limit=self.home.cap)
         return [t.id for t in tweets], len(tweets) >= self.home.cap
 
-    async def on_follow(self, follower: int, followee: int, celebrity: bool) -> None:
-        """Merge a new followee's tweets into the follower's cached timeline (if cached).
-        A celebrity's are pulled at read time instead."""
-        if celebrity:
+    async def on_follow(self, follower: int, followee: int, pushed: bool) -> None:
+        """Merge a new followee's tweets into the follower's cached timeline (if cached)
+        if their tweets are pushed (core.fanout.pushed); a celebrity's are pulled at read
+        time instead."""
+        if not pushed:
             return
         ids, truncated = await self._author_window(followee)
         try:
@@ -345,6 +355,10 @@ class FeedManager:
 
     def celebrity(self, user: User) -> bool:
         return fanout.is_celebrity(user.followers_count, user.celebrity, self.threshold)
+
+    def pushed(self, user: User) -> bool:
+        return fanout.pushed(user.followers_count, user.celebrity, user.demoting,
+                             self.threshold)
 
     async def home_page(
         self, viewer: int, first: int, before: int, since: int, load: TweetLoader,

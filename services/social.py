@@ -38,7 +38,7 @@ class Social:
         change = await self.graph.follow(follower, followee, self.next_id(), self.bounds)
         if change.changed:
             await self.feed.announce(self._changed(follower, followee, change))
-            await self.feed.on_follow(follower, followee, change.celebrity_after)
+            await self.feed.on_follow(follower, followee, change.pushed_after)
         return (await self.users.get_many([followee]))[followee]
 
     def _changed(self, follower: int, followee: int, change: FollowChange) -> list[str]:
@@ -59,9 +59,10 @@ class Social:
         return (await self.users.get_many([followee]))[followee]
 
     async def demote_due(self, now: datetime | None = None) -> list[int]:
-        """Clears the flag of every celebrity whose count has stayed under the lower bound
-        for the quiet period, each with one AUTHOR_DEMOTED event (the back-fill), and tells
-        the read caches. The worker runs it periodically; returns who was demoted."""
+        """Starts the demotion of every celebrity whose count has stayed under the lower
+        bound for the quiet period, each with one AUTHOR_DEMOTED event, whose back-fill
+        ends it (FeedManager._back_fill). The worker runs it periodically; returns whose
+        demotion it started."""
         now = now or datetime.now(UTC)
         bounds = self.bounds
         demoted = []
@@ -76,9 +77,7 @@ class Social:
                 await outbox.add(tx, Event(AUTHOR_DEMOTED, 0, user_id))
 
             due = partial(fanout.demotable, True, now=now, bounds=bounds)
-            if await self.graph.demote(user_id, due, announce):
+            if await self.graph.start_demotion(user_id, due, announce):
                 demoted.append(user_id)
                 metrics.CELEBRITY_DEMOTIONS.inc()
-        if demoted:
-            await self.feed.announce([x for u in demoted for x in (f"c{u}:0", f"u{u}")])
         return demoted

@@ -23,6 +23,7 @@ class FollowChange:
     followers_after: int
     celebrity_before: bool = False  # core.fanout.is_celebrity, before and after
     celebrity_after: bool = False
+    pushed_after: bool = True  # core.fanout.pushed, after
 
 
 class SocialGraph:
@@ -57,9 +58,11 @@ class SocialGraph:
     async def _unchanged(conn: asyncpg.Connection, followee: int,
                          bounds: fanout.Bounds) -> FollowChange:
         row = await conn.fetchrow(
-            "SELECT followers_count, celebrity FROM users WHERE id = $1", followee)
+            "SELECT followers_count, celebrity, celebrity_demoting FROM users WHERE id = $1",
+            followee)
         now = fanout.is_celebrity(row[0], row[1], bounds.threshold)
-        return FollowChange(False, row[0], row[0], now, now)
+        return FollowChange(False, row[0], row[0], now, now,
+                            fanout.pushed(row[0], row[1], row[2], bounds.threshold))
 
     @staticmethod
     async def _bump(conn: asyncpg.Connection, follower: int, followee: int, delta: int,
@@ -72,11 +75,11 @@ class SocialGraph:
             " following_count = following_count + CASE WHEN id = $1 THEN $3 ELSE 0 END,"
             " followers_count = followers_count + CASE WHEN id = $2 THEN $3 ELSE 0 END "
             "WHERE id IN (SELECT unnest(ARRAY[$1::bigint, $2::bigint]) ORDER BY 1) "
-            "RETURNING id, followers_count, celebrity, celebrity_below_since",
+            "RETURNING id, followers_count, celebrity, celebrity_below_since, celebrity_demoting",
             follower, followee, delta,
         )
         row = next(r for r in rows if r["id"] == followee)
-        after, flagged, since = row[1], row[2], row[3]
+        after, flagged, since, demoting = row[1], row[2], row[3], row[4]
         before = after - delta
         flag = fanout.flag_after(flagged, before, after, bounds.threshold)
         below = fanout.below_since(flag, after, bounds.demote_below, since,
@@ -87,12 +90,14 @@ class SocialGraph:
                 followee, flag, below)
         return FollowChange(True, before, after,
                             fanout.is_celebrity(before, flagged, bounds.threshold),
-                            fanout.is_celebrity(after, flag, bounds.threshold))
+                            fanout.is_celebrity(after, flag, bounds.threshold),
+                            fanout.pushed(after, flag, demoting, bounds.threshold))
 
     async def flagged(self) -> list[tuple[int, int, datetime | None]]:
-        """(id, followers, below since) of every account whose celebrity flag is set."""
+        """(id, followers, below since) of every flagged account not being demoted."""
         rows = await self.pool.fetch(
-            "SELECT id, followers_count, celebrity_below_since FROM users WHERE celebrity")
+            "SELECT id, followers_count, celebrity_below_since FROM users "
+            "WHERE celebrity AND NOT celebrity_demoting")
         return [(r[0], r[1], r[2]) for r in rows]
 
     async def mark_below(self, user_id: int, was: datetime | None,
@@ -103,24 +108,31 @@ class SocialGraph:
             "UPDATE users SET celebrity_below_since = $3 WHERE id = $1 AND celebrity "
             "AND celebrity_below_since IS NOT DISTINCT FROM $2", user_id, was, since)
 
-    async def demote(
+    async def start_demotion(
         self, user_id: int, due: Callable[[int, datetime | None], bool],
         on_demote: Callable[[asyncpg.Connection], Awaitable[None]],
     ) -> bool:
-        """Clears the account's flag if `due(followers, below since)` holds on its locked
-        row; `on_demote(conn)` runs in that transaction (the AUTHOR_DEMOTED outbox row), so
-        each demotion is announced exactly once, whichever worker gets there."""
+        """Marks the account as being demoted if `due(followers, below since)` holds on its
+        locked row; `on_demote(conn)` runs in that transaction (the AUTHOR_DEMOTED outbox
+        row), so each demotion is announced exactly once, whichever worker gets there."""
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
                 "SELECT followers_count, celebrity_below_since FROM users "
-                "WHERE id = $1 AND celebrity FOR UPDATE", user_id)
+                "WHERE id = $1 AND celebrity AND NOT celebrity_demoting FOR UPDATE", user_id)
             if row is None or not due(row[0], row[1]):
                 return False
             await conn.execute(
-                "UPDATE users SET celebrity = false, celebrity_below_since = NULL "
-                "WHERE id = $1", user_id)
+                "UPDATE users SET celebrity_demoting = true WHERE id = $1", user_id)
             await on_demote(conn)
             return True
+
+    async def end_demotion(self, user_id: int, demoted: bool) -> bool:
+        """Ends a demotion under way: the flag cleared (`demoted`) or kept (called off).
+        False if none was under way."""
+        return bool(await self.pool.fetchval(
+            "UPDATE users SET celebrity_demoting = false, celebrity = celebrity AND NOT $2,"
+            " celebrity_below_since = CASE WHEN $2 THEN NULL ELSE celebrity_below_since END "
+            "WHERE id = $1 AND celebrity_demoting RETURNING true", user_id, demoted))
 
     async def followees(self, user_id: int) -> tuple[list[int], list[int], list[bool]]:
         """Everyone `user_id` follows, their follower counts and celebrity flags (for the

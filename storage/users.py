@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 _COLUMNS = (
     "id, handle, display_name, bio, created_at, followers_count, following_count, tweets_count,"
-    " celebrity"
+    " celebrity, celebrity_demoting"
 )
 
 

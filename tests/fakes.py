@@ -378,6 +378,14 @@ class MemoryGraph:
         users = [self.users.users[i] for i in ids]
         return ids, [u.followers_count for u in users], [u.celebrity for u in users]
 
+    async def end_demotion(self, user_id: int, demoted: bool) -> bool:
+        u = self.users.users[user_id]
+        if not u.demoting:
+            return False
+        self.users.users[user_id] = replace(u, demoting=False,
+                                            celebrity=u.celebrity and not demoted)
+        return True
+
     async def followers_page(self, followee: int, before_seq: int, limit: int,
                              active_within: timedelta | None = None,
                              floor_seq: int = 0) -> list[tuple[int, int]]:

@@ -94,7 +94,13 @@ async def test_a_real_demotion_back_fills_once(stack):
         results = await asyncio.gather(svc.social.demote_due(), svc.social.demote_due())
         assert sorted(results, key=len) == [[], [aid]]
         assert await svc.social.demote_due() == []
-        assert await drain(svc) >= 1
+        # until its back-fill has run the author is still pulled, and already pushed
+        await check_timelines(api, fans, following, posted)
+        posted.append(await api.post(author, "while being demoted"))
+        await check_timelines(api, fans, following, posted)
+        assert (await api.ok("query($h:String!){user(handle:$h){isCelebrity}}",
+                             {"h": handle}))["user"]["isCelebrity"]
+        assert await drain(svc) >= 2
         assert counted() == (before[0] + 1, before[1] + 1)
         for _, uid, _ in fans[3:]:  # back-filled into the cached timelines
             assert set(posted) <= set((await svc.home.read(uid, count=50)).ids)
