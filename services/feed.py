@@ -21,7 +21,7 @@ import itertools
 import logging
 from bisect import bisect_left, bisect_right
 from collections.abc import Awaitable, Callable, Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import InitVar, dataclass, field
 from datetime import timedelta
 from operator import neg
 
@@ -83,29 +83,23 @@ class _Refence(Exception):
     cached values were used: assemble the page again."""
 
 
+@dataclass(eq=False)
 class FeedManager:
-    def __init__(
-        self,
-        home: TimelineCache,
-        recents: TimelineCache,
-        tweets: TweetStore,
-        graph: SocialGraph,
-        users: UserStore,
-        celebrity_threshold: int,
-        active_days: int,
-        fanout_chunk: int = 20_000,
-        caches: ReadCaches | None = None,
-    ) -> None:
-        self.home = home
-        self.recents = recents
-        self.tweets = tweets
-        self.graph = graph
-        self.users = users
-        self.threshold = celebrity_threshold
+    home: TimelineCache
+    recents: TimelineCache
+    tweets: TweetStore
+    graph: SocialGraph
+    users: UserStore
+    threshold: int  # followers that make a celebrity
+    active_days: InitVar[int]
+    fanout_chunk: int = 20_000
+    caches: ReadCaches | None = None
+    active_within: timedelta = field(init=False)
+    activity: ActivityMarks = field(init=False)
+
+    def __post_init__(self, active_days: int) -> None:
         self.active_within = timedelta(days=active_days)
-        self.fanout_chunk = fanout_chunk
-        self.caches = caches
-        self.activity = ActivityMarks(users)
+        self.activity = ActivityMarks(self.users)
 
     # ------------------------------------------------------------------ write side
 

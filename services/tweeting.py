@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import asyncpg
 from redis.exceptions import RedisError
@@ -32,27 +33,20 @@ log = logging.getLogger(__name__)
 REPEAT_LOOKS = 40  # x 50 ms: how long a repeated post waits for the first to be stored
 
 
+@dataclass(eq=False)
 class Tweeting:
-    def __init__(
-        self,
-        pool: asyncpg.Pool,
-        store: TweetStore,
-        feed: FeedManager,
-        limiter: RateLimiter,
-        next_id,
-        rate_per_hour: int,
-        key_retention_hours: int = 24,
-        *,
-        media: MediaLibrary,
-    ) -> None:
-        self.pool = pool
-        self.store = store
-        self.feed = feed
-        self.limiter = limiter
-        self.next_id = next_id
-        self.rate_per_hour = rate_per_hour
-        self.media = media
-        self.key_retention_s = key_retention_hours * 3600
+    pool: asyncpg.Pool
+    store: TweetStore
+    feed: FeedManager
+    limiter: RateLimiter
+    next_id: Callable[[], int]
+    rate_per_hour: int
+    key_retention_hours: int = 24
+    media: MediaLibrary = field(kw_only=True)
+
+    @property
+    def key_retention_s(self) -> int:
+        return self.key_retention_hours * 3600
 
     async def post(self, author_id: int, text: str, idempotency_key: str | None = None,
                    media_ids: Sequence[int] = ()) -> Tweet:

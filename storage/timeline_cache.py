@@ -30,7 +30,7 @@ and writes only touch lists that exist: a missing list is rebuilt on its next re
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 
 from redis.asyncio import Redis, RedisCluster
@@ -66,6 +66,7 @@ def _id8(i: int) -> bytes:
     return i.to_bytes(ENTRY_BYTES, "big")
 
 
+@dataclass(eq=False)
 class TimelineCache:
     """One family of capped id lists under a key prefix (`tl` home, `ut` author recents)."""
 
@@ -75,23 +76,23 @@ class TimelineCache:
     # (docs/production.md). Best effort: a shard without a live replica is not waited for.
     REPLICA_WAIT_MS = 200
 
-    def __init__(
-        self, redis: Redis | RedisCluster, prefix: str, cap: int, ttl_seconds: int,
-        live: bool = False, free_slots: bool = False,
-    ) -> None:
-        self.redis = redis
-        self.prefix = prefix
-        self.cap = cap
-        self.ttl_seconds = ttl_seconds
-        # Home timelines tell their owner's live subscriptions about inserts and deletes,
-        # inside the same script call (no extra round trip, only for owners online).
-        self.live = live
-        # Full lists keep free slots for new heads (module docstring): for lists written
-        # about as often as they are read (home timelines, by fan-out), not for lists read
-        # far more often than written (an author's recents, read by every follower's home
-        # read), as a read of a list with free slots costs Valkey more (docs/timelines.md).
-        self.free_slots = free_slots
-        self.cluster = isinstance(redis, RedisCluster)
+    redis: Redis | RedisCluster
+    prefix: str
+    cap: int
+    ttl_seconds: int
+    # Home timelines tell their owner's live subscriptions about inserts and deletes,
+    # inside the same script call (no extra round trip, only for owners online).
+    live: bool = False
+    # Full lists keep free slots for new heads (module docstring): for lists written
+    # about as often as they are read (home timelines, by fan-out), not for lists read
+    # far more often than written (an author's recents, read by every follower's home
+    # read), as a read of a list with free slots costs Valkey more (docs/timelines.md).
+    free_slots: bool = False
+    cluster: bool = field(init=False)
+    scripts: dict[str, scripts.Script] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.cluster = isinstance(self.redis, RedisCluster)
         self.scripts = CLUSTER_SCRIPTS if self.cluster else SINGLE_SCRIPTS
 
     def key(self, owner: int) -> str:

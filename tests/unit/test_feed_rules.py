@@ -34,7 +34,7 @@ class World:
         self.users = MemoryUsers()
         self.graph = MemoryGraph(self.users)
         self.feed = FeedManager(self.home, self.recents, self.tweets, self.graph, self.users,
-                                celebrity_threshold=THRESHOLD, active_days=30,
+                                threshold=THRESHOLD, active_days=30,
                                 fanout_chunk=fanout_chunk)
         self._ids = itertools.count(1000)
 
