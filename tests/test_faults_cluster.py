@@ -87,14 +87,17 @@ class Load:
             await asyncio.gather(*tasks)
 
 
-async def _readers_on_two_shards(api, svc, writer_id: int) -> tuple[dict, dict]:
-    """Two readers following the writer, their timelines cached on different primaries."""
+async def _readers_on_two_shards(api, svc, writer_id: int,
+                                 hit_port: int | None = None) -> tuple[dict, dict]:
+    """Two readers following the writer, their timelines cached on different primaries
+    (the first, "hit", on `hit_port` if given)."""
     tokens, ids, nodes = {}, {}, {}
     while len(tokens) < 2:
         token, uid, _ = await api.sign_up("r")
-        node = svc.redis.get_node_from_key(svc.home.key(uid)).name
-        if node in nodes.values():
+        node = svc.redis.get_node_from_key(svc.home.key(uid))
+        if node.name in nodes.values() or (not tokens and hit_port not in (None, node.port)):
             continue
+        node = node.name
         name = "hit" if not tokens else "other"
         tokens[name], ids[name], nodes[name] = token, uid, node
         await api.follow(token, writer_id)
@@ -102,10 +105,10 @@ async def _readers_on_two_shards(api, svc, writer_id: int) -> tuple[dict, dict]:
     return tokens, ids
 
 
-async def _set_up(api, svc):
+async def _set_up(api, svc, hit_port: int | None = None):
     writer, writer_id, _ = await api.sign_up("w")
     followers = await bulk_followers(svc, writer_id, FOLLOWERS)
-    tokens, ids = await _readers_on_two_shards(api, svc, writer_id)
+    tokens, ids = await _readers_on_two_shards(api, svc, writer_id, hit_port)
     return writer, followers, tokens, ids
 
 
@@ -140,8 +143,9 @@ def _no_failover(cluster: ValkeyCluster, victim: int, lines: list[list[str]]) ->
 
 async def test_primary_killed_under_load_fails_over_and_loses_nothing(env):
     api, svc, cluster = env
-    writer, followers, tokens, ids = await _set_up(api, svc)
-    victim = svc.redis.get_node_from_key(svc.home.key(ids["hit"])).port
+    # The first seed: the node the listeners subscribe on and redis-py's first primary.
+    victim = cluster.nodes[0].port
+    writer, followers, tokens, ids = await _set_up(api, svc, victim)
     survivor = next(n.port for n in cluster.nodes if n.port != victim)
     load = Load(api, writer, tokens)
     killed = promoted = 0.0
