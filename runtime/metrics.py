@@ -19,6 +19,16 @@ DEGRADED_READS = Counter(
     "Timeline reads answered from the database because Redis was unreachable",
     registry=REGISTRY,
 )
+CELEBRITY_DEMOTIONS = Counter(
+    "chirp_celebrity_demotions_total",
+    "Celebrity flags cleared by the worker's sweep, each announced by one AuthorDemoted event",
+    registry=REGISTRY,
+)
+BACK_FILLS = Counter(
+    "chirp_back_fills_total",
+    "AuthorDemoted events applied: a demoted author's tweets merged into followers' timelines",
+    registry=REGISTRY,
+)
 TIMELINE_REBUILDS = Counter(
     "chirp_timeline_rebuilds_total", "Cached timelines rebuilt from the store", ["kind"],
     registry=REGISTRY,

@@ -179,26 +179,6 @@ async def test_primary_killed_under_load_fails_over_and_loses_nothing(env):
     await _everyone_has_everything(api, svc, load, followers, tokens)
 
 
-def _migrate(cluster: ValkeyCluster, slot: int, source: int, target: int) -> None:
-    """CLUSTER SETSLOT IMPORTING/MIGRATING, MIGRATE key by key (slowly, so the load sees
-    the slot half moved: ASK redirections, TRYAGAIN), then SETSLOT NODE everywhere."""
-    src, dst = cluster.node(source).client(5), cluster.node(target).client(5)
-    try:
-        src_id, dst_id = src.cluster("myid"), dst.cluster("myid")
-        dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)
-        src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
-        time.sleep(0.5)
-        while moving := src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 1):
-            src.execute_command("MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", *moving)
-            time.sleep(0.3)
-        for port in cluster.primary_ports():
-            with cluster.node(port).client(5) as c:
-                c.execute_command("CLUSTER", "SETSLOT", slot, "NODE", dst_id)
-    finally:
-        src.close()
-        dst.close()
-
-
 async def test_slot_migrated_under_load_loses_nothing(env):
     api, svc, cluster = env
     writer, followers, tokens, ids = await _set_up(api, svc)
@@ -208,11 +188,12 @@ async def test_slot_migrated_under_load_loses_nothing(env):
     target = next(p for p in cluster.primary_ports() if p != source)
     load = Load(api, writer, tokens)
     moved = 0.0
+    resent = svc.home.resent
 
     async def scenario() -> None:
         nonlocal moved
         await asyncio.sleep(2)
-        await asyncio.to_thread(_migrate, cluster, slot, source, target)
+        await asyncio.to_thread(cluster.move_slot, slot, source, target, 1, 0.3)
         moved = time.monotonic()
         await asyncio.sleep(3)
 
@@ -223,6 +204,8 @@ async def test_slot_migrated_under_load_loses_nothing(env):
     assert not any(d for t, d in load.reads["hit"] if t > moved + 2)
     assert not any(d for _t, d in load.reads["other"])
     await _everyone_has_everything(api, svc, load, followers, tokens)
+    # the per-node fan-out met the moved slot and sent its list again the per-slot way
+    assert svc.home.resent > resent
 
 
 async def test_whole_cluster_restarted_empty_rebuilds_and_loses_nothing(env):
