@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from deploy.local._proc import death_signal_prefix, log_tail
+from deploy.local._proc import Server, death_signal_prefix, log_tail
 from deploy.local.ports import port_in_use
 
 POMS = Path(__file__).parent / "jvm"
@@ -106,7 +106,7 @@ def find(tag: str) -> tuple[int, Path] | None:
     return None
 
 
-class JvmServer:
+class JvmServer(Server):
     """One JVM server on fixed ports. Subclasses say how to configure, run and probe it.
 
     `detached=False`: the server dies with the thread that started it (setpriv pdeathsig);
@@ -267,15 +267,3 @@ class JvmServer:
             self.process = None
         self.pid = None
         self.pid_path.unlink(missing_ok=True)
-
-    def restart(self) -> bool:
-        self.stop()
-        return self.start()
-
-    def __enter__(self) -> JvmServer:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        with contextlib.suppress(Exception):
-            self.stop()

@@ -14,7 +14,6 @@ and the wheel's binaries are copied to `/var/lib/chirp-postgres/pginstall-<versi
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import importlib.util
 import os
@@ -27,7 +26,7 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from deploy.local._proc import death_signal_prefix, kill_group, log_tail, terminate
+from deploy.local._proc import ChildServer, death_signal_prefix, log_tail
 from deploy.local.ports import free_port, port_in_use
 
 SYSTEM_USER = "chirp_pg"
@@ -91,7 +90,10 @@ def _reachable(path: Path, user: pwd.struct_passwd) -> bool:
     return True
 
 
-class EmbeddedPostgres:
+class EmbeddedPostgres(ChildServer):
+    stop_signal = signal.SIGINT  # fast shutdown: roll back, checkpoint, exit
+    stop_timeout = 30
+
     def __init__(self, data_dir: Path, port: int | None = None) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.port = port  # chosen on first start, then kept
@@ -248,26 +250,3 @@ class EmbeddedPostgres:
             made = self._psql(socket_dir, f"CREATE DATABASE {DATABASE}")
             if made.returncode:
                 raise RuntimeError(f"CREATE DATABASE failed: {made.stderr}")
-
-    def is_running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def stop(self) -> None:
-        """Fast shutdown (SIGINT): roll back open transactions, checkpoint, exit."""
-        if self.process is not None:
-            terminate(self.process, signal.SIGINT, 30)
-            self.process = None
-
-    def kill(self) -> None:
-        """SIGKILL the postmaster and its backends: a crash, recovered by the next start."""
-        if self.process is not None:
-            kill_group(self.process)
-            self.process = None
-
-    def __enter__(self) -> EmbeddedPostgres:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        with contextlib.suppress(Exception):
-            self.stop()

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import redis
 
-from deploy.local._proc import death_signal_prefix, log_tail
+from deploy.local._proc import Server, death_signal_prefix, log_tail
 from deploy.local.ports import free_port, port_in_use
 from deploy.local.valkey import _binary
 
@@ -130,7 +130,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-class ValkeyCluster:
+class ValkeyCluster(Server):
     title = "Valkey cluster"
 
     def __init__(self, data_dir: Path, port: int | None = None, primaries: int = 3,
@@ -264,14 +264,6 @@ class ValkeyCluster:
 
     def node(self, port: int) -> ClusterNode:
         return next(n for n in self.nodes if n.port == port)
-
-    def __enter__(self) -> ValkeyCluster:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        with contextlib.suppress(Exception):
-            self.stop()
 
 
 def _nodes(client: redis.Redis) -> dict[str, str]:
