@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,28 +72,34 @@ def scale_backend_env(backends: Any, tag: str) -> dict[str, str]:
     }
 
 
+@contextlib.contextmanager
+def embedded_stack(root: Path, backend_env: dict[str, str] | None = None,
+                   backends: Any = None) -> Iterator[Stack]:
+    """A PostgreSQL and a Valkey of its own under `root` (Redis on the scale cluster when
+    `backends` is given), stopped on exit."""
+    pg = EmbeddedPostgres(root / "pg")
+    vk = EmbeddedValkey(root / "valkey")
+    pg_url = pg.start()
+    try:
+        redis_url = vk.start()
+        if backends is not None:
+            redis_url = backends.valkey_cluster.url
+        yield Stack(root, pg, vk, pg_url, redis_url, backend_env or {}, backends)
+    finally:
+        vk.stop()
+        pg.stop()
+
+
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory) -> Stack:
+def stack(tmp_path_factory) -> Iterator[Stack]:
     backends, backend_env = None, {}
     if TEST_STACK == SCALE_STACK:
         from tests.backends import ensure_backends
 
         backends = ensure_backends()
         backend_env = scale_backend_env(backends, secrets.token_hex(4))
-    root = tmp_path_factory.mktemp("stack")
-    pg = EmbeddedPostgres(root / "pg")
-    vk = EmbeddedValkey(root / "valkey")
-    pg_url = pg.start()
-    try:
-        redis_url = vk.start()
-    except BaseException:
-        pg.stop()
-        raise
-    if backends is not None:
-        redis_url = backends.valkey_cluster.url
-    yield Stack(root, pg, vk, pg_url, redis_url, backend_env, backends)
-    vk.stop()
-    pg.stop()
+    with embedded_stack(tmp_path_factory.mktemp("stack"), backend_env, backends) as found:
+        yield found
 
 
 def make_settings(stack: Stack, redis_url: str | None = None, **overrides: Any) -> Settings:
