@@ -32,7 +32,7 @@ from core.ids import min_id_for_ms, wall_clock_ms
 from core.models import Tweet
 from runtime.container import archive_parts
 from runtime.settings import load
-from storage.archive import HORIZON_TTL_S, Archive, Tail
+from storage.archive import HORIZON_TTL_S, Archive, ObjectRow
 from storage.tweets import TweetStore
 
 log = logging.getLogger("chirp.archive")
@@ -164,7 +164,7 @@ class _Mover:
             await self._move(packed, [t.id for t in group if t.id not in old], replaces)
 
     async def _move(self, packed: codec.Packed, fresh: list[int],
-                    replaces: Tail | None) -> None:
+                    replaces: ObjectRow | None) -> None:
         await self.archive.write(packed)
         self.fault.after("written")
         async with self.pool.acquire() as tx, tx.transaction():
