@@ -217,6 +217,17 @@ async def api(services) -> AsyncIterator[Api]:
         yield client
 
 
+async def reader_of_three_tweets(api, svc) -> tuple[str, int, str, list[int]]:
+    """A reader following a writer with three tweets, the reader's timeline cached."""
+    reader, rid, _ = await api.sign_up("r")
+    writer, wid, _ = await api.sign_up("w")
+    await api.follow(reader, wid)
+    before = [await api.post(writer, f"before {i}") for i in range(3)]
+    await drain(svc)
+    assert await api.home_ids(reader) == before[::-1]
+    return reader, rid, writer, before
+
+
 async def drain(services: Services, consumer: str = "test-drain") -> int:
     """Relay the outbox and apply every bus event, as the worker does, until both are
     empty. Returns events applied. On Kafka the consumer then leaves the group, so the

@@ -12,7 +12,7 @@ import pytest_asyncio
 
 from deploy.local.valkey import EmbeddedValkey
 from storage import keys
-from tests.conftest import api_with, bulk_followers, drain, worker_env
+from tests.conftest import api_with, bulk_followers, drain, reader_of_three_tweets, worker_env
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -36,17 +36,6 @@ async def env(stack, own_redis):
 
 def start_worker(env_vars: dict[str, str]) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "workers.fanout"], cwd=ROOT, env=env_vars)
-
-
-async def reader_of_three_tweets(api, svc) -> tuple[str, int, str, list[int]]:
-    """A reader following a writer with three tweets, the reader's timeline cached."""
-    reader, rid, _ = await api.sign_up("r")
-    writer, wid, _ = await api.sign_up("w")
-    await api.follow(reader, wid)
-    before = [await api.post(writer, f"before {i}") for i in range(3)]
-    await drain(svc)
-    assert await api.home_ids(reader) == before[::-1]
-    return reader, rid, writer, before
 
 
 async def test_worker_killed_mid_fan_out_finishes_after_restart(stack, env):

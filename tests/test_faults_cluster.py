@@ -16,7 +16,7 @@ import redis
 from deploy.local._proc import log_tail
 from deploy.local.ports import free_port
 from deploy.local.valkey_cluster import ValkeyCluster
-from tests.conftest import api_with, bulk_followers, drain
+from tests.conftest import api_with, bulk_followers, drain, reader_of_three_tweets
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -223,12 +223,7 @@ async def test_slot_migrated_under_load_loses_nothing(env):
 
 async def test_whole_cluster_restarted_empty_rebuilds_and_loses_nothing(env):
     api, svc, cluster = env
-    reader, rid, _ = await api.sign_up("r")
-    writer, wid, _ = await api.sign_up("w")
-    await api.follow(reader, wid)
-    before = [await api.post(writer, f"before {i}") for i in range(3)]
-    await drain(svc)
-    assert await api.home_ids(reader) == before[::-1]
+    reader, rid, writer, before = await reader_of_three_tweets(api, svc)
 
     cluster.wipe()  # every node gone, data and cluster configuration too
     body = await api.gql(HOME, token=reader)
