@@ -1,25 +1,5 @@
 """A synthetic social graph with a heavy-tailed follower distribution, seeded straight into
-PostgreSQL and Valkey for the benchmarks (`bench/run.py`).
-
-Shape (numbers for the full run, `GraphSpec.full()`):
-- followers: a few accounts followed by nearly everyone (the top three by >= 100,000 of the
-  110,000 users), ~60 above the celebrity threshold, then a power-law tail down to a few
-  dozen followers; the curve is log-log linear between anchor points and its floor is
-  solved so that the mean following is ~140 (median ~100: log-normal out-degrees);
-- who follows whom: the head accounts get exactly their follower count, drawn uniformly;
-  the rest of each user's follows are drawn with probability proportional to the target
-  follower counts of the tail (Chung-Lu), duplicates and self-follows dropped;
-- tweets: "recent" ones spread over the last `hours`, more from popular accounts;
-- caches: every user's home timeline as FeedManager keeps it (own and non-celebrity
-  followees' tweets, newest 800, truncation sentinel when more exist) and every
-  celebrity's recent-tweets list, with the timeline TTL; every user's once-an-hour
-  activity mark is set (the steady state of users who read all the time, so reads do not
-  each write `last_active_at`).
-
-Rows go in with binary COPY (follows with indexes and foreign-key triggers off, indexes
-rebuilt after), caches with pipelined SETs. Ids are Snowflakes minted in the past under
-worker ids 1022-1023, so they never collide with ids the API mints during the run.
-"""
+PostgreSQL and Valkey for the benchmarks (`bench/run.py`) (docs/benchmarks.md)."""
 
 from __future__ import annotations
 

@@ -1,33 +1,5 @@
-"""Live delivery with thousands of WebSocket subscribers on one API process:
-`python -m bench.live_subscribers --subscribers 2000`.
-
-Seeds one author followed by every subscriber, opens the subscriptions, posts tweets through
-the API (one a second by default) and measures post-to-delivery latency: from the poster's
-clock just before it sends `postTweet` to the subscriber's clock when the frame's bytes
-reach its process. Both are `time.time()` (CLOCK_REALTIME) on the same machine.
-
-The subscribers do not run in the benchmark's own process. They run in `--clients` child
-processes, each a lean raw WebSocket client (an asyncio Protocol parsing frames itself, on
-uvloop): a full-featured client library spends more CPU per frame than the server does
-after this work, and on a 2-core machine that CPU is taken from the server under test.
-Each client reports its own CPU time during the posting window, and the benchmark the API
-process's and the worker's, so the per-delivery costs of both sides are printed next to the
-latencies.
-
-`--apis N` runs N API processes and spreads the subscribers over them (tweets are posted
-through the first): how delivery scales with processes per host; the hub routes per process,
-so each delivers only to its own sockets.
-
-`--root DIR` runs the API and the worker from another source tree (for example an export
-of an older commit: `git archive <rev> | tar -x -C DIR`); several roots separated by commas
-run one after the other in the same invocation, each on a fresh database and Valkey, for a
-side-by-side comparison. Loopback only; every phase has a time limit.
-
-After each run the same clients subscribe to the floor (bench/live_floor.py: a bare ASGI
-WebSocket app on the same server, no GraphQL, no hub) and receive the same frames the same
-way; `live_deliveries_vs_floor_ratio` is Chirp's deliveries per second of its API process's
-CPU divided by the floor's (what one process delivers at saturation), with both p99s.
-"""
+"""Live delivery to thousands of WebSocket subscribers of one API process
+(docs/benchmarks.md)."""
 
 from __future__ import annotations
 
