@@ -1,11 +1,5 @@
-"""Plumbing shared by the JVM servers (Kafka, Cassandra) run from Maven Central jars.
-
-Each server is found by its port, not by its data dir: its command line carries
-`-Dchirp.server=NAME:PORT` and `-Dchirp.data_dir=DIR`, so any process (`make backends`, a
-test run, a fresh clone's CI) sees the one server that holds the port, can stop it, and
-restarts it on the data it was using. A pid file in the data dir is written for people;
-the /proc scan is the truth.
-"""
+"""Plumbing shared by the JVM servers (Kafka, Cassandra) run from Maven Central jars
+(docs/backends.md)."""
 
 from __future__ import annotations
 

