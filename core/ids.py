@@ -1,8 +1,5 @@
-"""Snowflake ids: 41-bit milliseconds since CHIRP_EPOCH, 10-bit worker id, 12-bit sequence.
-
-Pure: the clock is injected, so the rules (monotonic, never a duplicate, even when the
-clock steps backwards) are tested without time passing.
-"""
+"""Snowflake ids: 41-bit milliseconds since CHIRP_EPOCH, 10-bit worker id, 12-bit sequence
+(docs/modules.md)."""
 
 from __future__ import annotations
 

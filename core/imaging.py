@@ -1,9 +1,4 @@
-"""Picture processing, pure CPU on bytes (run it off the event loop): check what the bytes
-really are, decode within a pixel limit, apply the EXIF orientation, and encode each size
-as WebP plus a fallback, with no metadata at all (no EXIF, GPS, XMP, ICC or text chunks).
-
-Pillow, chosen by measurement against pyvips (docs/media.md, `python -m bench.media`).
-"""
+"""Picture processing, pure CPU on bytes (run it off the event loop) (docs/modules.md)."""
 
 from __future__ import annotations
 

@@ -1,10 +1,5 @@
-"""Pure timeline rules: the Redis entry encoding, and the merge of partial sources.
-
-A home timeline page is assembled from several sources, each newest first: the viewer's
-cached timeline, the recent tweets of each followed celebrity, and the tweet store. A
-source read with a bound knows every entry down to some `floor` and nothing below it.
-Merging is only exact above the highest floor; below it the caller must read further.
-"""
+"""Pure timeline rules: the Redis entry encoding, and the merge of partial sources
+(docs/modules.md)."""
 
 from __future__ import annotations
 

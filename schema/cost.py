@@ -1,17 +1,5 @@
-"""Query cost: how many objects an operation may resolve, known before it runs.
-
-Every object-typed field costs one per time it can be resolved. A list field multiplies
-what is below it by its size: the `first` of the nearest enclosing field that takes one
-(a connection's page size, clamped to the page limit; its default when not given), or
-`LIST_GUESS` for lists without a page size (introspection). So
-`followers(first:100){edges{node{followers(first:100){...}}}}` costs 100 x 100 at the
-second level, which is what the executor would resolve on a big enough graph.
-
-Fields are grouped by response key and fragments expanded as graphql-core's executor does,
-so the analysis is linear in the document. The cost of a (document, operation) compiles
-once into a sum of products whose factors are constants or variables: a repeat of a
-known query (schema/documents.py keeps it with the document) pays a few multiplications.
-"""
+"""Query cost: how many objects an operation may resolve, known before it runs
+(docs/modules.md)."""
 
 from __future__ import annotations
 

@@ -1,11 +1,5 @@
-"""Persisted queries: Apollo's automatic persisted queries (APQ) and trusted documents.
-
-APQ: a client sends `extensions.persistedQuery.sha256Hash` alone; an unknown hash is
-answered PERSISTED_QUERY_NOT_FOUND, and the client sends the text with its hash, which is
-checked and registered (in this process, and in Redis for the other processes, for
-`RETENTION_S`). With CHIRP_TRUSTED_DOCUMENTS only the listed texts are known, and nothing
-is registered: the Guard (schema/guard.py) refuses any other text on every transport.
-"""
+"""Persisted queries: Apollo's automatic persisted queries (APQ) and trusted documents
+(docs/modules.md)."""
 
 from __future__ import annotations
 

@@ -1,10 +1,5 @@
-"""GraphQL types of live subscriptions, the Subscription root, and the executor that runs
-a live event's selection once per process rather than once per subscription.
-
-A subscription whose selection reads only fields in `_SHAREABLE` (the same for every
-viewer) shares one execution result, and one serialized frame (`Direct`), per event and
-selection; any other selection is executed per subscription. See docs/live.md.
-"""
+"""GraphQL types of live subscriptions, the Subscription root, and the executor that runs a live
+event's selection once per process rather than once per subscription (docs/modules.md)."""
 
 from __future__ import annotations
 

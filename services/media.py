@@ -1,16 +1,5 @@
-"""Media: uploads straight to the object store, processing, attachment to tweets, removal.
-
-The flow: `create_upload` makes a PENDING row and a presigned PUT for the original;
-the client PUTs exactly the declared bytes there; `complete` claims the row, reads the
-original back, processes it off the event loop (core/imaging.py) and stores the variants,
-then settles the row READY (or FAILED with the reason, keeping no object). The original,
-which still carries its metadata, is always removed. A post attaches READY media in its
-own transaction (`attach`); deleting the tweet marks them, and `remove` deletes objects
-and rows, as the worker's `sweep` does for anything left behind and for orphans.
-
-`MediaByTweet` caches each tweet's media: they are fixed when the tweet's post commits
-(before any reader can see the tweet), so an entry never changes while its tweet exists.
-"""
+"""Media: uploads straight to the object store, processing, attachment to tweets, removal
+(docs/modules.md)."""
 
 from __future__ import annotations
 

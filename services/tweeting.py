@@ -1,11 +1,4 @@
-"""Posting and deleting tweets.
-
-A post commits the tweet, its author's counter, its idempotency key and its TweetCreated
-event in one PostgreSQL transaction: an acknowledged tweet is never lost nor announced
-twice. With a tweet store outside PostgreSQL the event carries the text and the store is
-written after the commit, and again by the worker (docs/production.md, "Posting without a
-shared transaction").
-"""
+"""Posting and deleting tweets (docs/modules.md)."""
 
 from __future__ import annotations
 

@@ -1,12 +1,5 @@
-"""The tweet archive: immutable objects in the object store, indexed in PostgreSQL.
-
-Reads: `by_authors` walks one or more authors' objects newest first (archive_objects by
-author and max id) and stops once the page is complete; `get_many` finds objects by tweet
-id (archived_tweets). Decoded objects are kept in a small per-process LRU: an object never
-changes once written, and deletions come from the index row, so a cached object is never
-stale. Writes (the archive worker): `write` puts an object, `index` records it inside the
-caller's transaction, superseding the author's previous newest object when it tops it up.
-"""
+"""The tweet archive: immutable objects in the object store, indexed in PostgreSQL
+(docs/modules.md)."""
 
 from __future__ import annotations
 

@@ -1,18 +1,5 @@
-"""The tweet store on Apache Cassandra (cassandra-driver), for billions of tweets.
-
-Tables (migrations/cassandra/): `tweets` by id, and `tweets_by_author` partitioned by
-(author, week bucket) newest first, with `author_buckets` listing an author's non-empty
-buckets so a read walks only those. Statements are prepared once, at the configured
-consistency level (LOCAL_QUORUM by default).
-
-The driver has no native asyncio (its AsyncioConnection reactor is experimental), so
-`_aio` bridges `execute_async`'s callbacks, which run on the driver's event thread, to an
-asyncio future. Driver errors from a down or overloaded cluster surface as Unavailable.
-
-Writes are stamped with the tweet's own creation time (from its snowflake) and deletes
-with a later one, so a late repeated `put` (a redelivered event) can never resurrect a
-deleted tweet: Cassandra's last-write-wins keeps the tombstone.
-"""
+"""The tweet store on Apache Cassandra (cassandra-driver), for billions of tweets
+(docs/modules.md)."""
 
 from __future__ import annotations
 

@@ -1,10 +1,5 @@
-"""The event bus: a small interface and its Redis Streams adapter (Kafka: kafka_bus.py).
-
-Delivery is at least once: an event is acknowledged only after its work is applied, and
-events a dead consumer held are claimed by another after `claim_idle_ms`. Events that
-keep failing move to a dead-letter stream with their error; `replay_dead` puts them back.
-Both adapters pass tests/contract/test_event_bus.py.
-"""
+"""The event bus: a small interface and its Redis Streams adapter (Kafka: kafka_bus.py)
+(docs/modules.md)."""
 
 from __future__ import annotations
 

@@ -1,9 +1,5 @@
-"""The social graph in PostgreSQL: follows, with follower/following counts kept exact.
-
-Counts change in the same transaction as the follows row, and only when the row really
-appeared or disappeared (ON CONFLICT DO NOTHING / DELETE ... RETURNING), so concurrent
-follows and unfollows of one pair can neither double-count nor go negative.
-"""
+"""The social graph in PostgreSQL: follows, with follower/following counts kept exact
+(docs/modules.md)."""
 
 from __future__ import annotations
 

@@ -1,10 +1,5 @@
-"""The event bus on Apache Kafka (aiokafka): the same contract as the Redis Streams bus.
-
-An author's events stay in order on one partition; the idempotent producer (acks=all)
-never duplicates; offsets are committed only up to a partition's first event not yet
-applied, so a dead worker's events go to the partition's next owner. Retries, dead
-letters and the consumer group: docs/production.md, "Kafka event bus".
-"""
+"""The event bus on Apache Kafka (aiokafka): the same contract as the Redis Streams bus
+(docs/modules.md)."""
 
 from __future__ import annotations
 

@@ -1,9 +1,6 @@
-"""The file store's HTTP face, as S3 would serve a bucket: `PUT /objects/{store}/{key}` with
-a signed, expiring URL from `FileObjectStore.presign_put`, and `GET` of any object.
-
-Refusals answer like S3: 403 for a signature that does not match the request (another
-Content-Type or Content-Length) or has expired, 400 for a body that is not the declared
-length, 404 for an unknown object."""
+"""The file store's HTTP face, as S3 would serve a bucket: `PUT /objects/{store}/{key}` with a
+signed, expiring URL from `FileObjectStore.presign_put`, and `GET` of any object
+(docs/modules.md)."""
 
 from __future__ import annotations
 

@@ -1,13 +1,4 @@
-"""Object storage: one port (`ObjectStore`) and its two adapters.
-
-- `FileObjectStore`: a directory (under CHIRP_DATA_DIR). The API itself serves its signed,
-  expiring upload URLs and its objects (storage/object_server.py), so clients follow the
-  same flow as with S3.
-- `S3ObjectStore`: a bucket (and optional key prefix) on S3 or an S3-compatible server.
-
-Keys are relative paths of `[A-Za-z0-9._-]` segments joined by '/'. Objects are immutable
-by convention: a key is written once (a rewrite replaces it whole) and deleted.
-"""
+"""Object storage: one port (`ObjectStore`) and its two adapters (docs/modules.md)."""
 
 from __future__ import annotations
 

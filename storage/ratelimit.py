@@ -1,8 +1,5 @@
-"""Token-bucket rate limits in Redis: a burst of `capacity`, refilled evenly over the period.
-
-A bucket of 100/hour allows 100 at once, then one every 36 s: unlike a fixed window it
-never lets 200 through across a window boundary.
-"""
+"""Token-bucket rate limits in Redis: a burst of `capacity`, refilled evenly over the period
+(docs/modules.md)."""
 
 from __future__ import annotations
 

@@ -1,13 +1,6 @@
 """Redis clients: one server (`redis://`, `rediss://`, `unix://`) or a Redis Cluster
-(`redis+cluster://host:port[,host:port...]`, redis-py's asyncio RedisCluster).
-
-On a cluster every command (and every script call) must keep its keys in one slot; the
-key layout in storage.keys makes that so, and `by_slot` groups a batch for one call per
-slot. Cluster-only failures (no node for a slot while a shard fails over) are raised as
-ConnectionError, so callers handle one family: RedisError. So is the AttributeError
-redis-py 8.1's cluster client raises when a node's connection is closed under a command
-still using it (`_writer` is None), seen when a primary dies under load.
-"""
+(`redis+cluster://host:port[,host:port...]`, redis-py's asyncio RedisCluster)
+(docs/modules.md)."""
 
 from __future__ import annotations
 

@@ -1,13 +1,5 @@
-"""Revoked tokens, known in every API process's memory, so checking a token costs no
-round trip.
-
-Redis holds the truth: a sorted set of logged-out token ids scored by their expiry, and a
-hash of users' "log out everywhere" times. A revocation writes there, then publishes on one
-channel (a cluster pipeline cannot carry PUBLISH); every process listening applies it to its
-copy. A process (re)loads the whole state whenever its subscription (re)connects, so a
-message missed while disconnected is never missed for good; until the first load completes,
-`ready` is unset and callers ask Redis directly. While disconnected the last copy stays in use.
-"""
+"""Revoked tokens, known in every API process's memory, so checking a token costs no round trip
+(docs/modules.md)."""
 
 from __future__ import annotations
 

@@ -1,10 +1,4 @@
-"""The tweet store: a small interface, and its PostgreSQL adapter.
-
-Every adapter (PostgreSQL here, Cassandra in cassandra_tweets.py) passes
-tests/contract/test_tweet_store.py. Writes take an optional `tx`: the PostgreSQL adapter
-joins the caller's transaction so a tweet, its counters and its outbox event commit
-together.
-"""
+"""The tweet store: a small interface, and its PostgreSQL adapter (docs/modules.md)."""
 
 from __future__ import annotations
 

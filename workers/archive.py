@@ -1,16 +1,5 @@
-"""The archive worker: moves tweets older than the cut-off from the tweet store into
-archive objects. `python -m workers.archive [--older-than 90d|12h|2s]` (default
-CHIRP_ARCHIVE_AFTER_DAYS); the fan-out worker runs it daily. Its last stdout line is a
-JSON summary.
-
-One run at a time (a PostgreSQL advisory lock). Per object, in this order: (1) write the
-object, (2) index it in PostgreSQL, (3) delete its tweets from the live store. With the
-tweet store in PostgreSQL, (2) and (3) are one transaction. A run killed anywhere leaves
-each tweet readable exactly once (an object not yet indexed is ignored; a tweet indexed
-but still live reads once), and the next run finishes the job: it deletes tweets already
-indexed without archiving them again, and rewrites an unindexed object's tweets under the
-same key.
-"""
+"""The archive worker: moves tweets older than the cut-off from the tweet store into archive
+objects (docs/modules.md)."""
 
 from __future__ import annotations
 
