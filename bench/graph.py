@@ -225,9 +225,6 @@ def recents_list(g: Graph, a: int, cap: int) -> bytes:
     return blob + SENTINEL if len(mine) > cap else blob
 
 
-# ----------------------------------------------------------------------------- seeding
-
-
 def _binary_copy(columns: list[np.ndarray]) -> bytes:
     """PostgreSQL binary COPY data for bigint columns."""
     n = len(columns[0])
@@ -346,9 +343,6 @@ async def seed_caches(svc, g: Graph, users) -> None:
         for a in np.flatnonzero(celeb):
             pipe.set(svc.recents.key(int(g.ids[a])), recents_list(g, int(a), cap), px=ttl_ms)
         await pipe.execute()
-
-
-# ----------------------------------------------------------------------- extra accounts
 
 
 async def new_viewers(svc, g: Graph, followee_sets: list[np.ndarray]) -> list[int]:

@@ -30,9 +30,6 @@ CONNECT_LIMIT_S = 600  # every subscription set up and present within this
 SETUP_PARALLEL = 64  # handshakes in flight per client process
 
 
-# ----------------------------------------------------------------------- the lean client
-
-
 class _Conn(asyncio.Protocol):
     """One graphql-transport-ws subscription over a raw WebSocket: handshake, then frames
     parsed by hand (server frames are unmasked; ours must be masked)."""
@@ -186,9 +183,6 @@ async def _client_main() -> None:
     }), flush=True)
     for conn in client.conns:
         conn.transport.close()
-
-
-# ----------------------------------------------------------------------- the benchmark
 
 
 async def seed(n: int) -> tuple[str, list[str], list[int]]:

@@ -39,9 +39,6 @@ def photo_jpeg(width: int, height: int) -> bytes:
     return out.getvalue()
 
 
-# -- per-picture measurements, each in a fresh process
-
-
 def _status_kib(field: str) -> int:
     with open("/proc/self/status") as f:
         for line in f:
@@ -157,9 +154,6 @@ def processing(workdir: Path, quick: bool) -> dict:
         results[name] = row
         print(f"{name}: {json.dumps(row)}", flush=True)
     return results
-
-
-# -- upload to READY
 
 
 async def uploads(workdir: Path, store_env: dict[str, str], concurrent: int) -> dict:

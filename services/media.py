@@ -85,8 +85,6 @@ class MediaLibrary:
         self._slots = asyncio.Semaphore(config.workers)
         self._pool = ThreadPoolExecutor(config.workers, thread_name_prefix="media")
 
-    # -- URLs
-
     def url_of(self, key: str) -> str:
         base = self.config.public_url
         return f"{base}/{key}" if base else self.store.url(key)
@@ -96,8 +94,6 @@ class MediaLibrary:
             if v.name == rules.MAIN_VARIANT:
                 return self.url_of(v.key)
         return None
-
-    # -- upload
 
     async def create_upload(self, owner_id: int, content_type: str, byte_size: int,
                             alt_text: str | None) -> Upload:
@@ -185,8 +181,6 @@ class MediaLibrary:
         metrics.MEDIA_PROCESSING_SECONDS.observe(time.perf_counter() - t0)
         return settled
 
-    # -- reads
-
     async def visible(self, viewer_id: int | None, media_id: int) -> Media | None:
         """The media if the viewer may see it: their own, or attached to a tweet."""
         m = (await self.rows.get_many([media_id])).get(media_id)
@@ -205,8 +199,6 @@ class MediaLibrary:
                 found[t] = media = tuple(loaded.get(t, ()))
                 cache.put(t, media)
         return [found[t] for t in tweet_ids]
-
-    # -- posting and deleting (called by services/tweeting.py)
 
     async def check_attachable(self, owner_id: int, media_ids: Sequence[int]) -> None:
         """Every error a post with these media would meet, before it commits anything."""

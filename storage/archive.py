@@ -35,8 +35,6 @@ class Archive:
         self._bounds_cached = (0, 0)
         self._bounds_until = 0.0
 
-    # ------------------------------------------------------------------ writes
-
     async def write(self, packed: codec.Packed) -> None:
         await self.objects.put(packed.key, packed.data, codec.CONTENT_TYPE)
 
@@ -150,8 +148,6 @@ class Archive:
             self._bounds_cached = (row[0], row[1]) if row else (0, 0)
             self._bounds_until = now + HORIZON_TTL_S
         return self._bounds_cached
-
-    # ------------------------------------------------------------------ reads
 
     async def get_many(self, ids: Iterable[int]) -> dict[int, Tweet]:
         wanted = list(ids)

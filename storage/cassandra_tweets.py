@@ -231,8 +231,6 @@ class CassandraTweetStore:
     async def close(self) -> None:
         await asyncio.to_thread(self.cluster.shutdown)
 
-    # ------------------------------------------------------------------ contract
-
     async def put(self, tweet: Tweet, tx: Any = None) -> None:
         existing = await self._one(tweet.id)
         if existing is not None:

@@ -61,7 +61,6 @@ def decode_fields(fields: dict) -> Event:
     return Event(f["k"], int(f["t"]), int(f["a"]), f.get("x"), span)
 
 
-
 def _s(v: bytes | str) -> str:
     return v.decode() if isinstance(v, bytes) else v
 

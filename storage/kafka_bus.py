@@ -114,8 +114,6 @@ class KafkaBus:
         self._watch: tuple[AIOKafkaAdminClient, AIOKafkaConsumer] | None = None
         self._joined = asyncio.Event()
 
-    # ------------------------------------------------------------------ set-up
-
     async def ensure_topics(self) -> None:
         if self._topics_ready:
             return
@@ -173,8 +171,6 @@ class KafkaBus:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._joined.wait(), JOIN_WAIT_S)
         return self._consumer
-
-    # ------------------------------------------------------------------ contract
 
     async def publish(self, events: list[Event]) -> None:
         if not events:

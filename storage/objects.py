@@ -92,9 +92,6 @@ def check_key(key: str) -> str:
     return key
 
 
-# --------------------------------------------------------------------------- file
-
-
 class FileObjectStore:
     """Objects as files under `root/data`, each content type beside it under `root/types`.
 
@@ -225,9 +222,6 @@ def _unlink_all(paths: list[Path]) -> None:
     for p in paths:
         with contextlib.suppress(FileNotFoundError, NotADirectoryError):
             p.unlink()
-
-
-# --------------------------------------------------------------------------- S3
 
 
 @dataclass(frozen=True)
@@ -421,9 +415,6 @@ class _GetSigner:
                    f"{hashlib.sha256(canonical.encode()).hexdigest()}")
         sig = hmac.new(self._signing_key, to_sign.encode(), hashlib.sha256).hexdigest()
         return f"{self.scheme}://{self.host}{path}?{query}&X-Amz-Signature={sig}"
-
-
-# --------------------------------------------------------------------------- opening
 
 
 def open_store(spec: str, *, name: str, root: Path, base_url: str | Callable[[], str],

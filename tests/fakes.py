@@ -147,8 +147,6 @@ class MemoryTimelineCache:
         (reply,) = await self.run(lambda pipe: pipe.queue(call))
         return reply
 
-    # -- reads
-
     async def read(self, owner: int, before: int = NEWEST, since: int = 0, count: int = 20,
                    renew: bool = True) -> CachedSlice:
         return await self._one(
@@ -257,8 +255,6 @@ class MemoryTimelineCache:
             return 1
 
         pipe.queue(run)
-
-    # -- rebuilds
 
     async def begin_rebuild(self, owner: int) -> str:
         def run() -> str:

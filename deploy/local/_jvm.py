@@ -118,8 +118,6 @@ class JvmServer(Server):
         self.process: subprocess.Popen | None = None
         self.pid: int | None = None
 
-    # -- subclass hooks -----------------------------------------------------------------
-
     def ports(self) -> list[int]:
         """Every port the server binds: all must be free before it is launched."""
         return [self.port]
@@ -133,8 +131,6 @@ class JvmServer(Server):
     def probe(self) -> bool:
         """True once the server answers clients and is the one running on our data dir."""
         raise NotImplementedError
-
-    # -- layout -------------------------------------------------------------------------
 
     @property
     def tag(self) -> str:
@@ -155,8 +151,6 @@ class JvmServer(Server):
         """CHIRP_BACKENDS_JVM_OPTS, last so they win: e.g. -XX:TieredStopAtLevel=1 (no C2
         JIT) halves the CPU a start takes, at a cost to throughput (see docs/backends.md)."""
         return shlex.split(os.environ.get("CHIRP_BACKENDS_JVM_OPTS", ""))
-
-    # -- lifecycle ----------------------------------------------------------------------
 
     def _adopt(self) -> int | None:
         """The running server's pid, adopting its data dir (it may be another checkout's)."""

@@ -94,8 +94,6 @@ class EmbeddedPostgres(ChildServer):
     def url(self) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{DATABASE}"
 
-    # -- layout -------------------------------------------------------------------------
-
     def _home(self) -> Path:
         """Where pgdata and the socket dir live: data_dir, unless relocated (see module doc)."""
         link = self.data_dir / "pgdata"
@@ -146,8 +144,6 @@ class EmbeddedPostgres(ChildServer):
         if self._user is None:
             return {}
         return {"user": self._user.pw_uid, "group": self._user.pw_gid, "extra_groups": []}
-
-    # -- lifecycle ----------------------------------------------------------------------
 
     def _initdb(self, pgdata: Path) -> None:
         if (pgdata / "PG_VERSION").exists():

@@ -181,8 +181,6 @@ class ValkeyCluster(Server):
                 if f.is_file():
                     f.unlink()
 
-    # -- forming
-
     def _formed(self) -> bool:
         try:
             with self.nodes[0].client() as c:
@@ -243,8 +241,6 @@ class ValkeyCluster(Server):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"timed out waiting for {what}")
             time.sleep(0.1)
-
-    # -- for fault tests
 
     def primary_ports(self) -> list[int]:
         with self.nodes[0].client() as c:

@@ -71,9 +71,6 @@ async def mapi(stack, store_env) -> AsyncIterator[Api]:
         yield api
 
 
-# -- pictures
-
-
 def jpeg(w: int = 640, h: int = 480, exif: bool = True) -> bytes:
     im = Image.new("RGB", (w, h))
     im.paste((200, 30, 30), (0, 0, w // 2, h))  # left half red, right half black
@@ -128,9 +125,6 @@ def png_bomb(side: int = 60_000) -> bytes:
         chunk(b"IEND", b"")
 
 
-# -- helpers
-
-
 def http_for(api: Api, url: str) -> httpx.AsyncClient | None:
     """The in-process app for its own URLs (the file store), None for a real server."""
     return api.client if url.startswith("http://chirp.test/") else None
@@ -175,9 +169,6 @@ def code(body: dict) -> str:
 async def stored_keys(api: Api, media_id: str) -> list[str]:
     store = api.services.media.store
     return [k for k in await store.list("") if f"/{media_id}-" in f"/{k}"]
-
-
-# -- the flow
 
 
 async def test_upload_process_post_and_read_everywhere(mapi):
@@ -295,9 +286,6 @@ async def test_idempotent_repeat_with_media(mapi):
     again = await api.ok(POST, {"t": "once", "m": [mid], "k": "k1"}, token)
     assert again["postTweet"]["id"] == first["postTweet"]["id"]
     assert again["postTweet"]["media"] == first["postTweet"]["media"]
-
-
-# -- bad input
 
 
 async def test_bad_input_at_create(mapi):
