@@ -30,9 +30,7 @@ def java_available() -> bool:
 
 @dataclass
 class Backends:
-    """Running servers. `kafka.stop()`/`kafka.start()` (likewise `cassandra`) take one
-    down and bring it back on the same data, for fault tests; start() waits until it
-    serves clients again."""
+    """Running servers; fault tests stop and start one on the same data."""
 
     kafka: LocalKafka
     cassandra: LocalCassandra
@@ -41,19 +39,19 @@ class Backends:
 
     @property
     def kafka_bootstrap(self) -> str:
-        return self.kafka.bootstrap_servers  # "127.0.0.1:9092"
+        return self.kafka.bootstrap_servers
 
     @property
     def cassandra_host(self) -> str:
-        return self.cassandra.host  # "127.0.0.1"
+        return self.cassandra.host
 
     @property
     def cassandra_contact_points(self) -> list[str]:
-        return self.cassandra.contact_points  # ["127.0.0.1"]
+        return self.cassandra.contact_points
 
     @property
     def cassandra_port(self) -> int:
-        return self.cassandra.port  # 9042
+        return self.cassandra.port
 
 
 def ensure_backends() -> Backends:

@@ -56,7 +56,7 @@ async def test_slow_subscriber_gets_resync_not_unbounded_memory(hub, services):
     await asyncio.sleep(0.3)
     assert slow.queue.qsize() <= QUEUE_SIZE
     items = [slow.queue.get_nowait() for _ in range(slow.queue.qsize())]
-    assert RESYNC in items  # told to refetch, rather than holding everything
+    assert RESYNC in items
     await slow.close()
     await fast.close()
     assert hub._refs == {}
@@ -82,7 +82,7 @@ async def test_celebrity_tweets_reach_only_current_followers(hub, services):
     tweet = await services.tweeting.post(celeb, "to my fans")
     channel = {keys.author_channel(celeb)}
     fan_s, former_s = await hub.join(channel, fan), await hub.join(channel, former)
-    watcher = await hub.join(channel)  # userTweets: anyone may watch
+    watcher = await hub.join(channel)
     await asyncio.sleep(0.2)
     await publish(services, keys.author_channel(celeb), notices.added(tweet.id))
     for sub in (fan_s, watcher):
@@ -129,7 +129,7 @@ async def test_direct_delivery_keeps_order_with_a_slow_socket(hub, services):
     direct = sub.direct = FakeDirect()
     await route(services, hub, "d:1:5")
     await asyncio.sleep(0.2)
-    assert direct.sent == ["TWEET_DELETED:1"] and sub.queue.empty()  # written directly
+    assert direct.sent == ["TWEET_DELETED:1"] and sub.queue.empty()
     paused = direct.gate = asyncio.get_running_loop().create_future()  # the socket pauses
     await route(services, hub, "d:2:5")
     await route(services, hub, "d:3:5")
@@ -142,7 +142,7 @@ async def test_direct_delivery_keeps_order_with_a_slow_socket(hub, services):
     paused.set_result(None)
     assert (await asyncio.wait_for(getting, 5)).tweet_id == 3
     assert direct.sent == ["TWEET_DELETED:1", "TWEET_DELETED:2"]
-    direct.open = False  # the operation completed: nothing more goes directly
+    direct.open = False
     sub.direct = direct
     await route(services, hub, "d:4:5")
     assert (await asyncio.wait_for(sub.get(), 5)).tweet_id == 4
