@@ -56,7 +56,7 @@ async def test_query_time_budget(stack):
     async with api_with(stack, query_timeout_ms=300) as api:
         token, uid, handle = await api.sign_up()
         known = "{viewer{following(first:5){edges{node{id}}}}}"
-        assert "errors" not in await api.gql(known, token=token)  # now on the HTTP shortcut
+        assert "errors" not in await api.gql(known, token=token)
         async with api.services.pool.acquire() as conn, conn.transaction():
             await conn.execute("LOCK TABLE follows IN ACCESS EXCLUSIVE MODE")
             for query in ("{viewer{followers(first:5){edges{node{id}}}}}", known):
@@ -72,7 +72,6 @@ async def test_query_time_budget(stack):
             await asyncio.sleep(0.6)
             assert not follow.done()
         assert (await follow)["id"] == str(other)
-        # the pool is still usable afterwards
         assert "errors" not in await api.gql("{viewer{followers(first:5){edges{node{id}}}}}",
                                              token=token)
 
@@ -251,21 +250,18 @@ async def test_tokens_need_exp_and_a_live_user_and_log_out_revokes(api, services
     secret = services.accounts.secret
     forever = jwt.encode({"sub": str(uid), "iat": int(time.time())}, secret, algorithm="HS256")
     assert codes(await api.gql("{viewer{id}}", token=forever)) == ["UNAUTHENTICATED"]
-    # log out: this token only
     second = (await api.ok(LOGIN, {"h": handle, "p": "password123"}))["logIn"]["token"]
     assert (await api.ok("mutation{logOut}", token=token)) == {"logOut": True}
     assert codes(await api.gql("{viewer{id}}", token=token)) == ["UNAUTHENTICATED"]
     assert (await api.ok("{viewer{id}}", token=second))["viewer"]["id"] == str(uid)
-    # log out everywhere
     third = (await api.ok(LOGIN, {"h": handle, "p": "password123"}))["logIn"]["token"]
     await api.ok("mutation{logOut(everywhere:true)}", token=third)
     for t in (second, third):
         assert codes(await api.gql("{viewer{id}}", token=t)) == ["UNAUTHENTICATED"]
-    # a token whose user is gone
     gone_token, gone, _ = await api.sign_up()
     async with services.pool.acquire() as conn:
         await conn.execute("DELETE FROM users WHERE id = $1", gone)
-    services.accounts.forget(f"Bearer {gone_token}")  # as in a process that did not see it issued
+    services.accounts.forget(f"Bearer {gone_token}")
     assert codes(await api.gql("{viewer{id}}", token=gone_token)) == ["UNAUTHENTICATED"]
 
 
@@ -275,10 +271,10 @@ async def test_a_revocation_elsewhere_reaches_this_process_memo(stack, api, serv
     revocations = services.accounts.revocations
     assert revocations.ready.is_set()  # loaded: memo hits are checked without I/O
     applied = revocations.applied
-    async with api_with(stack) as elsewhere:  # another process's services
+    async with api_with(stack) as elsewhere:
         claims = elsewhere.services.accounts.claims_from(f"Bearer {token}")
         await elsewhere.services.accounts.log_out(claims)
-    for _ in range(100):  # the channel delivers it
+    for _ in range(100):
         if revocations.applied > applied:
             break
         await asyncio.sleep(0.01)

@@ -113,7 +113,6 @@ async def test_celebrities_are_pulled_and_merged_at_read_time():
     w.graph.follow(viewer, friend)
     await w.cached(viewer)
     posted = [await w.post(celeb if i % 2 else friend) for i in range(6)]
-    # nothing of the celebrity's is pushed; the friend's are
     assert w.home.ids(viewer) == [p for p in posted[::-1] if p in posted[0::2]]
     page = await w.page(viewer, 20)
     assert [t.id for t in page.tweets] == posted[::-1]
@@ -165,7 +164,7 @@ async def test_a_deleted_tweet_leaves_every_timeline_and_the_store():
     await w.cached(f1, f2, author)
     keep, doomed = await w.post(author, "keep"), await w.post(author, "doomed")
     assert w.home.ids(f1) == [doomed, keep]
-    await w.tweets.delete(doomed)  # what the API does before the event
+    await w.tweets.delete(doomed)
     await w.feed.apply(Event(TWEET_DELETED, doomed, author))
     for f in (f1, f2, author):
         assert w.home.ids(f) == [keep]
@@ -177,7 +176,7 @@ async def test_a_deleted_tweet_still_cached_is_not_shown():
     w = World()
     viewer, a = await w.reader()
     keep, doomed = await w.post(a), await w.post(a)
-    await w.tweets.delete(doomed)  # the delete event has not been applied yet
+    await w.tweets.delete(doomed)
     assert doomed in w.home.ids(viewer)
     assert [t.id for t in (await w.page(viewer)).tweets] == [keep]
 
@@ -222,7 +221,7 @@ async def test_a_demoted_celebrity_is_back_filled_into_followers_timelines():
     await w.cached(viewer)
     posted = [await w.post(celeb) for _ in range(3)]
     assert w.home.ids(viewer) == []
-    w.graph.unfollow(others[0], celeb)  # below the threshold now
+    w.graph.unfollow(others[0], celeb)
     assert await w.feed.apply(Event(AUTHOR_DEMOTED, 0, celeb)) == 1
     assert w.home.ids(viewer) == posted[::-1]
 
