@@ -22,14 +22,8 @@ def wall_clock_ms() -> int:
 
 
 class SnowflakeGenerator:
-    """Mints ids for one leased worker id.
-
-    Twitter's generator throws when the clock moves backwards; we keep minting on the last
-    seen millisecond instead (borrowing sequence numbers, then future milliseconds), so a
-    step back can neither duplicate nor reorder ids and posting never fails because NTP
-    slewed. `floor_ms` lets a new lease holder start after anything the previous holder
-    of the same worker id could have minted.
-    """
+    """Mints ids for one leased worker id; a clock step back neither duplicates nor reorders
+    them, nor fails (docs/modules.md)."""
 
     def __init__(
         self,

@@ -54,8 +54,7 @@ class Accounts:
         self.ttl = jwt_ttl_seconds
         self.revocations = revocations
         self._verified: dict[str, _Verified] = {}  # bearer token -> its claims
-        # argon2 on its own bounded pool: a log-in flood queues here, not in the default
-        # executor that other blocking calls share, and past a bounded queue it is refused.
+        # argon2 on its own bounded pool: a log-in flood is refused, not queued everywhere.
         self._argon2 = ThreadPoolExecutor(argon2_threads, thread_name_prefix="argon2")
         self._argon2_slots = asyncio.Semaphore(argon2_threads * (1 + ARGON2_QUEUE_PER_THREAD))
 
@@ -155,10 +154,8 @@ class Accounts:
         return not revocations.revoked(claims.user_id, claims.jti, claims.issued_at)
 
     async def live(self, claims: Claims, check_user: bool = True) -> bool | None:
-        """Whether a verified token still stands: not logged out (this token, or all of its
-        user's issued before a "log out everywhere"), and (check_user) its user exists.
-        None when a backend needed to tell is down: the caller lets the signed, unexpired
-        token through for now (as limits fail open) without remembering it."""
+        """Not logged out and (check_user) its user exists; None when a backend is down (the
+        caller lets the token through, unremembered, as limits fail open)."""
         try:
             known = self.still_live(claims)
             if known is None:

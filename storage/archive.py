@@ -52,10 +52,8 @@ class Archive:
 
     async def index(self, packed: codec.Packed, fresh: Iterable[int], tx: asyncpg.Connection,
                     replaces: ObjectRow | None = None) -> int:
-        """Record an object inside the caller's transaction. `fresh` are the ids moving in
-        from the live store (those still there); with `replaces`, the object's other
-        tweets come from that object, which it supersedes. Ids that are neither (deleted
-        meanwhile) stay unreadable. Returns the number of fresh tweets indexed."""
+        """Record an object in the caller's transaction: `fresh` ids come from the live
+        store, the rest from `replaces`; returns how many fresh ids were indexed."""
         object_id = await tx.fetchval(
             "INSERT INTO archive_objects (key, author_id, min_id, max_id, tweets, bytes) "
             "VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",

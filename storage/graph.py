@@ -72,15 +72,8 @@ class SocialGraph:
         return next(r["followers_count"] for r in rows if r["id"] == followee)
 
     async def followees(self, user_id: int) -> tuple[list[int], list[int]]:
-        """Everyone `user_id` follows and their follower counts (for the celebrity rule),
-        as two parallel lists. Aggregated in SQL so that asyncpg decodes two arrays in C
-        instead of a Record per followee: this query runs on every home read, and building
-        ~150 rows into objects was 9 % of an API process's time under load.
-
-        Written as `id = ANY(ARRAY(...))` so that the plan is one index-only range of the
-        viewer's follows, then one probe of users' primary key per followee. As a join the
-        planner hashed the follows and scanned all of users for each read: 1.3-1.5 ms of
-        PostgreSQL CPU against 0.57 ms, for viewers following ~200 (12,000 users)."""
+        """Everyone `user_id` follows and their follower counts, as two parallel lists; the
+        query's shape is measured (docs/modules.md)."""
         row = await self.pool.fetchrow(
             "SELECT coalesce(array_agg(id), '{}'), coalesce(array_agg(followers_count), '{}') "
             "FROM users WHERE id = ANY(ARRAY("

@@ -246,9 +246,7 @@ def parse_s3_url(url: str) -> tuple[str, str]:
 
 
 class S3ObjectStore:
-    """boto3 calls run in a bounded thread pool (`workers` threads, as many pooled HTTP
-    connections): botocore is synchronous, and the calls here are few and large (one per
-    object), so a thread hop costs little beside the request itself."""
+    """boto3 calls run in a bounded thread pool of `workers` threads (docs/modules.md)."""
 
     def __init__(self, url: str, config: S3Config, workers: int = 8) -> None:
         import boto3
@@ -372,10 +370,8 @@ def _content_md5(request: Any, **_: Any) -> None:
 
 
 class _GetSigner:
-    """SigV4 presigned GET URLs dated at the start of the current UTC day, valid 7 days: a
-    key's URL is the same all day in every process (browsers and CDNs can cache it) and
-    always valid at least 6 more days. botocore's presigner dates each URL now, and costs
-    ~100 us; this is a few HMACs with the day's signing key cached."""
+    """SigV4 presigned GET URLs dated at the start of the UTC day: the same all day
+    (docs/modules.md)."""
 
     def __init__(self, client: Any, bucket: str, config: S3Config) -> None:
         endpoint = urlsplit(client.meta.endpoint_url)

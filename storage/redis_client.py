@@ -52,17 +52,13 @@ class _Pipeline(ClusterPipeline):
 
 
 class ChirpCluster(RedisCluster):
-    """RedisCluster whose cluster-only exceptions are RedisErrors (see the module doc), and
-    whose node errors refresh the slot map without cutting the other nodes' connections.
-    """
+    """RedisCluster whose cluster-only exceptions are RedisErrors, and whose node errors
+    refresh the slot map without cutting the other nodes' connections (docs/modules.md)."""
 
     _closing = False
 
     async def aclose(self) -> None:
-        # redis-py calls aclose() to refresh the slot map after one node's error; that
-        # closed every node's connections, failing commands in flight on healthy nodes (a
-        # read of another shard degraded while one primary failed over). A refresh keeps
-        # the live nodes' connections; the dead node's are dropped by their own errors.
+        # redis-py calls this to refresh the slot map: keep the live nodes' connections.
         if self._closing:
             await super().aclose()
         else:

@@ -194,10 +194,8 @@ class _Mover:
 
 async def restore(pool: asyncpg.Pool, live: TweetStore, archive: Archive,
                   author_id: int | None) -> int:
-    """Move archived tweets (one author's, or all) back into the live store, one object
-    per transaction: its tweets are inserted and its index rows removed together (the
-    object is left to the garbage collection). PostgreSQL only: Cassandra keeps the
-    archive's deletes as tombstones newer than any re-inserted row."""
+    """Archived tweets back into the live store, one object per transaction. PostgreSQL
+    only: Cassandra's tombstones would hide re-inserted rows."""
     if not live.transactional:
         raise ValueError("restoring into Cassandra is not supported (docs/archive.md)")
     # Readers skip the live store below complete_below: lower it, and wait until they know.
