@@ -122,7 +122,7 @@ async def test_counts_changed_on_one_process_are_seen_on_another_within_a_second
 
 async def test_invalidations_lost_with_the_connection_never_serve_a_deleted_tweet(stack):
     """A delete published while the listener is disconnected: the fence sends reads to the
-    stores, and the caches are emptied on resubscribing."""
+    stores, and the caches are emptied on resubscribing (a read may refill them since)."""
     async with api_with(stack) as a, api_with(stack) as b:
         writer, wid, _ = await a.sign_up("w")
         reader, _rid, _ = await a.sign_up("r")
@@ -145,7 +145,7 @@ async def test_invalidations_lost_with_the_connection_never_serve_a_deleted_twee
             if b.services.caches.invalidations.live:
                 break
             await asyncio.sleep(0.02)
-        assert b.services.caches.tweets.get(posted[1]) is MISSING
+        assert b.services.caches.tweets.get(posted[0]) in (MISSING, None)  # None: known gone
         assert [int(t["id"]) for t in await warm(b, reader)] == [posted[1]]
 
 
