@@ -75,7 +75,7 @@ def formula(schema: GraphQLSchema, document: DocumentNode, operation_name: str |
     _walk(schema, fragments, root, [operation.selection_set], (), terms, defaults,
           introspection=introspection)
     constant = 0
-    grouped: dict[tuple[Factor, ...], int] = {}  # variable factors -> constant coefficient
+    grouped: dict[tuple[Factor, ...], int] = {}
     for factors in terms:
         coefficient = 1
         variables = []
@@ -101,8 +101,7 @@ def _product(factors: tuple[Factor, ...]) -> int:
 
 
 def introspection_sizes(schema: GraphQLSchema) -> dict[str, int]:
-    """The longest each introspection list can be in this schema: introspection answers
-    from the fixed schema, so its lists are counted at their real bounds."""
+    """The longest each introspection list can be in this (fixed) schema."""
     found = _SIZES.get(id(schema))
     if found is not None and found[0] is schema:
         return found[1]
@@ -163,8 +162,7 @@ def _walk(schema: GraphQLSchema, fragments: dict[str, FragmentDefinitionNode], p
           terms: list[tuple[Factor, ...]], defaults: dict[str, int],
           page: Factor | None = None, *, introspection: list | None = None,
           sizes: dict[str, int] | None = None) -> None:
-    """Terms for a selection; the introspection meta-fields' subtrees go to
-    `introspection`, their lists counted at the schema's real bounds (`sizes`)."""
+    """Terms for a selection; introspection subtrees go to `introspection`, sized by `sizes`."""
     grouped: dict[str, list[FieldNode]] = {}
     _collect(schema, fragments, parent, selection_sets, grouped, set())
     for nodes in grouped.values():

@@ -80,8 +80,7 @@ class MediaLibrary:
         self.next_id = next_id
         self.config = config
         self.by_tweet = MediaByTweet()
-        # Processing is CPU and memory: at most `workers` pictures at a time, in threads
-        # (Pillow releases the GIL while it decodes, resizes and encodes).
+        # At most `workers` pictures at a time, in threads (Pillow releases the GIL).
         self._slots = asyncio.Semaphore(config.workers)
         self._pool = ThreadPoolExecutor(config.workers, thread_name_prefix="media")
 
@@ -122,8 +121,7 @@ class MediaLibrary:
             raise RateLimited(f"at most {per_hour} uploads per hour; retry in {wait} s", wait)
 
     async def complete(self, owner_id: int, media_id: int) -> Media:
-        """READY or FAILED. BadInput if the bytes were never uploaded (it stays PENDING:
-        the client may still upload them while the URL lasts)."""
+        """READY or FAILED; BadInput if the bytes were never uploaded (it stays PENDING)."""
         deadline = time.monotonic() + CLAIM_WAIT_S
         while True:
             m = await self.rows.claim(media_id, owner_id)
@@ -133,10 +131,10 @@ class MediaLibrary:
             if current is None or current.owner_id != owner_id:
                 raise NotFound(f"no media {media_id}", field="mediaId")
             if current.state != PENDING:
-                return current  # already settled: completing again changes nothing
+                return current
             if time.monotonic() > deadline:
                 raise Unavailable("this media is still being processed; retry")
-            await asyncio.sleep(0.1)  # another request is processing it
+            await asyncio.sleep(0.1)
         try:
             return await self._process(m)
         except BaseException:
@@ -174,7 +172,7 @@ class MediaLibrary:
         settled = await self.rows.settle(m.id, READY, width=done.width, height=done.height,
                                          variants=variants)
         await self.store.delete(m.upload_key)
-        if settled is None:  # removed meanwhile (swept): keep nothing of it
+        if settled is None:
             await self.store.delete_many(v.key for v in variants)
             raise NotFound(f"no media {m.id}", field="mediaId")
         metrics.MEDIA_UPLOADS.labels("ready").inc()
@@ -237,14 +235,13 @@ class MediaLibrary:
         return [m.id for m in await MediaRows.mark_deleted(tx, tweet_id)]
 
     async def remove(self, media_ids: Sequence[int]) -> int:
-        """Delete the objects and rows of these media if they are removable (deleted with
-        their tweet, or orphans); how many were. A failure leaves rows for the sweep."""
+        """Delete these media if removable; how many were. A failure leaves them to the sweep."""
         if not media_ids:
             return 0
         async with self.rows.pool.acquire() as tx, tx.transaction():
             taken = await MediaRows.take_for_removal(tx, media_ids, self.config.orphan_hours)
             keys = [k for m in taken for k in (m.upload_key, *(v.key for v in m.variants))]
-            await self.store.delete_many(keys)  # raising rolls the rows back
+            await self.store.delete_many(keys)
         for m in taken:
             if m.tweet_id is not None:
                 self.by_tweet.forget(m.tweet_id)
@@ -258,8 +255,7 @@ class MediaLibrary:
             log.warning("media of deleted tweet %s left for the sweep: %s", tweet_id, e)
 
     async def sweep(self) -> int:
-        """Remove media deleted with their tweets and uploads never attached within
-        CHIRP_MEDIA_ORPHAN_HOURS; how many were removed."""
+        """Remove deleted tweets' media and orphaned uploads; how many were removed."""
         removed = 0
         while True:
             ids = await self.rows.sweepable(self.config.orphan_hours, SWEEP_BATCH)

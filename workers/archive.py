@@ -46,8 +46,7 @@ class Summary:
 
 
 class _Fault:
-    """CHIRP_ARCHIVE_FAULT_AFTER=step[:n] (tests): exit at once after the n-th (default
-    first) time a run completes `step` (written, indexed, deleted)."""
+    """CHIRP_ARCHIVE_FAULT_AFTER=step[:n] (tests): exit after the n-th completed `step`."""
 
     def __init__(self, spec: str | None) -> None:
         step, _, n = (spec or "").partition(":")
@@ -76,8 +75,7 @@ def cutoff_for(age_s: float, now_ms: int | None = None) -> int:
 
 async def run(pool: asyncpg.Pool, live: TweetStore, archive: Archive, cutoff_id: int,
               *, wait: bool = True, fault: str | None = None) -> Summary:
-    """Archive every tweet below `cutoff_id`. With wait=False, a run already under way
-    elsewhere makes this one return at once (summary.skipped)."""
+    """Archive every tweet below `cutoff_id`; with wait=False, skip if a run is under way."""
     summary = Summary(cutoff_id=cutoff_id)
     async with pool.acquire() as lock_conn:
         if wait:
@@ -94,7 +92,7 @@ async def run(pool: asyncpg.Pool, live: TweetStore, archive: Archive, cutoff_id:
             authors = iter(await live.authors_before(cutoff_id))
 
             async def mover_task() -> None:
-                for author in authors:  # shared: each author goes to one task
+                for author in authors:
                     await mover.author(author, cutoff_id)
 
             async with asyncio.TaskGroup() as group:
@@ -128,7 +126,7 @@ class _Mover:
             if not page:
                 return
             done = await self.archive.archived_among([t.id for t in page])
-            if done:  # a killed run indexed these: only the delete is left
+            if done:
                 await self._delete([t.id for t in page if t.id in done])
                 self.summary.finished_earlier += len(done)
             fresh = [t for t in page if t.id not in done]
@@ -144,7 +142,7 @@ class _Mover:
     async def _move_all(self, author_id: int, fresh: list[Tweet]) -> None:
         tail, carried = await self.archive.tail(author_id)
         if tail is not None and min(t.id for t in fresh) < tail.max_id:
-            tail, carried = None, []  # older than what is archived: no top-up
+            tail, carried = None, []
         old = {t.id for t in carried}
         groups = codec.groups(carried + fresh, self.archive.object_max)
         for group in reversed(groups):  # the oldest, which takes in the tail, first
@@ -158,8 +156,7 @@ class _Mover:
         self.fault.after("written")
         async with self.pool.acquire() as tx, tx.transaction():
             if self.live.transactional:
-                # Only the rows still there (a user may have deleted one meanwhile) are
-                # indexed; row locks order this against a concurrent delete.
+                # Only rows still there are indexed; row locks order this against a delete.
                 present = await self.live.delete_many(fresh, tx)
             else:
                 claimed = await tx.fetch(
@@ -178,8 +175,7 @@ class _Mover:
         self.summary.bytes += len(packed.data)
 
     async def _forget_deleted(self, ids: list[int]) -> None:
-        """A delete claimed after our check but before our index committed did not see
-        the index rows: remove those tweets from the archive too."""
+        """Deletes that raced our index commit: remove those tweets from the archive too."""
         rows = await self.pool.fetch(
             "SELECT d.tweet_id FROM tweet_deletions d JOIN archived_tweets a "
             "ON a.id = d.tweet_id WHERE d.tweet_id = ANY($1::bigint[])",
