@@ -63,8 +63,7 @@ class ChirpSchema(strawberry.Schema):
     def __init__(self, *args: Any, documents: DocumentCache, max_cost: int, timeout_ms: int,
                  **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # Query text -> its document, validation errors and cost formulas (schema/guard.py);
-        # the HTTP view answers repeats of runnable texts without the extension pipeline.
+        # Query text -> document, errors and cost formulas (schema/documents.py).
         self.documents = documents
         self.max_cost = max_cost
         self.timeout_ms = timeout_ms
@@ -81,8 +80,7 @@ class ChirpSchema(strawberry.Schema):
             raise
         finally:
             BUDGETED.reset(token)
-        # The cancellation may surface inside a resolver (graphql-core's gathered fields)
-        # and come back as a field error: the answer is still the budget's.
+        # A cancellation surfacing as a field error is still the budget's answer.
         return self._timed_out() if WATCHDOG.disarm() else result
 
     def _timed_out(self) -> ExecutionResult:
@@ -99,9 +97,8 @@ class ChirpSchema(strawberry.Schema):
         self, entry: Entry, variable_values: dict[str, Any] | None,
         context_value: Any, root_value: Any, operation_name: str | None,
     ) -> ExecutionResult:
-        """`execute` for a runnable text's document: what Strawberry does after its parsing
-        and validation steps, without the per-request extension hooks, but with the same
-        cost check and time budget as the Guard applies there."""
+        """Strawberry's `execute` after parsing and validation, without the extension hooks
+        but with the Guard's cost check and time budget."""
         document = entry.document
         try:
             requested = cost_of(self._schema, entry, document, operation_name,
@@ -121,7 +118,7 @@ class ChirpSchema(strawberry.Schema):
             if WATCHDOG.disarm():
                 return self._timed_out()
             raise
-        except Exception as exc:  # as Strawberry: an error result, not an exception
+        except Exception as exc:
             WATCHDOG.disarm()
             error = exc if isinstance(exc, GraphQLError) else GraphQLError(
                 str(exc), original_error=exc)
@@ -134,9 +131,7 @@ class ChirpSchema(strawberry.Schema):
         return ExecutionResult(data=result.data, errors=result.errors, extensions=extensions)
 
     def process_errors(self, errors: list[GraphQLError], execution_context=None) -> None:
-        """Every path's errors pass here (HTTP, the shortcut, WebSocket queries, mutations
-        and subscription events): each is rewritten to its client-facing form in place, so
-        whichever transport formats it sends the same masked message and code."""
+        """Every path's errors are rewritten here, in place, to their client-facing form."""
         for error in errors:
             code, message, extra = classify(error)
             if code == "INTERNAL_SERVER_ERROR":

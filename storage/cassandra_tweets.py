@@ -64,8 +64,7 @@ def parse_url(url: str) -> tuple[list[str], int, str]:
 
 
 def bucket_of(tweet_id: int) -> int:
-    # NEWEST and other far-future bounds map to the current bucket (or the next one, for
-    # a clock slightly ahead of ours).
+    # Far-future bounds (NEWEST) map to the current bucket, or the next for a fast clock.
     ms = min(id_timestamp_ms(tweet_id), int(time.time() * 1000) + BUCKET_MS)
     return ms // BUCKET_MS
 
@@ -100,7 +99,7 @@ async def _aio(future: ResponseFuture) -> list:
 
 
 def _settle(done: asyncio.Future, rows: Any, exc: BaseException | None) -> None:
-    if done.done():  # the awaiting task was cancelled
+    if done.done():
         return
     if exc is not None:
         done.set_exception(exc)
@@ -118,8 +117,7 @@ def connect_cluster(hosts: list[str], port: int) -> tuple[Cluster, Session]:
     cluster = Cluster(
         hosts, port=port,
         execution_profiles={EXEC_PROFILE_DEFAULT: profile},
-        # The default backs off to 10 minutes between tries: after an outage reads would
-        # stay UNAVAILABLE long after the node is back. Retry at least every 5 s.
+        # The default backs off to 10 minutes: reads stayed UNAVAILABLE long after an outage.
         reconnection_policy=ExponentialReconnectionPolicy(0.5, 5.0),
         connect_timeout=5, control_connection_timeout=5,
     )
@@ -128,8 +126,7 @@ def connect_cluster(hosts: list[str], port: int) -> tuple[Cluster, Session]:
 
 def migrate(session: Session, keyspace: str, replication: int = 1,
             directory: Path = MIGRATIONS_DIR) -> list[str]:
-    """Blocking. Create the keyspace, then apply pending CQL files in order; every
-    statement is IF NOT EXISTS, so two processes migrating at once is harmless."""
+    """Blocking. The keyspace, then pending CQL files in order (all IF NOT EXISTS)."""
     session.execute(
         f"CREATE KEYSPACE IF NOT EXISTS {keyspace} WITH replication = "
         f"{{'class': 'SimpleStrategy', 'replication_factor': {replication}}}"
@@ -158,8 +155,7 @@ def _statements(cql: str) -> list[str]:
 
 
 class CassandraTweetStore:
-    # Writes cannot join a PostgreSQL transaction: Tweeting commits its outbox event
-    # (which carries the text) first, then writes here, and the worker repeats the write.
+    # Writes cannot join a PostgreSQL transaction: the outbox event carries the text.
     transactional = False
 
     def __init__(self, cluster: Cluster, session: Session, keyspace: str,
@@ -278,8 +274,7 @@ class CassandraTweetStore:
         return _tweet(rows[0]) if rows else None
 
     async def get_many(self, ids: Iterable[int]) -> dict[int, Tweet]:
-        # One IN query per IN_BATCH ids, not a read per id: the driver's per-request Python
-        # cost is what an API process runs out of (docs/production.md).
+        # IN queries, not a read per id: the driver's per-request cost (docs/production.md).
         wanted = list(dict.fromkeys(ids))
         batches = [wanted[i:i + IN_BATCH] for i in range(0, len(wanted), IN_BATCH)]
         rows = await self._gather([self._run(self._get_in, (b,)) for b in batches])
@@ -294,7 +289,7 @@ class CassandraTweetStore:
             self._buckets, (author_id, bucket_of(before), bucket_of(max(since, 0)))
         )
         out: list[Tweet] = []
-        for (bucket,) in buckets:  # newest bucket first; most reads stop in the first
+        for (bucket,) in buckets:
             rows = await self._run(
                 self._in_bucket, (author_id, bucket, before, since, limit - len(out))
             )

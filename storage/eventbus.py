@@ -37,8 +37,7 @@ class EventBus(Protocol):
     async def ping(self) -> None:
         """Raise if the bus cannot answer (for /readyz)."""
     async def release(self) -> None:
-        """Stop consuming until the next receive (Kafka: leave the group, so its
-        partitions go to the other consumers)."""
+        """Stop consuming until the next receive (Kafka: leave the group)."""
     async def close(self) -> None: ...
 
 
@@ -93,9 +92,7 @@ class RedisStreamBus:
         except ResponseError as e:
             if "NOGROUP" not in str(e):
                 raise
-            # Redis came back empty (its data lost): recreate the group. What the stream
-            # held is gone with the cached timelines it would have updated, and those are
-            # rebuilt from the store on read; newer events are still in the outbox.
+            # Redis lost its data: recreate the group (the timelines are rebuilt on read).
             self._group_ready = False
             return await self._receive(consumer, count, block_ms)
 
@@ -126,7 +123,7 @@ class RedisStreamBus:
         )
         out = []
         for mid, fields in claimed:
-            if fields is None:  # deleted meanwhile
+            if fields is None:
                 continue
             out.append(Delivery(_s(mid), decode_fields(fields), attempts.get(_s(mid), 2)))
         return out

@@ -27,7 +27,7 @@ class Revocations:
         self.tokens: dict[str, float] = {}  # token id -> its expiry
         self.after: dict[int, float] = {}  # user -> tokens issued before this are refused
         self.ready = asyncio.Event()
-        self.applied = 0  # revocations applied from the channel (tests wait on it)
+        self.applied = 0
         self._task: asyncio.Task | None = None
 
     def revoked(self, user: int, jti: str, issued_at: float) -> bool:
@@ -109,8 +109,7 @@ class Revocations:
             except Exception as e:
                 log.warning("revocation channel lost, asking Redis until it is back: %r", e)
             finally:
-                # The copy stays in use while disconnected (a revocation needs Redis too, and
-                # what was missed is reloaded on reconnecting).
+                # The copy stays in use while disconnected; it is reloaded on reconnecting.
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()
                 with contextlib.suppress(Exception):
