@@ -1,5 +1,4 @@
-"""The API as the benchmarks run it: `uvicorn bench.app:create_app --factory`
-(docs/benchmarks.md)."""
+"""The API as the benchmarks run it, with floors (docs/benchmarks.md)."""
 
 from __future__ import annotations
 

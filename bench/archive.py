@@ -1,5 +1,4 @@
-"""Cold storage: archive throughput, and one userTimeline page served from the archive beside
-the same page served from the live store, in one run (docs/benchmarks.md)."""
+"""Archive throughput, and a page from the archive beside the live store (docs/benchmarks.md)."""
 
 from __future__ import annotations
 

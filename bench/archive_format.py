@@ -1,5 +1,4 @@
-"""Archive object formats side by side: bytes per tweet, time to read one page
-(docs/benchmarks.md)."""
+"""Archive object formats side by side (docs/benchmarks.md)."""
 
 from __future__ import annotations
 

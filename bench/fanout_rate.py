@@ -1,5 +1,4 @@
-"""Fan-out deliveries/s of one worker process: `python -m bench.fanout_rate`
-(docs/benchmarks.md)."""
+"""Fan-out deliveries/s of one worker process (docs/benchmarks.md)."""
 
 from __future__ import annotations
 

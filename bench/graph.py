@@ -1,5 +1,4 @@
-"""A synthetic social graph with a heavy-tailed follower distribution, seeded straight into
-PostgreSQL and Valkey for the benchmarks (`bench/run.py`) (docs/benchmarks.md)."""
+"""A synthetic heavy-tailed social graph, seeded straight into the stores (docs/benchmarks.md)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Rough single-process homeTimeline throughput: `python -m bench.home_rps`
-(docs/benchmarks.md)."""
+"""Rough single-process homeTimeline throughput (docs/benchmarks.md)."""
 
 from __future__ import annotations
 

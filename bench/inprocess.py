@@ -1,5 +1,4 @@
-"""The home timeline page assembled in-process, no HTTP at all: `python -m bench.inprocess`
-(docs/benchmarks.md)."""
+"""The home timeline page assembled in-process, no HTTP (docs/benchmarks.md)."""
 
 from __future__ import annotations
 

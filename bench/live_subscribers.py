@@ -1,5 +1,4 @@
-"""Live delivery to thousands of WebSocket subscribers of one API process
-(docs/benchmarks.md)."""
+"""Live delivery to thousands of WebSocket subscribers (docs/benchmarks.md)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""HTTP load generator for the benchmarks, in Python (the project must not depend on wrk)
-(docs/benchmarks.md)."""
+"""HTTP load generator for the benchmarks, open or closed loop (docs/benchmarks.md)."""
 
 from __future__ import annotations
 

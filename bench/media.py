@@ -1,5 +1,4 @@
-"""Media processing and upload latency: `python -m bench.media [--quick] [--s3]`
-(docs/benchmarks.md)."""
+"""Media processing and upload latency (docs/benchmarks.md)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""The timeline scripts against an earlier version of them, on one Valkey
-(docs/benchmarks.md)."""
+"""The timeline scripts against an earlier version of them (docs/benchmarks.md)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Archive objects, pure: which tweets go into one object, its key, and its bytes
-(docs/modules.md)."""
+"""Archive objects, pure: which tweets, their key and their bytes (docs/modules.md)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Snowflake ids: 41-bit milliseconds since CHIRP_EPOCH, 10-bit worker id, 12-bit sequence
-(docs/modules.md)."""
+"""Snowflake ids: ms since CHIRP_EPOCH, worker id, sequence (docs/modules.md)."""
 
 from __future__ import annotations
 

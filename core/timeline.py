@@ -1,5 +1,4 @@
-"""Pure timeline rules: the Redis entry encoding, and the merge of partial sources
-(docs/modules.md)."""
+"""Pure timeline rules: entry encoding, merge of partial sources (docs/modules.md)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Schema migrations shipped with the package: `NNNN_name.sql` for PostgreSQL, and
-`cassandra/NNNN_name.cql` for the Cassandra tweet store (docs/modules.md)."""
+"""Schema migrations shipped with the package, PostgreSQL and CQL (docs/modules.md)."""
 
 from pathlib import Path
 

@@ -1,5 +1,4 @@
-"""Prometheus metrics. Counters the worker process owns are kept in Redis and read at
-scrape time, so one /metrics on the API shows the whole deployment."""
+"""Prometheus metrics; the worker's counters are read from Redis at scrape time."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Query cost: how many objects an operation may resolve, known before it runs
-(docs/modules.md)."""
+"""Query cost: objects an operation may resolve, known before it runs (docs/modules.md)."""
 
 from __future__ import annotations
 

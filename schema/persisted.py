@@ -1,5 +1,4 @@
-"""Persisted queries: Apollo's automatic persisted queries (APQ) and trusted documents
-(docs/modules.md)."""
+"""Persisted queries: APQ and trusted documents (docs/modules.md)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""GraphQL types of live subscriptions, the Subscription root, and the executor that runs a live
-event's selection once per process rather than once per subscription (docs/modules.md)."""
+"""Live subscription types, and their once-per-process executor (docs/modules.md)."""
 
 from __future__ import annotations
 

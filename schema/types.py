@@ -1,5 +1,4 @@
-"""GraphQL object types. Each wraps a domain record; fields that need I/O delegate to
-resolvers, which batch through the request's DataLoaders."""
+"""GraphQL object types over domain records; I/O goes through resolvers and loaders."""
 
 from __future__ import annotations
 

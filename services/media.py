@@ -1,5 +1,4 @@
-"""Media: uploads straight to the object store, processing, attachment to tweets, removal
-(docs/modules.md)."""
+"""Media: uploads, processing, attachment to tweets, removal (docs/modules.md)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""The tweet archive: immutable objects in the object store, indexed in PostgreSQL
-(docs/modules.md)."""
+"""The tweet archive: objects in the object store, indexed in PostgreSQL (docs/modules.md)."""
 
 from __future__ import annotations
 

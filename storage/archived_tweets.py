@@ -1,5 +1,4 @@
-"""A TweetStore that continues into the archive: the live store (PostgreSQL or Cassandra) first,
-then, for what reaches below the archive's horizon, the archived objects (docs/modules.md)."""
+"""A TweetStore continuing from the live store into the archive (docs/modules.md)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""The tweet store on Apache Cassandra (cassandra-driver), for billions of tweets
-(docs/modules.md)."""
+"""The tweet store on Apache Cassandra (docs/modules.md)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""The event bus: a small interface and its Redis Streams adapter (Kafka: kafka_bus.py)
-(docs/modules.md)."""
+"""The event bus interface and its Redis Streams adapter (docs/modules.md)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""The social graph in PostgreSQL: follows, with follower/following counts kept exact
-(docs/modules.md)."""
+"""The social graph in PostgreSQL, counts kept exact (docs/modules.md)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Snowflake worker ids leased in Redis, so concurrent processes never share one
-(docs/modules.md)."""
+"""Snowflake worker ids leased in Redis, never shared (docs/modules.md)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""The event bus on Apache Kafka (aiokafka): the same contract as the Redis Streams bus
-(docs/modules.md)."""
+"""The event bus on Apache Kafka, the Redis Streams bus's contract (docs/modules.md)."""
 
 from __future__ import annotations
 

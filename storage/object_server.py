@@ -1,6 +1,4 @@
-"""The file store's HTTP face, as S3 would serve a bucket: `PUT /objects/{store}/{key}` with a
-signed, expiring URL from `FileObjectStore.presign_put`, and `GET` of any object
-(docs/modules.md)."""
+"""The file store's HTTP face, as S3 would serve a bucket (docs/modules.md)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Token-bucket rate limits in Redis: a burst of `capacity`, refilled evenly over the period
-(docs/modules.md)."""
+"""Token-bucket rate limits in Redis (docs/modules.md)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,4 @@
-"""Redis clients: one server (`redis://`, `rediss://`, `unix://`) or a Redis Cluster
-(`redis+cluster://host:port[,host:port...]`, redis-py's asyncio RedisCluster)
-(docs/modules.md)."""
+"""Redis clients: one server, or a Redis Cluster (docs/modules.md)."""
 
 from __future__ import annotations
 

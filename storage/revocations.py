@@ -1,5 +1,4 @@
-"""Revoked tokens, known in every API process's memory, so checking a token costs no round trip
-(docs/modules.md)."""
+"""Revoked tokens, in every API process's memory (docs/modules.md)."""
 
 from __future__ import annotations
 

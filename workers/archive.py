@@ -1,5 +1,4 @@
-"""The archive worker: moves tweets older than the cut-off from the tweet store into archive
-objects (docs/modules.md)."""
+"""The archive worker: old tweets from the tweet store into objects (docs/modules.md)."""
 
 from __future__ import annotations
 

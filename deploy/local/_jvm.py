@@ -1,5 +1,4 @@
-"""Plumbing shared by the JVM servers (Kafka, Cassandra) run from Maven Central jars
-(docs/backends.md)."""
+"""Plumbing shared by the JVM servers run from Maven Central jars (docs/backends.md)."""
 
 from __future__ import annotations
 

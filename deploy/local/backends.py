@@ -1,5 +1,4 @@
-"""Kafka, Cassandra, an S3-compatible server and a Valkey cluster as long-lived local daemons,
-for `make backends` and the tests (docs/backends.md)."""
+"""Kafka, Cassandra, S3 and a Valkey cluster as local daemons (docs/backends.md)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,4 @@
-"""A local Apache Cassandra 5.0 node, run from the Maven Central jars pinned in
-`jvm/cassandra/pom.xml` (CassandraDaemon in the foreground, no bin/cassandra script)
-(docs/backends.md)."""
+"""A local Apache Cassandra node from Maven Central jars (docs/backends.md)."""
 
 from __future__ import annotations
 

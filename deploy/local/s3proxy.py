@@ -1,5 +1,4 @@
-"""A local S3-compatible server: S3Proxy 2.6 on jclouds' filesystem blob store, run from the
-Maven Central jars pinned in `jvm/s3proxy/pom.xml` (docs/backends.md)."""
+"""A local S3-compatible server, S3Proxy, from Maven Central jars (docs/backends.md)."""
 
 from __future__ import annotations
 

