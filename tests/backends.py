@@ -1,10 +1,4 @@
-"""Kafka, Cassandra, the S3 server and the Valkey cluster for the tests: the same long-lived
-local daemons `make backends` starts (deploy.local.backends), started here if they are not
-running and left running.
-
-The event bus and tweet store at scale are part of what the suite covers, so a missing
-java or a server that will not start raises BackendsUnavailable: a failure, never a skip.
-"""
+"""Kafka, Cassandra, S3 and the Valkey cluster for the tests; missing ones fail the run."""
 
 from __future__ import annotations
 

@@ -1,11 +1,4 @@
-"""Real servers for the whole suite: an embedded PostgreSQL and Valkey (Redis-compatible)
-started once per session on free ports, plus helpers to talk GraphQL to the app.
-
-CHIRP_TEST_STACK=scale runs the same tests with the event bus on the local Apache Kafka,
-the tweet store on the local Apache Cassandra and everything kept in Redis on the local
-Valkey cluster (`make backends` starts all three; tests/backends.py starts them if
-needed), each session on its own topic and keyspace. `make test` runs the main suites
-both ways. (`kafka-cassandra`, the name before the cluster joined, means the same.)"""
+"""Real servers for the whole suite, and helpers to talk GraphQL to the app (docs/testing.md)."""
 
 from __future__ import annotations
 

@@ -1,9 +1,4 @@
-"""In-memory fakes of the ports FeedManager uses, for fast rule tests (tests/unit/test_feed_rules.py).
-
-The timeline cache and the tweet store are held to the real adapters by running the
-contract suites (tests/contract/) against these too; the graph and user fakes are only
-what the feed rules read. Rules come from core.timeline, as the Lua scripts' do.
-"""
+"""In-memory fakes of FeedManager's ports, for fast rule tests (docs/testing.md)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""The local Kafka, Cassandra and S3 serve clients, and come back on the same data after a
-stop: what the adapters and the fault tests rely on."""
+"""The local Kafka, Cassandra and S3 serve clients and survive a stop."""
 
 from __future__ import annotations
 

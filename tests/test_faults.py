@@ -1,6 +1,4 @@
-"""Fault tests on the real servers: a worker killed mid-fan-out, Redis stopped under reads
-and posts, and started again. These use their own Valkey, so stopping it disturbs no other
-test."""
+"""A worker killed mid-fan-out, Redis and PostgreSQL stopped and started (docs/testing.md)."""
 
 import asyncio
 import subprocess

@@ -1,5 +1,4 @@
-"""Fault tests on a Redis Cluster, each on a throwaway Valkey cluster of its own (3 primaries,
-1 replica each): a primary killed and a slot migrated under load, the cluster wiped."""
+"""Fault tests, each on a throwaway Valkey cluster: failover, slot migration, wipe."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Kafka and Cassandra each stopped under load and started again; `make test` runs these
-once, and they leave the shared local servers running as they found them."""
+"""Kafka and Cassandra each stopped under load and started again."""
 
 import asyncio
 import contextlib

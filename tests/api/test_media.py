@@ -1,5 +1,4 @@
-"""Media end to end, on both stores: the file store the API serves itself and the local S3
-server (`make backends`). Every URL the API hands out is fetched over HTTP."""
+"""Media end to end on the file store and the local S3 server, every URL fetched."""
 
 from __future__ import annotations
 

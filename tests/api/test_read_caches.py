@@ -1,6 +1,4 @@
-"""The read caches' rules (docs/caches.md), each on real servers with two API processes
-(two apps with their own services and caches on the same PostgreSQL and Valkey): what one
-process changes, the other's next read shows, however warm its caches."""
+"""The read caches' rules (docs/caches.md), with two API processes on one stack."""
 
 import asyncio
 import random

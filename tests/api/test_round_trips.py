@@ -1,7 +1,4 @@
-"""What a page costs in round trips. Cached (the page read before, so its tweets, authors,
-the viewer's followees and the celebrities' recents are in the API process's caches): no
-PostgreSQL query and one Redis round trip, for a home page and for an author's page. Without
-the caches (CHIRP_CACHE_MB=0): a constant number of queries whatever the page's size."""
+"""What a page costs in round trips (docs/testing.md)."""
 
 import asyncio
 

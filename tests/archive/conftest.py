@@ -1,5 +1,4 @@
-"""The archive tests run on a PostgreSQL and Valkey of their own: an archive run moves
-every tweet below its cut-off, which would reach into the other tests' data."""
+"""The archive tests' own stack: a run moves every tweet below its cut-off."""
 
 from __future__ import annotations
 

@@ -1,8 +1,4 @@
-"""The Redis adapters on a Redis Cluster (a throwaway 3-primary Valkey cluster): batches
-split by slot and sent to every node, reads put back in order, live notices on the owners'
-shard channels, rebuild transactions, the stream bus's cross-key transactions and id leases
-in one slot each. The single-server behaviour of the same calls is in the other contract
-suites; these show the cluster layout (storage/keys.py) holds."""
+"""The Redis adapters on a throwaway 3-primary Valkey cluster."""
 
 from __future__ import annotations
 

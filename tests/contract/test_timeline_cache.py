@@ -1,5 +1,4 @@
-"""The Redis timeline scripts against the pure reference model, on a real server; the
-in-memory fake the feed-rule tests use (tests/fakes.py) passes the same contract."""
+"""The Redis timeline scripts, and tests/fakes.py, against the pure reference model."""
 
 import pytest
 from hypothesis import HealthCheck, given, settings

@@ -1,7 +1,4 @@
-"""The pub/sub hub on a real Redis and PostgreSQL: bounded queues overflow into RESYNC;
-notices routed to this hub reach the sessions of the viewers they name, and no one else;
-a celebrity's tweet reaches only sessions whose viewer still follows them; idle sessions
-get frames written directly, in order with what their own task sends."""
+"""The pub/sub hub on a real Redis: overflow, routing, celebrity filtering, direct frames."""
 
 from __future__ import annotations
 

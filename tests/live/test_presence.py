@@ -1,6 +1,4 @@
-"""Batched presence renewal on a real Redis and PostgreSQL: one pass marks every session
-present on this hub, keeps its timeline and its celebrities' keys alive, and moves a
-session's channels when its viewer starts or stops following a celebrity."""
+"""Batched presence renewal on a real Redis and PostgreSQL."""
 
 from __future__ import annotations
 

@@ -1,6 +1,4 @@
-"""WebSocket answers on real uvicorn processes: errors shaped exactly as over HTTP on both
-protocols, the message size limit, browser origins, and a subscription ending when its
-token is logged out."""
+"""WebSocket answers: errors as over HTTP, size limit, origins, logged-out tokens."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""FeedManager's timeline rules on in-memory ports (tests/fakes.py): no server, seconds.
-The real adapters are held to the same fakes by the contract suites (tests/contract/)."""
+"""FeedManager's timeline rules on in-memory ports (tests/fakes.py): no server."""
 
 from __future__ import annotations
 
