@@ -51,8 +51,7 @@ def slice_of(ids: Sequence[int], wanted: int, source_complete: bool, before: int
 
 
 def merge_desc(sources: Iterable[Sequence[int]]) -> list[int]:
-    """Union of newest-first id lists, newest first, without duplicates (a set and one
-    sort, in C: cheaper than heapq.merge's Python loop at these sizes)."""
+    """Union of newest-first id lists, newest first, without duplicates."""
     return sorted({i for ids in sources for i in ids}, reverse=True)
 
 

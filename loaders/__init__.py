@@ -1,5 +1,4 @@
-"""Per-request DataLoaders: every user, tweet or follow-edge lookup in one GraphQL
-request is batched into one query per kind, whatever the shape of the query."""
+"""Per-request DataLoaders: one query per kind of lookup per request, whatever its shape."""
 
 from __future__ import annotations
 
@@ -99,8 +98,7 @@ class Loaders:
     fence: Fence | None = None
 
     async def tweets_many(self, ids: list[int]) -> list[Tweet | None]:
-        """`tweets.load_many`, answered straight from the read caches when they hold every
-        id (a page's usual case: no future, batch or task per key)."""
+        """`tweets.load_many`, straight from the read caches when they hold every id."""
         return _held(self.fence, "tweets", ids) or await self.tweets.load_many(ids)
 
     async def users_many(self, ids: list[int]) -> list[User | None]:
@@ -115,8 +113,7 @@ def _held(fence: Fence | None, name: str, ids: list[int]) -> list | None:
 
 
 def make_loaders(services: Services, viewer_id: int | None) -> Loaders:
-    """Loaders for one request. With read caches, each batch takes what the caches hold
-    (once the request's fence allows it) and loads only the rest from the stores."""
+    """Loaders for one request; with read caches, only what they lack is loaded."""
     caches = services.caches
     fence = caches.fence() if caches is not None else None
 
@@ -124,8 +121,7 @@ def make_loaders(services: Services, viewer_id: int | None) -> Loaders:
         return await fence.usable() if fence is not None else None
 
     async def through(name: str, fetch, ids: list[int]) -> list:
-        """What read cache `name` holds (a deleted tweet is held as None), the rest from
-        `fetch`, kept for later requests."""
+        """What read cache `name` holds, the rest from `fetch`, kept for later requests."""
         if (c := await usable()) is None:
             found = await fetch(ids)
         else:

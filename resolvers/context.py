@@ -76,8 +76,7 @@ class Context:
         self.fresh_loaders()
 
     def forget_token(self, everywhere: bool = False) -> None:
-        """This process stops honouring the context's token (or all of its user's) at once:
-        it was logged out."""
+        """This process stops honouring the logged-out token (or all of its user's)."""
         user = self.claims.user_id if everywhere and self.claims is not None else None
         self.services.accounts.forget(self.authorization, user)
 
@@ -94,8 +93,7 @@ class Context:
             self.note(self.services.limits.read(self.viewer_id))
 
     def fresh_loaders(self) -> None:
-        """New per-request caches. A WebSocket context lives as long as the connection, so
-        subscriptions call this per event: nothing is served stale across events."""
+        """New per-request caches (subscriptions call this per event)."""
         self.loaders = make_loaders(self.services, self.viewer_id)
 
 

@@ -26,9 +26,7 @@ def sha256(query: str) -> str:
 
 
 def trusted_texts(settings: Settings) -> dict[str, str] | None:
-    """hash -> text of the operations CHIRP_TRUSTED_DOCUMENTS lists: an Apollo
-    persisted-query manifest ({"operations": [{"body": ...}]}), a {hash: text} map or a
-    list of texts. Each hash is computed from its text, not taken on trust."""
+    """hash -> text of CHIRP_TRUSTED_DOCUMENTS (a manifest, map or list); hashes recomputed."""
     if settings.trusted_documents is None:
         return None
     data = json.loads(settings.trusted_documents.read_text())

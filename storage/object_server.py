@@ -82,9 +82,7 @@ def request_base_or(default: str) -> Callable[[], str]:
 
 
 class RequestBase:
-    """ASGI middleware noting the address each request reached the API at (scheme and Host
-    header), for the file store's URLs when CHIRP_PUBLIC_URL is not set. In production
-    set CHIRP_PUBLIC_URL: a Host header is the client's to choose."""
+    """Notes the address a request reached (for file URLs without CHIRP_PUBLIC_URL)."""
 
     def __init__(self, app) -> None:
         self.app = app

@@ -43,8 +43,7 @@ def machine_lock(name: str) -> Iterator[None]:
 
 
 def classpath(pom: Path, cache_dir: Path) -> str:
-    """The runtime classpath of `pom`, resolved by Maven once per pom content: the answer
-    is cached in `cache_dir` (the jars themselves stay in ~/.m2), so warm starts skip mvn."""
+    """The runtime classpath of `pom`, resolved by Maven once per pom content."""
     digest = hashlib.sha256(pom.read_bytes()).hexdigest()[:16]
     cached = cache_dir / f"classpath-{digest}.txt"
     if cached.exists():
@@ -147,8 +146,7 @@ class JvmServer(Server):
         return [self.tag, f"-Dchirp.data_dir={self.data_dir}"]
 
     def user_opts(self) -> list[str]:
-        """CHIRP_BACKENDS_JVM_OPTS, last so they win: e.g. -XX:TieredStopAtLevel=1 (no C2
-        JIT) halves the CPU a start takes, at a cost to throughput (see docs/backends.md)."""
+        """CHIRP_BACKENDS_JVM_OPTS, last so they win (docs/backends.md)."""
         return shlex.split(os.environ.get("CHIRP_BACKENDS_JVM_OPTS", ""))
 
     def _adopt(self) -> int | None:
@@ -167,10 +165,7 @@ class JvmServer(Server):
         with machine_lock(f"{self.name}-{self.port}"):
             own = self.data_dir
             if self._adopt() is not None and not self.pid_path.exists():
-                # Left running by a checkout since deleted (a CI clone, a temp dir; its
-                # pid file, written at launch, went with its data, even if a new checkout
-                # has made the same path since): it cannot serve (Cassandra fails reading
-                # its schema files). Replace it rather than adopt it.
+                # Left running by a deleted checkout: it cannot serve, so replace it.
                 self.kill()
                 self.data_dir = own
             launched = self._adopt() is None
@@ -239,8 +234,7 @@ class JvmServer(Server):
         self._forget()
 
     def _wait_exit(self, pid: int, timeout: float) -> bool:
-        """Until the process is gone and its ports are free: /proc shows an exiting process
-        gone (its memory released) just before its listening sockets close."""
+        """Until the process is gone and its ports are free (they close just after)."""
         deadline = time.monotonic() + timeout
         while alive(pid, self.tag) or any(port_in_use(p) for p in self.ports()):
             if time.monotonic() > deadline:
