@@ -51,8 +51,8 @@ class Graph:
     follower: np.ndarray  # edge arrays (indices), sorted by follower then followee
     followee: np.ndarray
     out_ptr: np.ndarray  # CSR over follower: followees of u are followee[out_ptr[u]:out_ptr[u+1]]
-    followers: np.ndarray  # follower count per index
-    following: np.ndarray  # following count per index
+    followers: np.ndarray
+    following: np.ndarray
     tweet_ids: np.ndarray  # sorted by author then id descending
     tweet_author: np.ndarray
     tweet_ms: np.ndarray
@@ -187,7 +187,7 @@ def generate(spec: GraphSpec, now_ms: int | None = None) -> Graph:
     window = int(spec.hours * 3_600_000)
     ms = now_ms - 60_000 - rng.integers(0, window, len(author))
     tids = _snowflakes(ms, TWEET_WORKER)
-    order = np.lexsort((-tids, author))  # by author, newest first
+    order = np.lexsort((-tids, author))
     author, tids, ms = author[order], tids[order], ms[order]
     tweet_ptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(per_author, out=tweet_ptr[1:])
@@ -202,8 +202,7 @@ def generate(spec: GraphSpec, now_ms: int | None = None) -> Graph:
 
 
 def home_list(g: Graph, u: int, cap: int, celeb: np.ndarray) -> bytes:
-    """What FeedManager keeps in tl:{u}: the newest `cap` of the user's own tweets and
-    their non-celebrity followees' tweets, with the sentinel if more exist."""
+    """What FeedManager keeps in a user's home timeline, sentinel included."""
     sources = [g.tweets_of(u)]
     for f in g.followees_of(u):
         if not celeb[f]:
@@ -345,8 +344,7 @@ async def seed_caches(svc, g: Graph, users) -> None:
 
 
 async def new_viewers(svc, g: Graph, followee_sets: list[np.ndarray]) -> list[int]:
-    """New users following exactly the given graph users (indices), with their cached home
-    timelines built like everyone's. Returns their ids."""
+    """Ids of new users following exactly these graph users, their home timelines cached."""
     ids = np.array([svc.ids.next_id() for _ in followee_sets], dtype=np.int64)
     created = datetime.now(UTC)
     async with svc.pool.acquire() as conn:
@@ -401,9 +399,8 @@ async def new_author(svc, g: Graph, follower_idx: np.ndarray, name: str) -> int:
 
 
 async def filler_users(svc, g: Graph, count: int) -> np.ndarray:
-    """`count` new users who follow nobody, each with a cached home timeline copied from a
-    random graph user's (so fan-out writes into lists of realistic size). For fan-outs
-    bigger than the graph. Returns their ids."""
+    """Ids of `count` new users following nobody, each with a graph user's timeline copied
+    (fan-outs bigger than the graph, into lists of realistic size)."""
     rng = np.random.default_rng(7)
     ids = np.array([svc.ids.next_id() for _ in range(count)], dtype=np.int64)
     created = datetime.now(UTC)

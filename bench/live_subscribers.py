@@ -142,7 +142,7 @@ class _Conn(asyncio.Protocol):
 class _Client:
     def __init__(self, query: str, expect: int) -> None:
         self.query = query
-        self.expect = expect  # deliveries that make the run complete
+        self.expect = expect
         self.count = 0
         self.arrivals: dict[int, list[float]] = {}
         self.resyncs = self.duplicates = self.errors = self.closed = 0
@@ -150,9 +150,7 @@ class _Client:
 
 
 async def _client_main() -> None:
-    """A client process: reads its config from stdin, prints `ready`, waits for `go` and
-    `stop` lines (printing `complete` once every expected delivery arrived), then prints
-    what arrived and its own CPU time in between."""
+    """A client process: config on stdin; `ready`, `go`, `complete`, `stop`, then results."""
     config = json.loads(sys.stdin.readline())
     loop = asyncio.get_running_loop()
     client = _Client(config["query"], config["expect"])
@@ -241,7 +239,7 @@ async def run(args, ports: list[int], author_token: str, tokens: list[str],
     shards = [tokens[i::args.clients] for i in range(args.clients)]
     clients = []
     for i, shard in enumerate(shards):
-        api_port = ports[i % len(ports)]  # each client process talks to one API process
+        api_port = ports[i % len(ports)]
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bench.live_subscribers", "--client", cwd=ROOT,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=1 << 30,
@@ -286,7 +284,6 @@ async def run(args, ports: list[int], author_token: str, tokens: list[str],
                 posted[tid] = t0
                 snowflake_lag.append(id_timestamp_ms(tid) - t0 * 1000)
                 await asyncio.sleep(max(0.0, t0 + args.interval - time.time()))
-        # until every delivery arrived, or the drain limit
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.gather(*(_line(p, b"complete") for p in clients)),
                                    args.drain)
@@ -315,8 +312,7 @@ async def run(args, ports: list[int], author_token: str, tokens: list[str],
     )
     expected = args.tweets * len(tokens)
     n = len(latencies)
-    # per tweet: when its first subscriber got it (the path up to the API's fan-in) and
-    # its last (plus the fan-out inside the API process)
+    # per tweet: its first and its last subscriber's latency
     first, last = [], []
     for tid, t0 in posted.items():
         times = [t for r in results for t in r["arrivals"].get(str(tid), ())]
@@ -354,8 +350,7 @@ async def run(args, ports: list[int], author_token: str, tokens: list[str],
 
 
 async def _profile(args, pid: int):
-    """py-spy (pip install py-spy; not a project dependency) on the API process during the
-    posting window only, into a speedscope file."""
+    """py-spy (not a project dependency) on the API process during the posting window."""
     if not args.profile:
         return None
     return await asyncio.create_subprocess_exec(

@@ -158,7 +158,7 @@ async def run(host: str, port: int, requests: list[bytes], rate: float, seconds:
         gen.idle.append(conn)
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.perf_counter() + 0.02
-    if rate <= 0:  # closed loop
+    if rate <= 0:
         gen.closed_loop = True
         gen.stop_at = t0 + seconds
         await asyncio.sleep(max(0.0, t0 - time.perf_counter()))

@@ -37,8 +37,7 @@ def load_version(name: str, source: str) -> ModuleType:
 
 
 def load_revision(name: str, revision: str, tmp: Path) -> ModuleType:
-    """storage/timeline_cache.py at `revision`, importing that revision's storage modules
-    (key names, the Lua files and their loader) instead of today's."""
+    """storage/timeline_cache.py, and the storage modules it imports, at `revision`."""
     subprocess.run(f"git archive {revision} storage | tar -x -C {tmp}", shell=True,
                    cwd=ROOT, check=True)
     saved = {}

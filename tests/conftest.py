@@ -68,8 +68,7 @@ def scale_backend_env(backends: Any, tag: str) -> dict[str, str]:
 @contextlib.contextmanager
 def embedded_stack(root: Path, backend_env: dict[str, str] | None = None,
                    backends: Any = None) -> Iterator[Stack]:
-    """A PostgreSQL and a Valkey of its own under `root` (Redis on the scale cluster when
-    `backends` is given), stopped on exit."""
+    """A PostgreSQL and a Valkey of its own under `root`, stopped on exit."""
     pg = EmbeddedPostgres(root / "pg")
     vk = EmbeddedValkey(root / "valkey")
     pg_url = pg.start()
@@ -222,10 +221,8 @@ async def reader_of_three_tweets(api, svc) -> tuple[str, int, str, list[int]]:
 
 
 async def drain(services: Services, consumer: str = "test-drain") -> int:
-    """Relay the outbox and apply every bus event, as the worker does, until both are
-    empty. Returns events applied. On Kafka the consumer then leaves the group, so the
-    next drain (perhaps through other services) or a worker process gets every partition,
-    and "empty" means nothing is left uncommitted."""
+    """Relay the outbox and apply every bus event, as the worker does, until both are empty;
+    the events applied. On Kafka the consumer then leaves the group."""
     applied = 0
     exact = services.settings.event_bus != "redis"
     try:
@@ -263,8 +260,7 @@ def worker_env(stack: Stack, redis_url: str | None = None, **extra: str) -> dict
 
 @pytest.fixture(scope="session")
 def scale_backends(stack) -> Any:
-    """Kafka and Cassandra for the adapter contract suites, which run in every profile.
-    Without them (no Java, or a server that will not start) the run fails."""
+    """Kafka and Cassandra for the contract suites, in every profile; without them, a failure."""
     if stack.backends is not None:
         return stack.backends
     from tests.backends import ensure_backends
@@ -284,8 +280,7 @@ def cassandra_store(scale_backends) -> Any:
 
 
 async def bulk_followers(svc, author: int, n: int) -> list[int]:
-    """n followers with cached (empty) timelines, written straight to the tables: signing
-    up 20k users through argon2 would take minutes."""
+    """n followers with cached (empty) timelines, written straight to the tables (no argon2)."""
     ids = [svc.ids.next_id() for _ in range(n)]
     async with svc.pool.acquire() as conn:
         await conn.copy_records_to_table(
