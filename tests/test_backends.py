@@ -63,9 +63,7 @@ async def test_kafka_stop_start_keeps_messages(backends: Backends) -> None:
 
 async def test_a_server_whose_data_dir_was_deleted_is_replaced(backends: Backends,
                                                                tmp_path) -> None:
-    """A server left running by a checkout that has since been deleted cannot serve (its
-    files are gone): `start` launches a new one on its own data dir instead of adopting it.
-    (A CI clone once reused a Cassandra whose clone had been removed, and failed.)"""
+    """A server left running by a deleted checkout is replaced, not adopted."""
     ours = backends.kafka.data_dir
     await asyncio.to_thread(backends.kafka.stop)
     orphan = servers(tmp_path / "gone", only="kafka")["kafka"]

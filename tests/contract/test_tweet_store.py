@@ -132,8 +132,7 @@ async def test_a_deleted_tweet_stays_deleted_when_put_again(store, services):
 
 
 async def test_delete_many_and_authors_before(store, services):
-    """What the archive needs: the authors with tweets below an id (at least those: a
-    store may name more, e.g. by week), and a batch delete answering what it removed."""
+    """What the archive needs: authors with tweets below an id, and a batch delete."""
     old, new = await _author(services), await _author(services)
     now_ms = id_timestamp_ms(services.ids.next_id())
     olds = []
