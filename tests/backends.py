@@ -35,18 +35,6 @@ class Backends:
     def kafka_bootstrap(self) -> str:
         return self.kafka.bootstrap_servers
 
-    @property
-    def cassandra_host(self) -> str:
-        return self.cassandra.host
-
-    @property
-    def cassandra_contact_points(self) -> list[str]:
-        return self.cassandra.contact_points
-
-    @property
-    def cassandra_port(self) -> int:
-        return self.cassandra.port
-
 
 def ensure_backends() -> Backends:
     if not java_available():

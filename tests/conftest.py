@@ -59,8 +59,8 @@ def scale_backend_env(backends: Any, tag: str) -> dict[str, str]:
         "CHIRP_EVENT_BUS": f"kafka://{backends.kafka_bootstrap}",
         "CHIRP_KAFKA_TOPIC": f"chirp.test.{tag}",
         "CHIRP_KAFKA_PARTITIONS": "6",
-        "CHIRP_TWEET_STORE": f"cassandra://{backends.cassandra_contact_points[0]}:"
-                             f"{backends.cassandra_port}/chirp_test_{tag}",
+        "CHIRP_TWEET_STORE": f"cassandra://{backends.cassandra.contact_points[0]}:"
+                             f"{backends.cassandra.port}/chirp_test_{tag}",
         "CHIRP_CASSANDRA_CONSISTENCY": "LOCAL_QUORUM",
     }
 

@@ -81,7 +81,7 @@ async def test_a_server_whose_data_dir_was_deleted_is_replaced(backends: Backend
 
 
 def _session(backends: Backends):  # -> (Cluster, Session)
-    cluster = Cluster(backends.cassandra_contact_points, port=backends.cassandra_port)
+    cluster = Cluster(backends.cassandra.contact_points, port=backends.cassandra.port)
     session = cluster.connect()
     session.execute(f"CREATE KEYSPACE IF NOT EXISTS {KEYSPACE} WITH replication = "
                     "{'class': 'SimpleStrategy', 'replication_factor': 1}")

@@ -32,13 +32,20 @@ async def warm(api, token: str) -> list[dict]:
     return await home(api, token)
 
 
+async def reader_of(api, tweets: int) -> tuple[str, str, str, list[int]]:
+    """A reader following a writer who posted `tweets`, drained: (writer, handle, reader,
+    posted ids)."""
+    writer, wid, handle = await api.sign_up("w")
+    reader, _rid, _ = await api.sign_up("r")
+    await api.follow(reader, wid)
+    posted = [await api.post(writer, f"t{i}") for i in range(tweets)]
+    await drain(api.services)
+    return writer, handle, reader, posted
+
+
 async def test_a_delete_on_one_process_vanishes_from_another_at_once(stack):
     async with api_with(stack) as a, api_with(stack) as b:
-        writer, wid, handle = await a.sign_up("w")
-        reader, _rid, _ = await a.sign_up("r")
-        await a.follow(reader, wid)
-        posted = [await a.post(writer, f"t{i}") for i in range(3)]
-        await drain(a.services)
+        writer, handle, reader, posted = await reader_of(a, 3)
         victim = posted[1]
         assert [int(t["id"]) for t in await warm(b, reader)] == posted[::-1]
         assert (await b.ok(TWEET, {"i": str(victim)}))["tweet"]["id"] == str(victim)
@@ -122,11 +129,7 @@ async def test_invalidations_lost_with_the_connection_never_serve_a_deleted_twee
     """A delete published while the listener is disconnected: the fence sends reads to the
     stores, and the caches are emptied on resubscribing (a read may refill them since)."""
     async with api_with(stack) as a, api_with(stack) as b:
-        writer, wid, _ = await a.sign_up("w")
-        reader, _rid, _ = await a.sign_up("r")
-        await a.follow(reader, wid)
-        posted = [await a.post(writer, f"t{i}") for i in range(2)]
-        await drain(a.services)
+        writer, _, reader, posted = await reader_of(a, 2)
         await warm(b, reader)
         assert b.services.caches.tweets.get(posted[0]) is not MISSING
         kill = ("CLIENT", "KILL", "TYPE", "pubsub")
@@ -152,11 +155,7 @@ async def test_redis_losing_its_data_never_serves_a_deleted_tweet(stack):
     url = vk.start()
     try:
         async with api_with(stack, redis_url=url) as a, api_with(stack, redis_url=url) as b:
-            writer, wid, _ = await a.sign_up("w")
-            reader, _rid, _ = await a.sign_up("r")
-            await a.follow(reader, wid)
-            posted = [await a.post(writer, f"t{i}") for i in range(2)]
-            await drain(a.services)
+            writer, _, reader, posted = await reader_of(a, 2)
             await warm(b, reader)
             counter = b.services.caches.invalidations.seq
             vk.kill()
