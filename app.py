@@ -9,11 +9,13 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import socket
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
+import uvicorn
 from cross_web import HTTPException
 from graphql import OperationType, get_operation_ast
 from prometheus_client import generate_latest
@@ -459,13 +461,15 @@ async def healthz(request: Request) -> Response:
 
 
 def internal_allowed(request: Request) -> bool:
-    """/metrics and the detail of /readyz: open in development and test unless a token is
-    set; with CHIRP_METRICS_TOKEN they need `Authorization: Bearer <it>`; in production
-    without one they are not served."""
+    """/metrics and the detail of /readyz: always on the internal port; on the public one
+    with `Authorization: Bearer $CHIRP_METRICS_TOKEN`, or without a token set only outside
+    production and when there is no internal port."""
+    if getattr(request.app.state, "internal", False):
+        return True
     settings: Settings = request.app.state.services.settings
     token = settings.metrics_token
     if token is None:
-        return not settings.production
+        return not settings.production and settings.internal_port is None
     sent = request.headers.get("authorization", "")
     return secrets.compare_digest(sent.encode(), f"Bearer {token}".encode())
 
@@ -528,6 +532,51 @@ class LatencyMiddleware:
             )
 
 
+class _QuietServer(uvicorn.Server):
+    """A second listener in the API's process: the main server handles the signals."""
+
+    @contextlib.contextmanager
+    def capture_signals(self):
+        yield
+
+
+def internal_app(services: Services) -> Starlette:
+    """The operators' port (CHIRP_INTERNAL_PORT): /metrics and the detailed /readyz with
+    no token. Bind it where only operators reach it."""
+    app = Starlette(routes=[Route("/healthz", healthz), Route("/readyz", readyz),
+                            Route("/metrics", metrics_endpoint)])
+    app.state.services = services
+    app.state.internal = True
+    return app
+
+
+@contextlib.asynccontextmanager
+async def internal_server(services: Services) -> AsyncIterator[None]:
+    settings = services.settings
+    if settings.internal_port is None:
+        yield
+        return
+    where = (settings.internal_host, settings.internal_port)
+    try:
+        family = socket.getaddrinfo(*where, type=socket.SOCK_STREAM)[0][0]
+        sock = socket.create_server(where, family=family)
+    except OSError as e:  # fail the API's start-up, naming the setting
+        raise RuntimeError(f"CHIRP_INTERNAL_HOST/PORT {where}: {e}") from None
+    server = _QuietServer(uvicorn.Config(internal_app(services), lifespan="off",
+                                         access_log=False, log_config=None))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    for _ in range(1000):  # serving within a few ms: the socket is bound already
+        if server.started or task.done():
+            break
+        await asyncio.sleep(0.01)
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
 def create_app(settings: Settings | None = None, services: Services | None = None) -> Starlette:
     """The app; with `services` given (tests) it uses them instead of opening its own."""
     settings = settings or (services.settings if services else load())
@@ -543,7 +592,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             graphql.app = graphql.app or GraphQLApp(app.state.services)
             collector.freeze_startup()
         try:
-            yield
+            async with internal_server(app.state.services) if owned \
+                    else contextlib.nullcontext():
+                yield
         finally:
             if graphql.app is not None:
                 await graphql.app.shutdown()

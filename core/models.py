@@ -17,6 +17,8 @@ class User:
     followers_count: int
     following_count: int
     tweets_count: int
+    celebrity: bool = False  # the stored flag; core.fanout decides
+    demoting: bool = False  # a demotion under way: pulled and pushed (core.fanout.pushed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,8 +53,8 @@ class Event:
 
 TWEET_CREATED = "TweetCreated"
 TWEET_DELETED = "TweetDeleted"
-# An author fell below the celebrity threshold: their tweets must now be pushed, and the
-# ones posted while they were pulled must be merged into followers' cached timelines.
+# An author stopped being a celebrity (core/fanout.py): their tweets must now be pushed, and
+# the ones posted while they were pulled must be merged into followers' cached timelines.
 AUTHOR_DEMOTED = "AuthorDemoted"
 
 

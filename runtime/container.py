@@ -217,7 +217,7 @@ async def open_services(
             pool, tweets, feed, limiter, ids.next_id, settings.tweet_rate_per_hour,
             settings.idempotency_retention_hours, media=media,
         ),
-        social=Social(graph, users, feed, ids.next_id, settings.celebrity_threshold),
+        social=Social(graph, users, feed, ids.next_id, settings.celebrity),
         limits=Limits(settings, limiter),
         media=media,
         caches=caches,

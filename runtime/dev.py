@@ -13,6 +13,8 @@ import time
 from runtime.settings import ConfigError, Settings, load
 from storage import postgres
 
+DEV_INTERNAL_PORT = 9100
+
 
 def dev_postgres_url(settings: Settings) -> str:
     """The embedded PostgreSQL `make dev` runs (for commands run beside it)."""
@@ -43,6 +45,8 @@ async def _migrate(url: str) -> list[str]:
 
 
 def main() -> int:
+    # Operators' metrics on loopback unless set (0: off); docs/security.md.
+    os.environ.setdefault("CHIRP_INTERNAL_PORT", str(DEV_INTERNAL_PORT))
     try:
         settings = load()
     except ConfigError as e:
@@ -75,9 +79,11 @@ def main() -> int:
         if applied:
             print(f"applied migrations: {', '.join(applied)}")
         children = _children(settings, env)
+        metrics_at = "" if settings.internal_port is None else (
+            f", metrics at http://{settings.internal_host}:{settings.internal_port}/metrics")
         print(
-            f"Chirp is up: GraphiQL at http://{settings.host}:{settings.port}/graphql "
-            f"(data in {settings.data_dir}); Ctrl-C stops it.",
+            f"Chirp is up: GraphiQL at http://{settings.host}:{settings.port}/graphql"
+            f"{metrics_at} (data in {settings.data_dir}); Ctrl-C stops it.",
             flush=True,
         )
         while not stopping:

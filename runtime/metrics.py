@@ -26,6 +26,14 @@ DEGRADED_READS = _counter(
     "chirp_degraded_reads_total",
     "Timeline reads answered from the database because Redis was unreachable",
 )
+CELEBRITY_DEMOTIONS = _counter(
+    "chirp_celebrity_demotions_total",
+    "Celebrity flags cleared by the worker's sweep, each announced by one AuthorDemoted event",
+)
+BACK_FILLS = _counter(
+    "chirp_back_fills_total",
+    "AuthorDemoted events applied: a demoted author's tweets merged into followers' timelines",
+)
 TIMELINE_REBUILDS = _counter(
     "chirp_timeline_rebuilds_total", "Cached timelines rebuilt from the store", "kind",
 )

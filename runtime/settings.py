@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.fanout import Bounds
+
 
 class ConfigError(Exception):
     pass
@@ -85,12 +87,20 @@ class Settings:
     trusted_documents: Path | None = None
     graphiql: bool = True
     metrics_token: str | None = None
+    internal_host: str = "127.0.0.1"
+    internal_port: int | None = None  # /metrics and /readyz's detail, no token; None: off
     celebrity_demote_threshold: int = 9000
+    celebrity_demote_quiet_seconds: int = 3600
     worker_timeout_retries: int = 5
 
     @property
     def production(self) -> bool:
         return self.env == "production"
+
+    @property
+    def celebrity(self) -> Bounds:
+        return Bounds(self.celebrity_threshold, self.celebrity_demote_threshold,
+                      self.celebrity_demote_quiet_seconds)
 
 
 def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
@@ -334,14 +344,21 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         trusted_documents=_trusted_documents(env),
         graphiql=_bool(env, "CHIRP_GRAPHIQL", envname != "production"),
         metrics_token=env.get("CHIRP_METRICS_TOKEN") or None,
+        internal_host=env.get("CHIRP_INTERNAL_HOST") or "127.0.0.1",
+        internal_port=_int(env, "CHIRP_INTERNAL_PORT", 0, 0, 65535) or None,
         celebrity_demote_threshold=_int(
             env, "CHIRP_CELEBRITY_DEMOTE_THRESHOLD",
             celebrity_threshold * 9 // 10, 0, 10**9),
+        celebrity_demote_quiet_seconds=_int(
+            env, "CHIRP_CELEBRITY_DEMOTE_QUIET_SECONDS", 3600, 0, 30 * 86400),
         worker_timeout_retries=_int(env, "CHIRP_WORKER_TIMEOUT_RETRIES", 5, 0, 1000),
     )
     if bool(settings.s3_access_key_id) != bool(settings.s3_secret_access_key):
         raise ConfigError("CHIRP_S3_ACCESS_KEY_ID and CHIRP_S3_SECRET_ACCESS_KEY go together "
                           "(or set neither, for the default AWS credential chain)")
+    if settings.internal_port is not None and settings.internal_port == settings.port:
+        raise ConfigError(f"CHIRP_INTERNAL_PORT={settings.internal_port} must differ from "
+                          "CHIRP_PORT: the internal port serves metrics without a token")
     if settings.celebrity_demote_threshold > settings.celebrity_threshold:
         raise ConfigError(
             f"CHIRP_CELEBRITY_DEMOTE_THRESHOLD={settings.celebrity_demote_threshold} must not "

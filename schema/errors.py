@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 import strawberry
@@ -82,6 +83,28 @@ class ChirpSchema(strawberry.Schema):
             BUDGETED.reset(token)
         # A cancellation surfacing as a field error is still the budget's answer.
         return self._timed_out() if WATCHDOG.disarm() else result
+
+    async def _stream_non_subscription(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        """A query or mutation over WebSocket (graphql-transport-ws): the same time budget
+        and answer as `execute` gives over HTTP. It runs in its operation's own task, so
+        the budget's cancellation stops only that operation."""
+        token = BUDGETED.set(True)
+        source = super()._stream_non_subscription(*args, **kwargs)
+        try:
+            first = await source.__anext__()
+        except asyncio.CancelledError:
+            if not WATCHDOG.disarm():
+                raise
+            first = None
+        finally:
+            BUDGETED.reset(token)
+        if WATCHDOG.disarm() or first is None:
+            await source.aclose()
+            yield self._timed_out()
+            return
+        yield first
+        async for rest in source:  # incremental delivery's later frames
+            yield rest
 
     def _timed_out(self) -> ExecutionResult:
         return self.refused(timed_out(self.timeout_ms))

@@ -65,8 +65,8 @@ class Watchdog:
 
 
 WATCHDOG = Watchdog()
-# Set while ChirpSchema.execute runs an operation, which disarms what the Guard arms (over
-# WebSocket a query runs without a budget: its socket's own task would be cancelled).
+# Set while ChirpSchema.execute (HTTP) or _stream_non_subscription (WebSocket, in the
+# operation's own task) runs an operation: they disarm what the Guard arms.
 BUDGETED: ContextVar[bool] = ContextVar("chirp_budgeted", default=False)
 
 

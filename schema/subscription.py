@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 import strawberry
 from graphql import (
+    ExecutionResult,
     FieldNode,
     FragmentSpreadNode,
     GraphQLError,
@@ -28,6 +29,7 @@ from strawberry.types import Info
 from core.errors import Unauthenticated
 from core.models import LiveKind
 from schema.errors import classify
+from schema.guard import WATCHDOG, timed_out
 from schema.types import Tweet
 from subscriptions import streams
 from subscriptions.wire import WIRE, Wire
@@ -161,7 +163,7 @@ class _Executed:
     def __init__(self, result: Any) -> None:
         self.result = result
 
-    def execute_operation(self, serially: bool | None = None) -> Any:
+    def execute_operation(self, serially: bool | None = None, budget: bool = True) -> Any:
         return self.result
 
 
@@ -200,12 +202,32 @@ class LiveExecutionContext(StrawberryGraphQLCoreExecutionContext):
                 return executor
         return super().build_per_event_executor(payload)
 
-    def execute_operation(self, serially: bool | None = None) -> Any:
+    def execute_operation(self, serially: bool | None = None, budget: bool = True) -> Any:
         result = super().execute_operation(serially)
-        if self._memo is not None and not self.is_awaitable(result):
+        if self.is_awaitable(result):
+            if budget and self.operation.operation == OperationType.SUBSCRIPTION:
+                # One event's execution, in its subscription's task: the query time budget.
+                return _within_budget(result, self.context_value.services.settings)
+        elif self._memo is not None:
             # Only complete results: a selection that awaited something is not shared.
             self._memo[self._share_key] = result
         return result
+
+
+async def _within_budget(execution: Any, settings: Any) -> ExecutionResult:
+    """A subscription event's execution under CHIRP_QUERY_TIMEOUT_MS; past it the event is
+    answered with the error HTTP gives, and the subscription goes on."""
+    WATCHDOG.arm(settings.query_timeout_ms / 1000)
+    try:
+        result = await execution
+    except asyncio.CancelledError:
+        if not WATCHDOG.disarm():
+            raise
+        result = None
+    if WATCHDOG.disarm() or result is None:
+        error = timed_out(settings.query_timeout_ms)
+        return ExecutionResult(None, [GraphQLError(error.message, original_error=error)])
+    return result
 
 
 class _Direct:
@@ -222,7 +244,8 @@ class _Direct:
         shared = TimelineEvent.of(event)
         payload = shared.results.get(self.key)
         if payload is None:
-            result = self.executor.build_per_event_executor(shared).execute_operation(False)
+            result = self.executor.build_per_event_executor(shared).execute_operation(
+                False, budget=False)
             if self.executor.is_awaitable(result):
                 result.close()  # not expected for a shareable selection: decline
                 return None

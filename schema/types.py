@@ -9,7 +9,7 @@ from typing import Any
 import strawberry
 from strawberry.types import Info
 
-from core import cursor, fanout
+from core import cursor
 from core.media import Media as MediaModel
 from core.models import Tweet as TweetModel
 from core.models import User as UserModel
@@ -135,8 +135,7 @@ async def _load_media(info: Info, tweet: TweetModel) -> list[Media]:
 
 
 def _is_celebrity(user: User, context: Any) -> bool:
-    threshold = context.services.settings.celebrity_threshold
-    return fanout.is_celebrity(user.model.followers_count, threshold)
+    return context.services.feed.celebrity(user.model)
 
 
 def _preloaded_author(tweet: Tweet, context: Any) -> Any:

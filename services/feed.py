@@ -187,7 +187,7 @@ class FeedManager:
         if own[1]:  # the post path's insert into recents had failed: caches hold the old
             await self.announce([f"u{author_id}", f"r{author_id}"])
         author = (await self.users.get_many([author_id])).get(author_id)
-        if author is None or fanout.is_celebrity(author.followers_count, self.threshold):
+        if author is None or not self.pushed(author):
             return 0  # followers pull a celebrity's tweets at read time
         if publish is not None and author.followers_count > self.fanout_chunk:
             await publish(await self._chunks(TWEET_CREATED, tweet_id, author_id))
@@ -234,7 +234,7 @@ class FeedManager:
             notices.deleted(tweet_id),
         ))
         author = (await self.users.get_many([author_id])).get(author_id)
-        if author is not None and fanout.is_celebrity(author.followers_count, self.threshold):
+        if author is not None and not self.pushed(author):
             return  # a celebrity's ids are few in caches; reads drop deleted tweets anyway
         big = author is not None and author.followers_count > self.fanout_chunk
         if publish is not None and big:
@@ -248,13 +248,23 @@ class FeedManager:
             await self.home.remove_many(followers, [tweet_id], deleted=True)
 
     async def _back_fill(self, author_id: int) -> int:
+        """A demotion (core/fanout.py): the author's newest tweets merged into followers'
+        cached timelines, then the flag cleared, so reads stop pulling only once the
+        timelines hold them. Nothing for a demotion already finished (a redelivery); one
+        back at the threshold meanwhile is called off."""
         author = (await self.users.get_many([author_id])).get(author_id)
-        if author is None or fanout.is_celebrity(author.followers_count, self.threshold):
-            return 0  # promoted again meanwhile: reads still pull
+        if author is None or not author.demoting:
+            return 0
+        if fanout.is_celebrity(author.followers_count, False, self.threshold):
+            await self.graph.end_demotion(author_id, demoted=False)
+            return 0
+        metrics.BACK_FILLS.inc()
         ids, truncated = await self._author_window(author_id)
         merged = 0
         async for followers in self._follower_pages(author_id, True):
             merged += await self.home.merge_many(followers, ids, truncated)
+        if await self.graph.end_demotion(author_id, demoted=True):
+            await self.announce([f"c{author_id}:0", f"u{author_id}"])
         return merged
 
     async def _follower_pages(
@@ -280,10 +290,11 @@ class FeedManager:
         tweets = await self.tweets.by_author(author_id, limit=self.home.cap)
         return [t.id for t in tweets], len(tweets) >= self.home.cap
 
-    async def on_follow(self, follower: int, followee: int, followee_followers: int) -> None:
-        """Merge a new followee's tweets into the follower's cached timeline (if cached).
-        A celebrity's are pulled at read time instead."""
-        if fanout.is_celebrity(followee_followers, self.threshold):
+    async def on_follow(self, follower: int, followee: int, pushed: bool) -> None:
+        """Merge a new followee's tweets into the follower's cached timeline (if cached)
+        if their tweets are pushed (core.fanout.pushed); a celebrity's are pulled at read
+        time instead."""
+        if not pushed:
             return
         ids, truncated = await self._author_window(followee)
         try:
@@ -318,22 +329,30 @@ class FeedManager:
         """Everyone the viewer follows, split by the celebrity rule: one query, or the
         followee cache of a request whose fence allows it."""
         if caches is None:
-            ids, counts = await self.graph.followees(viewer)
-            return Followed({viewer, *ids}, self._celebs(ids, counts))
+            ids, counts, flags = await self.graph.followees(viewer)
+            return Followed({viewer, *ids}, self._celebs(ids, counts, flags))
         entry = caches.followees.get(viewer)
         if entry is MISSING:
             generation = caches.generation
-            ids, counts = await self.graph.followees(viewer)
-            entry = Followees(SortedIds([viewer, *ids]), tuple(self._celebs(ids, counts)))
+            ids, counts, flags = await self.graph.followees(viewer)
+            entry = Followees(SortedIds([viewer, *ids]), tuple(self._celebs(ids, counts, flags)))
             caches.keep(caches.followees, generation, {viewer: entry})
         if entry.version != caches.crossings:
-            entry.split = Followed(entry.ids, _crossed(entry, caches.celebrity))
+            entry.split = Followed(entry.ids, _crossed(entry, caches.celebrity, viewer))
             entry.version = caches.crossings
         return entry.split
 
-    def _celebs(self, ids: list[int], counts: list[int]) -> list[int]:
+    def _celebs(self, ids: list[int], counts: list[int], flags: list[bool]) -> list[int]:
         t = self.threshold
-        return [i for i, c in zip(ids, counts, strict=True) if fanout.is_celebrity(c, t)]
+        return [i for i, c, f in zip(ids, counts, flags, strict=True)
+                if fanout.is_celebrity(c, f, t)]
+
+    def celebrity(self, user: User) -> bool:
+        return fanout.is_celebrity(user.followers_count, user.celebrity, self.threshold)
+
+    def pushed(self, user: User) -> bool:
+        return fanout.pushed(user.followers_count, user.celebrity, user.demoting,
+                             self.threshold)
 
     async def home_page(
         self, viewer: int, first: int, before: int, since: int, load: TweetLoader,
@@ -602,13 +621,15 @@ def _usable(fence: Fence | None) -> ReadCaches | None:
     return fence.caches if fence is not None and fence.state is not False else None
 
 
-def _crossed(entry: Followees, crossed: dict[int, bool]) -> list[int]:
+def _crossed(entry: Followees, crossed: dict[int, bool], viewer: int) -> list[int]:
     """A cached entry's celebrities now: those of when it was loaded, with the threshold
-    crossings seen since (`crossed`: author -> a celebrity now)."""
+    crossings seen since (`crossed`: author -> a celebrity now). Never the viewer: their
+    own tweets are always in their cached timeline."""
     celebs = [c for c in entry.celebs if crossed.get(c, True)]
     if crossed:
         known = set(celebs)
-        celebs += [a for a, now in crossed.items() if now and a not in known and a in entry.ids]
+        celebs += [a for a, now in crossed.items()
+                   if now and a not in known and a != viewer and a in entry.ids]
     return celebs
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
@@ -16,13 +16,17 @@ class FollowChange:
     changed: bool  # False: already following (follow) / not following (unfollow)
     followers_before: int
     followers_after: int
+    celebrity_before: bool = False  # core.fanout.is_celebrity, before and after
+    celebrity_after: bool = False
+    pushed_after: bool = True  # core.fanout.pushed, after
 
 
 class SocialGraph:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
 
-    async def follow(self, follower: int, followee: int, seq: int) -> FollowChange:
+    async def follow(self, follower: int, followee: int, seq: int,
+                     bounds: fanout.Bounds) -> FollowChange:
         async with self.pool.acquire() as conn, conn.transaction():
             inserted = await conn.fetchval(
                 "INSERT INTO follows (follower_id, followee_id, seq) VALUES ($1, $2, $3) "
@@ -30,56 +34,112 @@ class SocialGraph:
                 follower, followee, seq,
             )
             if not inserted:
-                count = await conn.fetchval(
-                    "SELECT followers_count FROM users WHERE id = $1", followee
-                )
-                return FollowChange(False, count, count)
-            # Lock order by id avoids deadlocks between A->B and B->A follows.
-            after = await self._bump(conn, follower, followee, +1)
-            return FollowChange(True, after - 1, after)
+                return await self._unchanged(conn, followee, bounds)
+            return await self._bump(conn, follower, followee, +1, bounds)
 
     async def unfollow(
-        self, follower: int, followee: int, on_change=None
+        self, follower: int, followee: int, bounds: fanout.Bounds,
     ) -> FollowChange:
-        """`on_change(conn, change)` runs inside the transaction (e.g. to add an outbox row)."""
         async with self.pool.acquire() as conn, conn.transaction():
             deleted = await conn.fetchval(
                 "DELETE FROM follows WHERE follower_id = $1 AND followee_id = $2 RETURNING true",
                 follower, followee,
             )
             if not deleted:
-                count = await conn.fetchval(
-                    "SELECT followers_count FROM users WHERE id = $1", followee
-                )
-                return FollowChange(False, count, count)
-            after = await self._bump(conn, follower, followee, -1)
-            change = FollowChange(True, after + 1, after)
-            if on_change is not None:
-                await on_change(conn, change)
-            return change
+                return await self._unchanged(conn, followee, bounds)
+            return await self._bump(conn, follower, followee, -1, bounds)
 
     @staticmethod
-    async def _bump(conn: asyncpg.Connection, follower: int, followee: int, delta: int) -> int:
+    async def _unchanged(conn: asyncpg.Connection, followee: int,
+                         bounds: fanout.Bounds) -> FollowChange:
+        row = await conn.fetchrow(
+            "SELECT followers_count, celebrity, celebrity_demoting FROM users WHERE id = $1",
+            followee)
+        now = fanout.is_celebrity(row[0], row[1], bounds.threshold)
+        return FollowChange(False, row[0], row[0], now, now,
+                            fanout.pushed(row[0], row[1], row[2], bounds.threshold))
+
+    @staticmethod
+    async def _bump(conn: asyncpg.Connection, follower: int, followee: int, delta: int,
+                    bounds: fanout.Bounds) -> FollowChange:
+        """Both counts, then the followee's celebrity flag by core.fanout's rules (its row
+        is locked by then; written only when it changes)."""
+        # Lock order by id avoids deadlocks between A->B and B->A follows.
         rows = await conn.fetch(
             "UPDATE users SET "
             " following_count = following_count + CASE WHEN id = $1 THEN $3 ELSE 0 END,"
             " followers_count = followers_count + CASE WHEN id = $2 THEN $3 ELSE 0 END "
             "WHERE id IN (SELECT unnest(ARRAY[$1::bigint, $2::bigint]) ORDER BY 1) "
-            "RETURNING id, followers_count",
+            "RETURNING id, followers_count, celebrity, celebrity_below_since, celebrity_demoting",
             follower, followee, delta,
         )
-        return next(r["followers_count"] for r in rows if r["id"] == followee)
+        row = next(r for r in rows if r["id"] == followee)
+        after, flagged, since, demoting = row[1], row[2], row[3], row[4]
+        before = after - delta
+        flag = fanout.flag_after(flagged, before, after, bounds.threshold)
+        below = fanout.below_since(flag, after, bounds.demote_below, since,
+                                   datetime.now(UTC))
+        if (flag, below) != (flagged, since):
+            await conn.execute(
+                "UPDATE users SET celebrity = $2, celebrity_below_since = $3 WHERE id = $1",
+                followee, flag, below)
+        return FollowChange(True, before, after,
+                            fanout.is_celebrity(before, flagged, bounds.threshold),
+                            fanout.is_celebrity(after, flag, bounds.threshold),
+                            fanout.pushed(after, flag, demoting, bounds.threshold))
 
-    async def followees(self, user_id: int) -> tuple[list[int], list[int]]:
-        """Everyone `user_id` follows and their follower counts, as two parallel lists; the
-        query's shape is measured (docs/modules.md)."""
+    async def flagged(self) -> list[tuple[int, int, datetime | None]]:
+        """(id, followers, below since) of every flagged account not being demoted."""
+        rows = await self.pool.fetch(
+            "SELECT id, followers_count, celebrity_below_since FROM users "
+            "WHERE celebrity AND NOT celebrity_demoting")
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    async def mark_below(self, user_id: int, was: datetime | None,
+                         since: datetime | None) -> None:
+        """Records when a flagged account went under the lower bound, unless a follow or
+        unfollow changed it meanwhile."""
+        await self.pool.execute(
+            "UPDATE users SET celebrity_below_since = $3 WHERE id = $1 AND celebrity "
+            "AND celebrity_below_since IS NOT DISTINCT FROM $2", user_id, was, since)
+
+    async def start_demotion(
+        self, user_id: int, due: Callable[[int, datetime | None], bool],
+        on_demote: Callable[[asyncpg.Connection], Awaitable[None]],
+    ) -> bool:
+        """Marks the account as being demoted if `due(followers, below since)` holds on its
+        locked row; `on_demote(conn)` runs in that transaction (the AUTHOR_DEMOTED outbox
+        row), so each demotion is announced exactly once, whichever worker gets there."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "SELECT followers_count, celebrity_below_since FROM users "
+                "WHERE id = $1 AND celebrity AND NOT celebrity_demoting FOR UPDATE", user_id)
+            if row is None or not due(row[0], row[1]):
+                return False
+            await conn.execute(
+                "UPDATE users SET celebrity_demoting = true WHERE id = $1", user_id)
+            await on_demote(conn)
+            return True
+
+    async def end_demotion(self, user_id: int, demoted: bool) -> bool:
+        """Ends a demotion under way: the flag cleared (`demoted`) or kept (called off).
+        False if none was under way."""
+        return bool(await self.pool.fetchval(
+            "UPDATE users SET celebrity_demoting = false, celebrity = celebrity AND NOT $2,"
+            " celebrity_below_since = CASE WHEN $2 THEN NULL ELSE celebrity_below_since END "
+            "WHERE id = $1 AND celebrity_demoting RETURNING true", user_id, demoted))
+
+    async def followees(self, user_id: int) -> tuple[list[int], list[int], list[bool]]:
+        """Everyone `user_id` follows, their follower counts and celebrity flags, as parallel
+        lists; the query's shape is measured (docs/modules.md)."""
         row = await self.pool.fetchrow(
-            "SELECT coalesce(array_agg(id), '{}'), coalesce(array_agg(followers_count), '{}') "
+            "SELECT coalesce(array_agg(id), '{}'), coalesce(array_agg(followers_count), '{}'),"
+            " coalesce(array_agg(celebrity), '{}') "
             "FROM users WHERE id = ANY(ARRAY("
             "  SELECT followee_id FROM follows WHERE follower_id = $1))",
             user_id,
         )
-        return row[0], row[1]
+        return row[0], row[1], row[2]
 
     async def following_ids_among(self, follower: int, candidates: Iterable[int]) -> set[int]:
         rows = await self.pool.fetch(
@@ -140,8 +200,8 @@ class SocialGraph:
         rows = await self.pool.fetch(
             "SELECT f.follower_id, f.followee_id FROM follows f "
             "JOIN users u ON u.id = f.followee_id "
-            "WHERE f.follower_id = ANY($1::bigint[]) AND u.followers_count >= $2",
-            viewers, fanout.celebrity_floor(threshold),
+            f"WHERE f.follower_id = ANY($1::bigint[]) AND {fanout.celebrity_sql('u', '$2')}",
+            viewers, threshold,
         )
         out: dict[int, set[int]] = {}
         for r in rows:

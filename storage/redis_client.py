@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
+from redis._parsers.commands import AsyncCommandsParser
 from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.cluster import ClusterNode, ClusterPipeline
 from redis.asyncio.retry import Retry
@@ -49,11 +50,26 @@ class _Pipeline(ClusterPipeline):
             raise ConnectionError(f"Redis Cluster: {e}") from e
 
 
+class _Commands(AsyncCommandsParser):
+    """COMMAND's table, read once: redis-py reads it again on every slot-map refresh, from
+    the first primary, so one dead primary failed every refresh and every node's reads."""
+
+    async def initialize(self, node: ClusterNode | None = None) -> None:
+        if node:
+            self.node = node
+        if not self.commands:
+            await super().initialize()
+
+
 class ChirpCluster(RedisCluster):
     """RedisCluster whose cluster-only exceptions are RedisErrors, and whose node errors
     refresh the slot map without cutting the other nodes' connections (docs/modules.md)."""
 
     _closing = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.commands_parser = _Commands()
 
     async def aclose(self) -> None:
         # redis-py calls this to refresh the slot map: keep the live nodes' connections.

@@ -2,8 +2,8 @@
 
 A script's first line may include others (`--! include lib plain`): their text goes before
 its own, in that order. `${NAME}` placeholders are filled from storage.keys (key and channel
-templates) and from the layout (`LIVE`, `PUBLISH`: one server or a cluster), so no key
-name is written in Lua (`$$` is a literal `$`).
+templates) and from the layout (`LISTS`, `PUBLISH`: one server, one slot of a cluster or
+one node of a cluster), so no key name is written in Lua (`$$` is a literal `$`).
 """
 
 from __future__ import annotations
@@ -17,9 +17,15 @@ from storage import keys
 LUA_DIR = Path(__file__).with_name("lua")
 INCLUDE = "--! include "
 
-# Placeholders that differ between one server and a cluster (docs/production.md).
-SINGLE = {"LIVE": "live_hubs", "PUBLISH": "PUBLISH"}
-CLUSTER = {"LIVE": "live_shards", "PUBLISH": "SPUBLISH"}
+# Placeholders that differ between one server and a cluster (docs/production.md). LISTS
+# names the fragments a script changing lists includes: how it gets them and tells their
+# live owners; READS, how a read gets its lists.
+SINGLE = {"LISTS": "live_hubs apply_keys", "READS": "reads_keys", "PUBLISH": "PUBLISH"}
+CLUSTER = {"LISTS": "live_shards apply_keys", "READS": "reads_keys", "PUBLISH": "SPUBLISH"}
+# One call per node: lists of many slots, undeclared (storage/lua/apply_node.lua); the
+# header is a script's first line.
+NODE = {"LISTS": "apply_node", "READS": "reads_node", "PUBLISH": "SPUBLISH",
+        "HEADER": "#!lua flags=allow-cross-slot-keys\n"}
 
 
 class Script:
@@ -38,12 +44,17 @@ def _fill(text: str, layout: dict[str, str]) -> str:
 
 
 def source(name: str, layout: dict[str, str] = SINGLE, lua_dir: Path = LUA_DIR) -> str:
-    """The full text of `name`.lua: its includes first, placeholders filled."""
+    """The full text of `name`.lua: the layout's header, its includes, then its own text,
+    placeholders filled."""
+    return layout.get("HEADER", "") + _body(name, layout, lua_dir)
+
+
+def _body(name: str, layout: dict[str, str], lua_dir: Path) -> str:
     text = _fill((lua_dir / f"{name}.lua").read_text(), layout)
     first, _, rest = text.partition("\n")
     if not first.startswith(INCLUDE):
         return text
-    parts = [source(n, layout, lua_dir) for n in first[len(INCLUDE):].split()]
+    parts = [_body(n, layout, lua_dir) for n in first[len(INCLUDE):].split()]
     return "".join(parts) + rest
 
 

@@ -35,7 +35,8 @@ from enum import Enum
 
 from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.client import Pipeline
-from redis.exceptions import NoScriptError
+from redis.asyncio.cluster import ClusterNode
+from redis.exceptions import ConnectionError, NoScriptError, RedisClusterException
 
 from core.timeline import ENTRY_BYTES, NEWEST, pack, unpack
 from storage import keys, scripts
@@ -44,9 +45,12 @@ from storage.redis_client import by_slot
 SENTINEL = bytes(ENTRY_BYTES)
 
 NAMES = ["insert", "remove", "merge", "read", "begin", "notify", "present"]
+# The scripts over many lists, which a cluster runs once per node (`_per_node`, `Reads`).
+BATCHED = ["insert", "remove", "merge", "read"]
 # Read once at start-up; a cache uses one set or the other by its client.
 SINGLE_SCRIPTS = scripts.load(NAMES, scripts.SINGLE)
 CLUSTER_SCRIPTS = scripts.load(NAMES, scripts.CLUSTER)
+NODE_SCRIPTS = scripts.load(BATCHED, scripts.NODE)
 
 
 class ReadState(Enum):
@@ -90,6 +94,9 @@ class TimelineCache:
     free_slots: bool = False
     cluster: bool = field(init=False)
     scripts: dict[str, scripts.Script] = field(init=False)
+    # Lists a per-node call skipped (their slot had moved or was moving) and sent again
+    # per slot, on a cluster.
+    resent: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
         self.cluster = isinstance(self.redis, RedisCluster)
@@ -120,7 +127,7 @@ class TimelineCache:
 
     async def load_scripts(self) -> None:
         if self.cluster:  # SCRIPT LOAD goes to every primary
-            for script in self.scripts.values():
+            for script in [*self.scripts.values(), *NODE_SCRIPTS.values()]:
                 await self.redis.script_load(script.source)
             return
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -137,17 +144,59 @@ class TimelineCache:
         how many were queued (their replies come last)."""
         if not self.cluster:
             return 0
-        nodes = {}
-        for owner in owners:
-            node = self.redis.get_node_from_key(self.key(owner))
-            nodes[node.name] = node
-        for node in nodes.values():
+        nodes = [node for node, _owners in self._by_node(owners)]
+        for node in nodes:
             pipe.execute_command("WAIT", 1, self.REPLICA_WAIT_MS, target_nodes=node)
         return len(nodes)
 
     def _batches(self, owners: list[int]) -> list[list[int]]:
         """One script call's owners: all of them, or on a cluster one group per slot."""
         return by_slot(owners, self.key) if self.cluster else [owners]
+
+    def _node_of(self, key: str) -> ClusterNode:
+        """The primary serving `key`'s slot, by the client's slot map."""
+        try:
+            return self.redis.get_node_from_key(key)
+        except RedisClusterException as e:  # no node for the slot: failing over
+            raise ConnectionError(f"Redis Cluster: {e}") from e
+
+    def _by_node(self, owners: list[int]) -> list[tuple[ClusterNode, list[int]]]:
+        """Owners grouped by the primary holding their lists, by the client's slot map."""
+        groups: dict[str, tuple[ClusterNode, list[int]]] = {}
+        for owner in owners:
+            node = self._node_of(self.key(owner))
+            groups.setdefault(node.name, (node, []))[1].append(owner)
+        return list(groups.values())
+
+    async def _per_node(self, name: str, owners: list[int], args: list, live: bool,
+                        extra: Callable[[Pipeline], None] | None = None) -> int:
+        """On a cluster, `name` over many lists: one call per node holding some (a page of
+        1,000 followers spans ~1,000 slots but 3 nodes), all nodes at once, then `extra`
+        queued and a replica wait. Lists a node did not serve are sent again per slot with
+        declared keys (`_each`); every batched script skips such a list untouched, so the
+        replies' sum counts each list once. `live`: the lists' owners get live notices."""
+        groups = self._by_node(owners)
+        sha = NODE_SCRIPTS[name].sha
+
+        def build(pipe: Pipeline) -> None:
+            for node, batch in groups:
+                pipe.execute_command("EVALSHA", sha, 0, *args, *map(self.key, batch),
+                                     target_nodes=node)
+            if extra is not None:
+                extra(pipe)
+            for node, _batch in groups:
+                pipe.execute_command("WAIT", 1, self.REPLICA_WAIT_MS, target_nodes=node)
+
+        replies = await self.run(build)
+        total, skipped = 0, []
+        for (_node, batch), (done, *missed) in zip(groups, replies, strict=False):
+            total += done
+            skipped += [batch[i - 1] for i in missed]
+        if skipped:
+            self.resent += len(skipped)
+            names = self._changed_keys if live else (lambda b: [self.key(o) for o in b])
+            total += await self._each(name, skipped, names, args)
+        return total
 
     async def _one(self, name: str, names: list[str], args: list):
         (reply,) = await self.run(lambda pipe: self.call(pipe, name, names, args))
@@ -214,17 +263,19 @@ class TimelineCache:
         if not owners:
             return 0
         args = self._insert_args(tweet_id)
-        batches = self._batches(owners)
 
-        def build(pipe: Pipeline) -> None:
-            for batch in batches:
-                self.call(pipe, "insert", self._changed_keys(batch), args)
+        def count(pipe: Pipeline) -> None:
             if count_into:
                 pipe.incrby(count_into, len(owners))
-            self.queue_replica_wait(pipe, owners)
 
-        replies = await self.run(build)
-        return sum(replies[:len(batches)])
+        if self.cluster:
+            return await self._per_node("insert", owners, args, self.live, count)
+
+        def build(pipe: Pipeline) -> None:
+            self.call(pipe, "insert", self._changed_keys(owners), args)
+            count(pipe)
+
+        return (await self.run(build))[0]
 
     async def remove_many(
         self, owners: list[int], tweet_ids: list[int], deleted: bool = False
@@ -233,6 +284,9 @@ class TimelineCache:
         if not owners or not tweet_ids:
             return 0
         notice = str(tweet_ids[0]) if deleted and self.live and len(tweet_ids) == 1 else ""
+        if self.cluster:
+            return await self._per_node("remove", owners, [pack(tweet_ids), notice],
+                                        bool(notice))
 
         def names(batch: list[int]) -> list[str]:
             return self._changed_keys(batch) if notice else [self.key(o) for o in batch]
@@ -248,6 +302,8 @@ class TimelineCache:
         if not owners:
             return 0
         args = [pack(ids), "1" if truncated else "0", self.cap, 0]
+        if self.cluster:
+            return await self._per_node("merge", owners, args, False)
         return await self._each("merge", owners, lambda b: [self.key(o) for o in b], args)
 
     def queue_notify(self, pipe: Pipeline, presence: str, channel: str, payload: str) -> None:
@@ -283,7 +339,10 @@ class TimelineCache:
 
 class Reads:
     """Script calls reading the same window of several lists (any families): one call on
-    one server, one per slot on a cluster. `queue(pipe)` queues them first in a pipeline;
+    one server; on a cluster one per node holding some (storage/lua/reads_node.lua), or for
+    a single list one call declaring its keys, so the client follows MOVED and ASK (a list
+    a node no longer serves comes back as being rebuilt, and the caller's read of it on
+    its own is that call). `queue(pipe)` queues them first in a pipeline;
     `collect(replies)` gives one reply per source, in order, each for that cache's
     `parse`. `renew_first` gives the first list its cache's full TTL again."""
 
@@ -291,8 +350,14 @@ class Reads:
                  count: int, renew_first: bool = False) -> None:
         first = sources[0][0]
         indexed = list(enumerate(sources))
-        if first.cluster:
-            self.groups = by_slot(indexed, lambda s: s[1][0].key(s[1][1]))
+        self.nodes: list[ClusterNode] = []  # each group's node, when one call per node
+        if first.cluster and len(sources) > 1:
+            by_node: dict[str, tuple[ClusterNode, list]] = {}
+            for item in indexed:
+                node = first._node_of(item[1][0].key(item[1][1]))
+                by_node.setdefault(node.name, (node, []))[1].append(item)
+            self.nodes = [node for node, _group in by_node.values()]
+            self.groups = [group for _node, group in by_node.values()]
         else:
             self.groups = [indexed]
         self.first = first
@@ -304,12 +369,16 @@ class Reads:
         return len(self.groups)
 
     def queue(self, pipe: Pipeline) -> None:
-        for group in self.groups:
+        for k, group in enumerate(self.groups):
             names: list[str] = []
             for _i, (cache, owner) in group:
                 names += (cache.key(owner), cache.lock_key(owner))
             ttl = self.ttl if group[0][0] == 0 else 0
-            self.first.call(pipe, "read", names, [*self.args, ttl])
+            if self.nodes:
+                pipe.execute_command("EVALSHA", NODE_SCRIPTS["read"].sha, 0, *self.args, ttl,
+                                     *names, target_nodes=self.nodes[k])
+            else:
+                self.first.call(pipe, "read", names, [*self.args, ttl])
 
     def collect(self, replies: list) -> list:
         out: list = [None] * sum(len(g) for g in self.groups)

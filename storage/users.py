@@ -15,7 +15,8 @@ from core.models import User
 log = logging.getLogger(__name__)
 
 _COLUMNS = (
-    "id, handle, display_name, bio, created_at, followers_count, following_count, tweets_count"
+    "id, handle, display_name, bio, created_at, followers_count, following_count, tweets_count,"
+    " celebrity, celebrity_demoting"
 )
 
 

@@ -364,9 +364,18 @@ class MemoryGraph:
             self.users.bump(follower, following=-1)
             self.users.bump(followee, followers=-1)
 
-    async def followees(self, user_id: int) -> tuple[list[int], list[int]]:
+    async def followees(self, user_id: int) -> tuple[list[int], list[int], list[bool]]:
         ids = [b for a, b in self.edges if a == user_id]
-        return ids, [self.users.users[i].followers_count for i in ids]
+        users = [self.users.users[i] for i in ids]
+        return ids, [u.followers_count for u in users], [u.celebrity for u in users]
+
+    async def end_demotion(self, user_id: int, demoted: bool) -> bool:
+        u = self.users.users[user_id]
+        if not u.demoting:
+            return False
+        self.users.users[user_id] = replace(u, demoting=False,
+                                            celebrity=u.celebrity and not demoted)
+        return True
 
     async def followers_page(self, followee: int, before_seq: int, limit: int,
                              active_within: timedelta | None = None,

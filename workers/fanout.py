@@ -170,6 +170,26 @@ async def purge_keys(services: Services, stop: asyncio.Event) -> None:
         await _sleep(stop, PURGE_EVERY_S)
 
 
+def demote_every_s(quiet_seconds: int) -> float:
+    """How often the demotion sweep runs: a few times per quiet period, at most a minute
+    apart (a demotion then lands within the quiet period plus this)."""
+    return min(60.0, max(1.0, quiet_seconds / 4))
+
+
+async def demote_celebrities(services: Services, stop: asyncio.Event) -> None:
+    """Celebrities whose count stayed under the lower bound for the quiet period lose
+    the flag, each with one AUTHOR_DEMOTED event (services/social.py)."""
+    every = demote_every_s(services.settings.celebrity_demote_quiet_seconds)
+    while not stop.is_set():
+        try:
+            demoted = await services.social.demote_due()
+            if demoted:
+                log.info("demoted %d celebrities", len(demoted))
+        except Exception as e:
+            log.warning("celebrity demotion sweep failed: %s", e)
+        await _sleep(stop, every)
+
+
 async def _sleep(stop: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), seconds)
@@ -200,7 +220,7 @@ async def run(consumer: str | None = None) -> None:
     try:
         await asyncio.gather(relay_outbox(services, stop), consume(services, consumer, stop),
                              purge_keys(services, stop), sweep_media(services, stop),
-                             archive_daily(services, stop))
+                             archive_daily(services, stop), demote_celebrities(services, stop))
     finally:
         await services.close()
         log.info("fan-out worker %s stopped", consumer)

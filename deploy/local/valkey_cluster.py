@@ -253,6 +253,29 @@ class ValkeyCluster(Server):
     def node(self, port: int) -> ClusterNode:
         return next(n for n in self.nodes if n.port == port)
 
+    def move_slot(self, slot: int, source: int, target: int, batch: int = 100,
+                  pause: float = 0.0) -> None:
+        """Move a slot and its keys to another primary: SETSLOT IMPORTING and MIGRATING,
+        MIGRATE `batch` keys at a time after `pause` s each (so a load sees the slot half
+        moved: ASK redirections, TRYAGAIN), then SETSLOT NODE on every primary."""
+        src, dst = self.node(source).client(5), self.node(target).client(5)
+        try:
+            dst_id = dst.cluster("myid")
+            dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", src.cluster("myid"))
+            src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
+            while True:
+                time.sleep(pause)
+                moving = src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, batch)
+                if not moving:
+                    break
+                src.execute_command("MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", *moving)
+            for port in self.primary_ports():
+                with self.node(port).client(5) as c:
+                    c.execute_command("CLUSTER", "SETSLOT", slot, "NODE", dst_id)
+        finally:
+            src.close()
+            dst.close()
+
 
 def _nodes(client: redis.Redis) -> dict[str, str]:
     """CLUSTER NODES as node id -> its line."""

@@ -1,9 +1,8 @@
---! include lib plain ${LIVE}
--- KEYS: lists (one script call per fan-out page, or per slot on a cluster: one command,
--- one reply, instead of one per list), then on a cluster, when ARGV[3] is not '', their
--- owners' presence keys; ARGV[1] id (8 bytes), ARGV[2] cap, ARGV[3] the id in decimal to tell live
--- owners about ('' for none); ARGV[4] '1' to give a full list free slots for new heads.
--- Returns lists inserted into.
+--! include lib plain ${LISTS}
+-- The lists as apply takes them (one script call per fan-out page, or per node of a
+-- cluster: one command, one reply, instead of one per list); ARGV[1] id (8 bytes), ARGV[2]
+-- cap, ARGV[3] the id in decimal to tell live owners about ('' for none); ARGV[4] '1' to
+-- give a full list free slots for new heads. Returns lists inserted into (see apply).
 local FREE = string.rep('\255', 8)
 local function first_free(cap)
   return '\255\255\255\255\255' .. string.char(math.floor(cap / 65536) % 256,
@@ -52,13 +51,4 @@ local function one(key)
   redis.call('SET', key, v, 'KEEPTTL')
   return 1
 end
-local live = ARGV[3] ~= ''
-local n = list_count(live)
-local total, changed = 0, {}
-for i = 1, n do
-  local r = one(KEYS[i])
-  total = total + r
-  if r > 0 then changed[#changed + 1] = i end
-end
-if live then notify(changed, n); flush('a', ARGV[3]) end
-return total
+return apply(one, ARGV[3] ~= '', 'a', ARGV[3], 4)

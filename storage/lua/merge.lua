@@ -1,11 +1,12 @@
---! include lib plain
--- KEYS: lists; ARGV[1] packed ids newest first, ARGV[2] '1' if that list is itself
--- truncated (more exist below its last entry), ARGV[3] cap, ARGV[4] ttl ms or '0' to keep.
+--! include lib plain ${LISTS}
+-- The lists as apply takes them; ARGV[1] packed ids newest first, ARGV[2] '1' if that list
+-- is itself truncated (more exist below its last entry), ARGV[3] cap, ARGV[4] ttl ms or '0'
+-- to keep.
 -- Keeps only what both sides know exactly: entries at or above the higher of the floors.
--- Returns the number of lists that existed (and were merged into).
+-- Returns the number of lists that existed and were merged into (see apply).
 local function one(key)
   local v = get_plain(key)
-  if not v then return -1 end
+  if not v then return 0 end
   local b, cap = ARGV[1], tonumber(ARGV[3])
   local an, atrunc = shape(v)
   local bn, btrunc = #b / 8, ARGV[2] == '1'
@@ -39,11 +40,6 @@ local function one(key)
   else
     redis.call('SET', key, table.concat(out), 'KEEPTTL')
   end
-  return #out
+  return 1
 end
-local total = 0
-for _, key in ipairs(KEYS) do
-  local r = one(key)
-  if r >= 0 then total = total + 1 end
-end
-return total
+return apply(one, false, '', '', 4)

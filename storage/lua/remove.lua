@@ -1,7 +1,7 @@
---! include lib plain ${LIVE}
--- KEYS: lists, then on a cluster, when ARGV[2] is not '', their owners' presence keys; ARGV[1] packed
--- ids to remove, ARGV[2] the deleted tweet's decimal id to tell live owners about ('' for
--- none), published like inserts. Returns entries removed.
+--! include lib plain ${LISTS}
+-- The lists as apply takes them; ARGV[1] packed ids to remove, ARGV[2] the deleted
+-- tweet's decimal id to tell live owners about ('' for none), published like inserts.
+-- Returns entries removed (see apply).
 local function one(key)
   local v = get_plain(key)
   if not v then return 0 end
@@ -20,13 +20,4 @@ local function one(key)
   redis.call('SET', key, table.concat(out), 'KEEPTTL')
   return removed
 end
-local live = ARGV[2] ~= ''
-local n = list_count(live)
-local total, changed = 0, {}
-for i = 1, n do
-  local r = one(KEYS[i])
-  total = total + r
-  if r > 0 then changed[#changed + 1] = i end
-end
-if live then notify(changed, n); flush('d', ARGV[2]) end
-return total
+return apply(one, ARGV[2] ~= '', 'd', ARGV[2], 2)

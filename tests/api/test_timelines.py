@@ -88,22 +88,6 @@ async def test_celebrity_tweets_are_pulled_not_pushed(api, services):
         assert (await api.home_ids(t))[0] == tid  # ...but merged in at read time
 
 
-async def test_demoted_celebrity_tweets_are_back_filled(api, services):
-    celeb, cid, _ = await api.sign_up("demote")
-    fans = [await api.sign_up("fan") for _ in range(5)]
-    for t, _, _ in fans:
-        await api.follow(t, cid)
-        await api.home_ids(t)
-    tid = await api.post(celeb, "while famous")
-    await drain(services)
-    await api.unfollow(fans[0][0], cid)  # 4 followers: below the threshold
-    await drain(services)
-    for t, fid, _ in fans[1:]:
-        assert tid in (await services.home.read(fid, count=50)).ids
-        assert (await api.home_ids(t))[0] == tid
-    assert tid not in await api.home_ids(fans[0][0])
-
-
 async def test_paging_past_the_cached_window_continues_from_the_store(stack):
     async with api_with(stack, timeline_max=10) as small:
         reader, rid, _ = await small.sign_up()

@@ -75,7 +75,7 @@ async def test_routed_notices_reach_only_the_named_viewers(hub, services):
 
 async def test_celebrity_tweets_reach_only_current_followers(hub, services):
     celeb, (fan, former) = await author_with_followers(services, 2)
-    await services.graph.unfollow(former, celeb)
+    await services.graph.unfollow(former, celeb, services.settings.celebrity)
     tweet = await services.tweeting.post(celeb, "to my fans")
     channel = {keys.author_channel(celeb)}
     fan_s, former_s = await hub.join(channel, fan), await hub.join(channel, former)

@@ -38,7 +38,7 @@ async def test_renewal_marks_presence_and_follows_celebrity_changes(stack, servi
             assert 0 < await r.ttl(keys.presence(v)) <= notices.PRESENCE_TTL_S
         assert await r.exists(keys.author_presence(celeb))
 
-        await services.graph.unfollow(viewer, celeb)  # still a celebrity to the others
+        await services.graph.unfollow(viewer, celeb, services.settings.celebrity)  # still one
         await presence.renew([home, other])
         assert home.channels == set()
         assert other.channels == {keys.author_channel(celeb)}

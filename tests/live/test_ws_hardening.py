@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 
+import asyncpg
 import httpx
 import pytest
 import websockets
 
-from tests.live.test_subscriptions import Http
+from storage import keys
+from tests.live.conftest import api_process
+from tests.live.test_subscriptions import Http, present
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -95,3 +98,82 @@ async def test_subscription_ends_when_its_token_is_logged_out(live):
         assert [e["extensions"]["code"] for e in message["payload"]["errors"]] == \
             ["UNAUTHENTICATED"], message
         assert json.loads(await asyncio.wait_for(ws.recv(), 5))["type"] == "complete"
+
+
+async def _connected(url: str, token: str, protocol: str):
+    ws = await websockets.connect(url, subprotocols=[protocol])
+    await ws.send(json.dumps({"type": "connection_init",
+                              "payload": {"authorization": f"Bearer {token}"}}))
+    assert json.loads(await ws.recv())["type"] == "connection_ack"
+    return ws
+
+
+async def _frame(ws, op: str) -> dict:
+    while True:
+        message = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        if message.get("id") == op:
+            return message
+
+
+async def test_time_budget_over_both_websocket_protocols(stack, live):
+    """CHIRP_QUERY_TIMEOUT_MS bounds a query over graphql-transport-ws and each subscription
+    event's execution on both protocols, answered as over HTTP; a mutation is not cut."""
+    slow = "{viewer{followers(first:5){edges{node{id}}}}}"
+    event = ("subscription($h:String!){userTweets(handle:$h){kind tweetId "
+             "tweet{author{followers(first:5){edges{node{id}}}}}}}")
+    with api_process(stack, live.redis_url, CHIRP_QUERY_TIMEOUT_MS="300") as base:
+        http = Http(base)
+        author_token, author_id, handle = await http.sign_up("ta")
+        token, _, _ = await http.sign_up("tv")
+        _, other, _ = await http.sign_up("to")
+        ws_url = base.replace("http://", "ws://") + "/graphql"
+        modern = await _connected(ws_url, token, "graphql-transport-ws")
+        legacy = await _connected(ws_url, token, "graphql-ws")
+        try:
+            await modern.send(json.dumps({"id": "s", "type": "subscribe", "payload": {
+                "query": event, "variables": {"h": handle}}}))
+            await legacy.send(json.dumps({"id": "s", "type": "start", "payload": {
+                "query": event, "variables": {"h": handle}}}))
+            await present(live, keys.author_presence(int(author_id)))
+            await asyncio.sleep(0.5)  # both sessions have joined the author's channel
+            conn = await asyncpg.connect(stack.postgres_url)
+            try:
+                async with conn.transaction():
+                    await conn.execute("LOCK TABLE follows IN ACCESS EXCLUSIVE MODE")
+                    expected = await http_errors(base, slow, token)
+                    assert [e["extensions"] for e in expected] == \
+                        [{"code": "QUERY_TOO_COMPLEX", "timeoutMs": 300}], expected
+                    await modern.send(json.dumps({"id": "q", "type": "subscribe",
+                                                  "payload": {"query": slow}}))
+                    answer = await _frame(modern, "q")
+                    assert answer["type"] == "next", answer
+                    assert answer["payload"]["data"] is None
+                    assert answer["payload"]["errors"] == expected, answer
+                    assert (await _frame(modern, "q"))["type"] == "complete"
+                    # each event's execution: the same error, and the stream goes on
+                    await http.post(author_token, "under the lock")
+                    for ws, kind in ((modern, "next"), (legacy, "data")):
+                        frame = await _frame(ws, "s")
+                        assert frame["type"] == kind, frame
+                        assert frame["payload"]["data"] is None
+                        assert frame["payload"]["errors"] == expected, frame
+                    # a mutation is never cut mid-write: it waits for the lock
+                    await modern.send(json.dumps({"id": "m", "type": "subscribe", "payload": {
+                        "query": "mutation($u:ID!){follow(userId:$u){id}}",
+                        "variables": {"u": other}}}))
+                    follow = asyncio.create_task(_frame(modern, "m"))
+                    await asyncio.sleep(0.8)
+                    assert not follow.done()
+            finally:
+                await conn.close()
+            done = await follow
+            assert done["payload"]["data"] == {"follow": {"id": other}}, done
+            tweet = await http.post(author_token, "after the lock")
+            for ws in (modern, legacy):
+                frame = await _frame(ws, "s")
+                while frame["payload"]["data"]["userTweets"]["tweetId"] != tweet:
+                    frame = await _frame(ws, "s")
+                assert "errors" not in frame["payload"], frame
+        finally:
+            await modern.close()
+            await legacy.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -188,7 +189,7 @@ async def test_follow_merges_and_unfollow_unmerges():
     from_a = [await w.post(a) for _ in range(2)]
     from_b = [await w.post(b) for _ in range(3)]
     w.graph.follow(viewer, b)
-    await w.feed.on_follow(viewer, b, w.users.users[b].followers_count)
+    await w.feed.on_follow(viewer, b, w.feed.pushed(w.users.users[b]))
     assert w.home.ids(viewer) == sorted(from_a + from_b, reverse=True)
     w.graph.unfollow(viewer, b)
     await w.feed.on_unfollow(viewer, b)
@@ -206,7 +207,7 @@ async def test_following_a_celebrity_merges_nothing():
     await w.cached(viewer)
     posted = [await w.post(celeb) for _ in range(2)]
     w.graph.follow(viewer, celeb)
-    await w.feed.on_follow(viewer, celeb, w.users.users[celeb].followers_count)
+    await w.feed.on_follow(viewer, celeb, w.feed.pushed(w.users.users[celeb]))
     assert w.home.ids(viewer) == []
     assert [t.id for t in (await w.page(viewer)).tweets] == posted[::-1]
 
@@ -220,9 +221,15 @@ async def test_a_demoted_celebrity_is_back_filled_into_followers_timelines():
     await w.cached(viewer)
     posted = [await w.post(celeb) for _ in range(3)]
     assert w.home.ids(viewer) == []
-    w.graph.unfollow(others[0], celeb)
+    w.graph.unfollow(others[0], celeb)  # below the threshold now
+    # as the worker's sweep leaves it: flagged (still pulled), and being demoted (pushed)
+    w.users.users[celeb] = replace(w.users.users[celeb], celebrity=True, demoting=True)
+    posted.append(await w.post(celeb))
+    assert w.home.ids(viewer) == posted[-1:]
     assert await w.feed.apply(Event(AUTHOR_DEMOTED, 0, celeb)) == 1
     assert w.home.ids(viewer) == posted[::-1]
+    assert not w.feed.celebrity(w.users.users[celeb])
+    assert await w.feed.apply(Event(AUTHOR_DEMOTED, 0, celeb)) == 0  # redelivered
 
 
 async def test_a_big_fan_out_is_split_into_chunk_events():

@@ -52,6 +52,8 @@ def test_defaults(tmp_path):
         ("CHIRP_MEDIA_MAX_BYTES", "0"),
         ("CHIRP_MEDIA_ORPHAN_HOURS", "-1"),
         ("CHIRP_MEDIA_UPLOADS_PER_HOUR", "0"),
+        ("CHIRP_INTERNAL_PORT", "70000"),
+        ("CHIRP_INTERNAL_PORT", "8000"),  # the public port
     ],
 )
 def test_bad_values_name_the_variable(tmp_path, name, value):
