@@ -85,9 +85,7 @@ class ChirpSchema(strawberry.Schema):
         return self._timed_out() if WATCHDOG.disarm() else result
 
     async def _stream_non_subscription(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
-        """A query or mutation over WebSocket (graphql-transport-ws): the same time budget
-        and answer as `execute` gives over HTTP. It runs in its operation's own task, so
-        the budget's cancellation stops only that operation."""
+        """A query or mutation over WebSocket, with the same time budget as over HTTP."""
         token = BUDGETED.set(True)
         source = super()._stream_non_subscription(*args, **kwargs)
         try:

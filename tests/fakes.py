@@ -26,8 +26,7 @@ class _List:
 
 @dataclass
 class MemoryServer:
-    """What a Redis server holds for the caches: lists, rebuild locks (with expiry), plain
-    keys (activity marks, counters, presence) and what was published."""
+    """What a Redis server holds for the caches: lists, locks, plain keys, publications."""
 
     lists: dict[str, _List] = field(default_factory=dict)
     locks: dict[str, float] = field(default_factory=dict)  # key -> expiry (monotonic s)
@@ -59,8 +58,7 @@ class MemoryPipe:
         self.calls.append(call)
 
     def evalsha(self, _sha: str, numkeys: int, *rest: Any) -> None:
-        """storage.timeline_cache.queue_reads: (list, lock) key pairs, then before,
-        since (8 bytes each), count, renew ttl."""
+        """storage.timeline_cache.queue_reads' script call, served from the lists."""
         names, (before, since, count, _ttl) = rest[:numkeys], rest[numkeys:]
         before, since = int.from_bytes(before, "big"), int.from_bytes(since, "big")
         pairs = list(zip(names[::2], names[1::2], strict=True))
@@ -107,8 +105,7 @@ class MemoryPipe:
 
 
 class MemoryTimelineCache:
-    """storage.timeline_cache.TimelineCache's interface over a MemoryServer. Caches made
-    on one server see each other's lists, as on one Redis (queue_reads mixes families)."""
+    """TimelineCache's interface over a MemoryServer, whose caches share lists as on Redis."""
 
     LOCK_MS = 10_000
     cluster = False  # one server: storage.timeline_cache.Reads makes one read call
@@ -126,7 +123,7 @@ class MemoryTimelineCache:
         return keys.rebuild_lock(self.prefix, owner)
 
     def call(self, pipe: MemoryPipe, name: str, names: list[str], args: list) -> None:
-        assert name == "read", name  # the only script Reads queues
+        assert name == "read", name
         pipe.evalsha("", len(names), *names, *args)
 
     async def run(self, build: Callable[[Any], None], transaction: bool = False) -> list:
@@ -285,8 +282,7 @@ class MemoryTimelineCache:
 
 
 class MemoryTweetStore:
-    """storage.tweets.TweetStore in memory; like the Cassandra adapter, not transactional,
-    and a deleted id stays deleted when put again (a redelivered event)."""
+    """A TweetStore in memory; like Cassandra's, not transactional, deletes are final."""
 
     transactional = False
 

@@ -61,7 +61,7 @@ class Load:
 
     async def _drain(self) -> None:
         while not self.stop.is_set():
-            with contextlib.suppress(Exception):  # a shard failing over: try again
+            with contextlib.suppress(Exception):
                 await drain(self.api.services, "cluster-faults")
             await asyncio.sleep(0.05)
 
@@ -151,7 +151,7 @@ async def test_primary_killed_under_load_fails_over_and_loses_nothing(env):
         await asyncio.sleep(2)
         cluster.node(victim).kill()
         killed = time.monotonic()
-        while True:  # the replica takes over the victim's slots
+        while True:
             await asyncio.sleep(0.1)
             lines = _nodes(survivor)
             serving = [p for p in lines if "master" in p[2] and "fail" not in p[2] and len(p) > 8]
@@ -159,7 +159,7 @@ async def test_primary_killed_under_load_fails_over_and_loses_nothing(env):
                 break
             assert time.monotonic() - killed < 60, _no_failover(cluster, victim, lines)
         promoted = time.monotonic()
-        cluster.node(victim).start(persist=False)  # rejoins as the new primary's replica
+        cluster.node(victim).start(persist=False)
         await asyncio.sleep(4)
 
     await load.run_until(scenario)

@@ -161,13 +161,11 @@ async def test_log_in_limits_per_handle_and_per_address(stack):
         assert [codes(a) for a in answers[:3]] == [["UNAUTHENTICATED"]] * 3
         limited = answers[3]["errors"][0]["extensions"]
         assert limited["code"] == "RATE_LIMITED" and 1 <= limited["retryAfter"] <= 20
-        # the flood on one handle did not spend the address's tokens
         ok = await api.gql(LOGIN, {"h": other, "p": "password123"})
         assert "errors" not in ok
         r = await api.client.post("/graphql", json={"query": LOGIN, "variables": {
             "h": other, "p": "password123"}})
         assert r.headers["ratelimit-limit"] == "8" and int(r.headers["ratelimit-remaining"]) >= 0
-        # but the address has its own bound, across handles
         seen = []
         for i in range(8):
             seen += codes(await api.gql(LOGIN, {"h": f"nobody{i}", "p": "wrong-password"}))
@@ -229,13 +227,11 @@ async def test_idempotency_conflict_and_rest_key(api, services):
     r = await api.client.post("/v1/tweets", json={"text": "other"},
                               headers={**auth, "idempotency-key": "key-1"})
     assert r.status_code == 409
-    # past the retention a key is forgotten and may be used again
     await services.pool.execute(
         "UPDATE idempotency_keys SET created_at = now() - interval '25 hours' "
         "WHERE user_id = $1", uid)
     again = await api.ok(m, {"t": "two", "k": "key-1"}, token)
     assert again["postTweet"]["id"] != first["postTweet"]["id"]
-    # and the worker's hourly purge removes expired keys
     await api.ok(m, {"t": "three", "k": "key-2"}, token)
     await services.pool.execute(
         "UPDATE idempotency_keys SET created_at = now() - interval '25 hours' "
@@ -270,7 +266,7 @@ async def test_a_revocation_elsewhere_reaches_this_process_memo(stack, api, serv
     token, uid, _ = await api.sign_up()
     assert (await api.ok("{viewer{id}}", token=token))["viewer"]["id"] == str(uid)
     revocations = services.accounts.revocations
-    assert revocations.ready.is_set()  # loaded: memo hits are checked without I/O
+    assert revocations.ready.is_set()
     applied = revocations.applied
     async with api_with(stack) as elsewhere:
         claims = elsewhere.services.accounts.claims_from(f"Bearer {token}")

@@ -117,9 +117,7 @@ async def test_stream_bus_and_id_leases_on_a_cluster(redis):
 
 
 async def test_a_list_whose_slot_moved_is_sent_again_per_slot(cluster, redis):
-    """A page goes to each node in one call by the client's slot map; a list the node no
-    longer serves is skipped there untouched and sent again with its keys declared, which
-    the client follows to the new node: each script counts it once."""
+    """A list moved to another node is skipped, then sent again there: counted once."""
     home = TimelineCache(redis, "mv", cap=8, ttl_seconds=60, live=True)
     owners = list(range(8000, 8060))
     async with redis.pipeline(transaction=False) as pipe:

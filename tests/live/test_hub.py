@@ -105,7 +105,7 @@ async def test_seen_keeps_the_newest_ids_in_bounded_memory():
 class FakeDirect:
     def __init__(self) -> None:
         self.sent: list[str] = []
-        self.gate: asyncio.Future | None = None  # set: the next send waits on it
+        self.gate: asyncio.Future | None = None
         self.open = True
 
     def alive(self) -> bool:
@@ -127,7 +127,7 @@ async def test_direct_delivery_keeps_order_with_a_slow_socket(hub, services):
     await route(services, hub, "d:1:5")
     await asyncio.sleep(0.2)
     assert direct.sent == ["TWEET_DELETED:1"] and sub.queue.empty()
-    paused = direct.gate = asyncio.get_running_loop().create_future()  # the socket pauses
+    paused = direct.gate = asyncio.get_running_loop().create_future()
     await route(services, hub, "d:2:5")
     await route(services, hub, "d:3:5")
     await asyncio.sleep(0.2)
@@ -135,7 +135,7 @@ async def test_direct_delivery_keeps_order_with_a_slow_socket(hub, services):
     assert sub.direct is None and sub.queue.qsize() == 1  # 3 waits in the queue, behind 2
     getting = asyncio.create_task(sub.get())
     await asyncio.sleep(0.1)
-    assert not getting.done()  # the session's task waits for the direct send first
+    assert not getting.done()
     paused.set_result(None)
     assert (await asyncio.wait_for(getting, 5)).tweet_id == 3
     assert direct.sent == ["TWEET_DELETED:1", "TWEET_DELETED:2"]

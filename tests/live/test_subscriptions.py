@@ -126,7 +126,7 @@ async def test_since_id_is_gapless_and_deletes_arrive(live):
 async def test_celebrity_tweets_arrive_live(live):
     a = Http(live.apis[0])
     celeb, cid, _ = await a.sign_up("celeb")
-    fans = [await a.sign_up("fan") for _ in range(5)]  # threshold 5: a celebrity
+    fans = [await a.sign_up("fan") for _ in range(5)]
     for t, _, _ in fans:
         await a.follow(t, cid)
     async with Client(transport=transport(live, 1, fans[0][0])) as session:

@@ -116,8 +116,7 @@ async def _frame(ws, op: str) -> dict:
 
 
 async def test_time_budget_over_both_websocket_protocols(stack, live):
-    """CHIRP_QUERY_TIMEOUT_MS bounds a query over graphql-transport-ws and each subscription
-    event's execution on both protocols, answered as over HTTP; a mutation is not cut."""
+    """CHIRP_QUERY_TIMEOUT_MS bounds WebSocket queries and events as over HTTP."""
     slow = "{viewer{followers(first:5){edges{node{id}}}}}"
     event = ("subscription($h:String!){userTweets(handle:$h){kind tweetId "
              "tweet{author{followers(first:5){edges{node{id}}}}}}}")

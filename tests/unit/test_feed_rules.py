@@ -116,7 +116,7 @@ async def test_celebrities_are_pulled_and_merged_at_read_time():
     assert w.home.ids(viewer) == [p for p in posted[::-1] if p in posted[0::2]]
     page = await w.page(viewer, 20)
     assert [t.id for t in page.tweets] == posted[::-1]
-    assert w.recents.ids(celeb) == posted[1::2][::-1]  # rebuilt from the store by the read
+    assert w.recents.ids(celeb) == posted[1::2][::-1]
 
 
 async def test_a_redis_outage_degrades_the_read_to_the_store():
@@ -153,7 +153,7 @@ async def test_paging_past_the_cached_window_continues_from_the_store():
     posted = [await w.post(a) for _ in range(13)]
     assert len(w.home.ids(viewer)) == 5
     assert await w.all_pages(viewer, 4) == posted[::-1]
-    assert len(w.home.ids(viewer)) == 5  # reading past it does not grow the cache
+    assert len(w.home.ids(viewer)) == 5
 
 
 async def test_a_deleted_tweet_leaves_every_timeline_and_the_store():
@@ -229,7 +229,7 @@ async def test_a_demoted_celebrity_is_back_filled_into_followers_timelines():
     assert await w.feed.apply(Event(AUTHOR_DEMOTED, 0, celeb)) == 1
     assert w.home.ids(viewer) == posted[::-1]
     assert not w.feed.celebrity(w.users.users[celeb])
-    assert await w.feed.apply(Event(AUTHOR_DEMOTED, 0, celeb)) == 0  # redelivered
+    assert await w.feed.apply(Event(AUTHOR_DEMOTED, 0, celeb)) == 0
 
 
 async def test_a_big_fan_out_is_split_into_chunk_events():
@@ -270,7 +270,7 @@ async def test_own_tweets_show_at_once(store_down):
     await w.cached(author)
     tweet = Tweet(5_000, author, "mine", datetime.now(UTC))
     await w.tweets.put(tweet)
-    w.server.down = store_down  # a Redis blip: deferred to fan-out, not an error
+    w.server.down = store_down
     await w.feed.on_post(tweet)
     w.server.down = False
     assert w.home.ids(author) == ([] if store_down else [tweet.id])
