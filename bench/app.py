@@ -1,19 +1,4 @@
-"""The API as the benchmarks run it: `uvicorn bench.app:create_app --factory`.
-
-The application itself (app.create_app), plus, for the floors and the alternative that
-`bench/run.py` compares against GraphQL:
-
-- `GET /bench/home?first=20`: the same home timeline page, built by the same resolver
-  (FeedManager.home_page, the authors in one batch) and answered as the same JSON bytes
-  as `homeTimeline(first: 20){edges{cursor node{id text createdAt author{id handle
-  displayName}}} pageInfo{hasNextPage endCursor}}`, by a plain Starlette route: the
-  floor under the GraphQL layer.
-- `chirp_bench_postgres_queries_total` on /metrics: the queries this process has sent (what
-  `postgres_queries_per_cached_home_read` counts).
-- `BENCH_FEED=pull`: every home timeline is pulled from PostgreSQL at read time
-  (fan-out-on-read, the design the hybrid replaced): one query over the followees'
-  tweets (`TweetStore.by_authors`, an index range scan per followee), no Redis.
-"""
+"""The API as the benchmarks run it, with floors (docs/benchmarks.md)."""
 
 from __future__ import annotations
 

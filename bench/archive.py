@@ -1,13 +1,4 @@
-"""Cold storage: archive throughput, and one userTimeline page served from the archive
-beside the same page served from the live store, in one run.
-
-`python -m bench.archive [--quick]` on an embedded PostgreSQL and Valkey of its own;
-`make bench` runs it last (bench/run.py). Authors get tweets from 13-18 months ago; the
-same 20-tweet pages (40 tweets deep, by cursor) are read over GraphQL (in-process ASGI)
-while the tweets are live, then again once archived: from the object store with the
-decoded-object cache emptied before every request ("cold"), and through it ("warm"). The
-store-level read (TweetStore.by_author, what a page past the cached window costs) is
-timed the same way. Answers must be byte-identical."""
+"""Archive throughput, and a page from the archive beside the live store (docs/benchmarks.md)."""
 
 from __future__ import annotations
 

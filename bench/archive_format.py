@@ -1,8 +1,4 @@
-"""Archive object formats side by side: bytes per archived tweet and the time to read one
-20-tweet page out of one object (decode, then pick the page below a cursor).
-
-`python -m bench.archive_format` (needs pyarrow: the bench extra). The archive keeps
-the winner (docs/archive.md); the others are here only to be measured against it."""
+"""Archive object formats side by side (docs/benchmarks.md)."""
 
 from __future__ import annotations
 

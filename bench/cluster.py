@@ -1,19 +1,4 @@
-"""Timelines on one Valkey beside a 3-primary Valkey cluster (1 replica each), in one run:
-`python -m bench.run --redis cluster` (`make bench` runs it after the main benchmark).
-
-For each layout, on its own servers started here, the storage layer alone (no API, no
-database), as the fan-out worker and the API drive it:
-
-- fan-out: `--keys` cached home timelines (full, 800 entries), `--pushes` new ids each,
-  pages of 1,000 followers with live notices on, one client; deliveries/s and Valkey CPU
-  per delivery (primaries; the replicas' CPU separately: replication is part of the cost);
-- home reads of 27 entries for viewers following 0 and 10 celebrities: Valkey CPU per read
-  and round trips per read (commands written to sockets: on a cluster one per node
-  touched, sent to all nodes at once), and wall time per read.
-
-The layouts alternate over `--rounds`, medians reported, so a noisy machine shifts both
-alike. Prints a table and writes bench/results/cluster.json.
-"""
+"""Timelines on one Valkey beside a 3-primary Valkey cluster (docs/benchmarks.md)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,4 @@
-"""Fan-out deliveries/s of one worker process: `python -m bench.fanout_rate`.
-
-Seeds one author with N followers whose timelines are cached, starts one worker process,
-posts a tweet and times until every follower's timeline holds it. Loopback only, bounded.
-"""
+"""Fan-out deliveries/s of one worker process (docs/benchmarks.md)."""
 
 from __future__ import annotations
 

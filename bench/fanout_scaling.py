@@ -1,12 +1,4 @@
-"""Fan-out on Redis Streams versus Kafka, with 1 and 2 worker processes:
-`python -m bench.fanout_scaling` (`make bench-fanout-scaling`).
-
-One author with N followers (timelines cached), chunked into `--chunk`-follower events.
-For each bus and worker count: start the workers, post, and time until the deliveries
-counter has grown by N (every follower pushed once), `--runs` times; report the median.
-Starts its own PostgreSQL and Valkey in a temporary directory and uses the local Kafka
-(`make backends`, started here if needed). Loopback only, bounded in time.
-"""
+"""Fan-out on Redis Streams versus Kafka, 1 and 2 workers (docs/benchmarks.md)."""
 
 from __future__ import annotations
 

@@ -1,25 +1,4 @@
-"""A synthetic social graph with a heavy-tailed follower distribution, seeded straight into
-PostgreSQL and Valkey for the benchmarks (`bench/run.py`).
-
-Shape (numbers for the full run, `GraphSpec.full()`):
-- followers: a few accounts followed by nearly everyone (the top three by >= 100,000 of the
-  110,000 users), ~60 above the celebrity threshold, then a power-law tail down to a few
-  dozen followers; the curve is log-log linear between anchor points and its floor is
-  solved so that the mean following is ~140 (median ~100: log-normal out-degrees);
-- who follows whom: the head accounts get exactly their follower count, drawn uniformly;
-  the rest of each user's follows are drawn with probability proportional to the target
-  follower counts of the tail (Chung-Lu), duplicates and self-follows dropped;
-- tweets: "recent" ones spread over the last `hours`, more from popular accounts;
-- caches: every user's home timeline as FeedManager keeps it (own and non-celebrity
-  followees' tweets, newest 800, truncation sentinel when more exist) and every
-  celebrity's recent-tweets list, with the timeline TTL; every user's once-an-hour
-  activity mark is set (the steady state of users who read all the time, so reads do not
-  each write `last_active_at`).
-
-Rows go in with binary COPY (follows with indexes and foreign-key triggers off, indexes
-rebuilt after), caches with pipelined SETs. Ids are Snowflakes minted in the past under
-worker ids 1022-1023, so they never collide with ids the API mints during the run.
-"""
+"""A synthetic heavy-tailed social graph, seeded straight into the stores (docs/benchmarks.md)."""
 
 from __future__ import annotations
 
@@ -72,8 +51,8 @@ class Graph:
     follower: np.ndarray  # edge arrays (indices), sorted by follower then followee
     followee: np.ndarray
     out_ptr: np.ndarray  # CSR over follower: followees of u are followee[out_ptr[u]:out_ptr[u+1]]
-    followers: np.ndarray  # follower count per index
-    following: np.ndarray  # following count per index
+    followers: np.ndarray
+    following: np.ndarray
     tweet_ids: np.ndarray  # sorted by author then id descending
     tweet_author: np.ndarray
     tweet_ms: np.ndarray
@@ -208,7 +187,7 @@ def generate(spec: GraphSpec, now_ms: int | None = None) -> Graph:
     window = int(spec.hours * 3_600_000)
     ms = now_ms - 60_000 - rng.integers(0, window, len(author))
     tids = _snowflakes(ms, TWEET_WORKER)
-    order = np.lexsort((-tids, author))  # by author, newest first
+    order = np.lexsort((-tids, author))
     author, tids, ms = author[order], tids[order], ms[order]
     tweet_ptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(per_author, out=tweet_ptr[1:])
@@ -223,8 +202,7 @@ def generate(spec: GraphSpec, now_ms: int | None = None) -> Graph:
 
 
 def home_list(g: Graph, u: int, cap: int, celeb: np.ndarray) -> bytes:
-    """What FeedManager keeps in tl:{u}: the newest `cap` of the user's own tweets and
-    their non-celebrity followees' tweets, with the sentinel if more exist."""
+    """What FeedManager keeps in a user's home timeline, sentinel included."""
     sources = [g.tweets_of(u)]
     for f in g.followees_of(u):
         if not celeb[f]:
@@ -243,9 +221,6 @@ def recents_list(g: Graph, a: int, cap: int) -> bytes:
     mine = g.tweets_of(a)
     blob = mine[:cap].astype(">u8").tobytes()
     return blob + SENTINEL if len(mine) > cap else blob
-
-
-# ----------------------------------------------------------------------------- seeding
 
 
 def _binary_copy(columns: list[np.ndarray]) -> bytes:
@@ -368,12 +343,8 @@ async def seed_caches(svc, g: Graph, users) -> None:
         await pipe.execute()
 
 
-# ----------------------------------------------------------------------- extra accounts
-
-
 async def new_viewers(svc, g: Graph, followee_sets: list[np.ndarray]) -> list[int]:
-    """New users following exactly the given graph users (indices), with their cached home
-    timelines built like everyone's. Returns their ids."""
+    """Ids of new users following exactly these graph users, their home timelines cached."""
     ids = np.array([svc.ids.next_id() for _ in followee_sets], dtype=np.int64)
     created = datetime.now(UTC)
     async with svc.pool.acquire() as conn:
@@ -428,9 +399,8 @@ async def new_author(svc, g: Graph, follower_idx: np.ndarray, name: str) -> int:
 
 
 async def filler_users(svc, g: Graph, count: int) -> np.ndarray:
-    """`count` new users who follow nobody, each with a cached home timeline copied from a
-    random graph user's (so fan-out writes into lists of realistic size). For fan-outs
-    bigger than the graph. Returns their ids."""
+    """Ids of `count` new users following nobody, each with a graph user's timeline copied
+    (fan-outs bigger than the graph, into lists of realistic size)."""
     rng = np.random.default_rng(7)
     ids = np.array([svc.ids.next_id() for _ in range(count)], dtype=np.int64)
     created = datetime.now(UTC)

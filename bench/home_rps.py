@@ -1,11 +1,4 @@
-"""Rough single-process homeTimeline throughput: `python -m bench.home_rps`.
-
-Starts its own PostgreSQL and Valkey (in a temporary directory), seeds a social graph
-straight into the tables, runs one uvicorn API process and a closed-loop load generator in
-another process on loopback, and prints requests/s and latency percentiles. Not a test:
-numbers depend on the machine. The full benchmark (open loop, floors, fan-out) is
-bench/run.py (`make bench`).
-"""
+"""Rough single-process homeTimeline throughput (docs/benchmarks.md)."""
 
 from __future__ import annotations
 

@@ -1,12 +1,4 @@
-"""The home timeline page assembled in-process, no HTTP at all: `python -m bench.inprocess`.
-
-Runs in its own process (like an API process, on uvloop) against the benchmark's
-PostgreSQL and Valkey: `--concurrency` tasks each build pages back to back for
-`--seconds`, for random viewers, either through GraphQL (the same query, executed as the
-API executes a query it has already validated, the JSON encoded) or by the plain function
-behind `/bench/home`. Prints JSON: pages/s, latency percentiles and this process's CPU per
-page.
-"""
+"""The home timeline page assembled in-process, no HTTP (docs/benchmarks.md)."""
 
 from __future__ import annotations
 

@@ -1,11 +1,4 @@
-"""The floor under live delivery: `uvicorn bench.live_floor:app`.
-
-A bare ASGI app on the same server (uvicorn, the same WebSocket settings) that speaks just
-enough graphql-transport-ws for bench/live_subscribers.py's clients: it acks, takes each
-subscription, and on every `postTweet` POST writes the same `next` frame Chirp sends for a
-TWEET_ADDED event to every socket, in turn, yielding every 256 as Chirp's hub does. No
-GraphQL, no hub, no Redis, no database: what delivering N frames costs the server itself.
-"""
+"""The floor under live delivery: `uvicorn bench.live_floor:app` (docs/benchmarks.md)."""
 
 from __future__ import annotations
 

@@ -1,33 +1,4 @@
-"""Live delivery with thousands of WebSocket subscribers on one API process:
-`python -m bench.live_subscribers --subscribers 2000`.
-
-Seeds one author followed by every subscriber, opens the subscriptions, posts tweets through
-the API (one a second by default) and measures post-to-delivery latency: from the poster's
-clock just before it sends `postTweet` to the subscriber's clock when the frame's bytes
-reach its process. Both are `time.time()` (CLOCK_REALTIME) on the same machine.
-
-The subscribers do not run in the benchmark's own process. They run in `--clients` child
-processes, each a lean raw WebSocket client (an asyncio Protocol parsing frames itself, on
-uvloop): a full-featured client library spends more CPU per frame than the server does
-after this work, and on a 2-core machine that CPU is taken from the server under test.
-Each client reports its own CPU time during the posting window, and the benchmark the API
-process's and the worker's, so the per-delivery costs of both sides are printed next to the
-latencies.
-
-`--apis N` runs N API processes and spreads the subscribers over them (tweets are posted
-through the first): how delivery scales with processes per host; the hub routes per process,
-so each delivers only to its own sockets.
-
-`--root DIR` runs the API and the worker from another source tree (for example an export
-of an older commit: `git archive <rev> | tar -x -C DIR`); several roots separated by commas
-run one after the other in the same invocation, each on a fresh database and Valkey, for a
-side-by-side comparison. Loopback only; every phase has a time limit.
-
-After each run the same clients subscribe to the floor (bench/live_floor.py: a bare ASGI
-WebSocket app on the same server, no GraphQL, no hub) and receive the same frames the same
-way; `live_deliveries_vs_floor_ratio` is Chirp's deliveries per second of its API process's
-CPU divided by the floor's (what one process delivers at saturation), with both p99s.
-"""
+"""Live delivery to thousands of WebSocket subscribers (docs/benchmarks.md)."""
 
 from __future__ import annotations
 
@@ -56,9 +27,6 @@ EXTRA_UVICORN = (
 SUB = "subscription { homeTimeline { kind tweetId } }"
 CONNECT_LIMIT_S = 600  # every subscription set up and present within this
 SETUP_PARALLEL = 64  # handshakes in flight per client process
-
-
-# ----------------------------------------------------------------------- the lean client
 
 
 class _Conn(asyncio.Protocol):
@@ -174,7 +142,7 @@ class _Conn(asyncio.Protocol):
 class _Client:
     def __init__(self, query: str, expect: int) -> None:
         self.query = query
-        self.expect = expect  # deliveries that make the run complete
+        self.expect = expect
         self.count = 0
         self.arrivals: dict[int, list[float]] = {}
         self.resyncs = self.duplicates = self.errors = self.closed = 0
@@ -182,9 +150,7 @@ class _Client:
 
 
 async def _client_main() -> None:
-    """A client process: reads its config from stdin, prints `ready`, waits for `go` and
-    `stop` lines (printing `complete` once every expected delivery arrived), then prints
-    what arrived and its own CPU time in between."""
+    """A client process: config on stdin; `ready`, `go`, `complete`, `stop`, then results."""
     config = json.loads(sys.stdin.readline())
     loop = asyncio.get_running_loop()
     client = _Client(config["query"], config["expect"])
@@ -214,9 +180,6 @@ async def _client_main() -> None:
     }), flush=True)
     for conn in client.conns:
         conn.transport.close()
-
-
-# ----------------------------------------------------------------------- the benchmark
 
 
 async def seed(n: int) -> tuple[str, list[str], list[int]]:
@@ -276,7 +239,7 @@ async def run(args, ports: list[int], author_token: str, tokens: list[str],
     shards = [tokens[i::args.clients] for i in range(args.clients)]
     clients = []
     for i, shard in enumerate(shards):
-        api_port = ports[i % len(ports)]  # each client process talks to one API process
+        api_port = ports[i % len(ports)]
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bench.live_subscribers", "--client", cwd=ROOT,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=1 << 30,
@@ -321,7 +284,6 @@ async def run(args, ports: list[int], author_token: str, tokens: list[str],
                 posted[tid] = t0
                 snowflake_lag.append(id_timestamp_ms(tid) - t0 * 1000)
                 await asyncio.sleep(max(0.0, t0 + args.interval - time.time()))
-        # until every delivery arrived, or the drain limit
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.gather(*(_line(p, b"complete") for p in clients)),
                                    args.drain)
@@ -350,8 +312,7 @@ async def run(args, ports: list[int], author_token: str, tokens: list[str],
     )
     expected = args.tweets * len(tokens)
     n = len(latencies)
-    # per tweet: when its first subscriber got it (the path up to the API's fan-in) and
-    # its last (plus the fan-out inside the API process)
+    # per tweet: its first and its last subscriber's latency
     first, last = [], []
     for tid, t0 in posted.items():
         times = [t for r in results for t in r["arrivals"].get(str(tid), ())]
@@ -389,8 +350,7 @@ async def run(args, ports: list[int], author_token: str, tokens: list[str],
 
 
 async def _profile(args, pid: int):
-    """py-spy (pip install py-spy; not a project dependency) on the API process during the
-    posting window only, into a speedscope file."""
+    """py-spy (not a project dependency) on the API process during the posting window."""
     if not args.profile:
         return None
     return await asyncio.create_subprocess_exec(

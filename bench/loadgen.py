@@ -1,24 +1,4 @@
-"""HTTP load generator for the benchmarks, in Python (the project must not depend on wrk).
-
-Open loop (`--rate`): request i is due at t0 + i/rate whatever happened before it; its
-latency runs from that intended time to the last byte of its response, so queueing in the
-server (or in this client, when every connection is busy) is counted, not hidden: the
-coordinated-omission correction of wrk2. Due requests wait in one FIFO for a free
-connection. Requests still unanswered `--grace` seconds after the schedule ends count as
-timeouts, with the time they had waited as their latency (a lower bound).
-
-Closed loop (`--rate 0`): every connection sends its next request as soon as the previous
-answer arrives, for saturation throughput (latency is then service time under that
-concurrency, not what a user would see at that rate).
-
-Lean on purpose: raw HTTP/1.1 keep-alive over asyncio Protocols on uvloop, requests
-pre-built as bytes, responses framed by Content-Length, so the generator takes little of
-the CPU the server under test needs (its own CPU time is reported). Several processes
-(`bench/run.py` starts them) split the rate and the connections.
-
-    python -m bench.loadgen --port 8000 --requests reqs.bin --rate 500 --seconds 10 \\
-        --connections 64 --out result.npz
-"""
+"""HTTP load generator for the benchmarks, open or closed loop (docs/benchmarks.md)."""
 
 from __future__ import annotations
 
@@ -178,7 +158,7 @@ async def run(host: str, port: int, requests: list[bytes], rate: float, seconds:
         gen.idle.append(conn)
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.perf_counter() + 0.02
-    if rate <= 0:  # closed loop
+    if rate <= 0:
         gen.closed_loop = True
         gen.stop_at = t0 + seconds
         await asyncio.sleep(max(0.0, t0 - time.perf_counter()))

@@ -1,15 +1,4 @@
-"""Media processing and upload latency: `python -m bench.media [--quick] [--s3]`.
-
-1. Per picture (a 1 MP and a 12 MP photo-like JPEG with EXIF), each measured in a fresh
-   process: core/imaging.process (wall and CPU ms, medians of runs; peak memory above the
-   process's baseline), Pillow's bare decode-and-resize of the same file to the largest variant,
-   and the same two with pyvips (libvips), the library not chosen.
-2. Upload to READY: 20 accounts at once, each createMediaUpload -> PUT -> complete of the
-   1 MP picture, through the app in process on an embedded PostgreSQL and Valkey, on the
-   file store (and with --s3 on the local S3 server of `make backends`): p50/p99/max.
-
-Writes bench/results/media.json. Loopback only, bounded.
-"""
+"""Media processing and upload latency (docs/benchmarks.md)."""
 
 from __future__ import annotations
 
@@ -47,9 +36,6 @@ def photo_jpeg(width: int, height: int) -> bytes:
     out = io.BytesIO()
     im.save(out, "JPEG", quality=90, exif=exif.tobytes())
     return out.getvalue()
-
-
-# -- per-picture measurements, each in a fresh process
 
 
 def _status_kib(field: str) -> int:
@@ -167,9 +153,6 @@ def processing(workdir: Path, quick: bool) -> dict:
         results[name] = row
         print(f"{name}: {json.dumps(row)}", flush=True)
     return results
-
-
-# -- upload to READY
 
 
 async def uploads(workdir: Path, store_env: dict[str, str], concurrent: int) -> dict:

@@ -1,5 +1,4 @@
-"""Bulk seeding for benchmarks: rows written straight to the tables with COPY (signing up
-thousands of users through argon2 would take minutes)."""
+"""Bulk seeding for benchmarks: rows written straight to the tables with COPY."""
 
 from __future__ import annotations
 

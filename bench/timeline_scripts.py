@@ -1,22 +1,4 @@
-"""The timeline scripts against an earlier version of them, side by side on one Valkey:
-`python -m bench.timeline_scripts --against 06e47bb`.
-
-Loads storage/timeline_cache.py as it is now and as it was at `--against` (from git), and
-for each version, on its own keys in the same embedded Valkey:
-
-- fan-out into full lists: `--keys` home timelines of 800 entries, `--pushes` new heads
-  each, 1,000 keys per script call with live notices on (as the worker sends them);
-  Valkey's process CPU per delivery (including a settling pause: Valkey frees overwritten
-  values in background threads) and deliveries/s;
-- memory: `MEMORY USAGE` per list afterwards;
-- reads of those lists, from the head and a page 400 entries down, 27 entries each (a
-  20-tweet page's read): Valkey's time per script call from `INFO commandstats`, the
-  versions measured in random order each round, medians over `--rounds`; both versions
-  must return the same ids.
-
-The rounds alternate the versions, so a noisy machine shifts both alike. Prints a table and
-the JSON of it.
-"""
+"""The timeline scripts against an earlier version of them (docs/benchmarks.md)."""
 
 from __future__ import annotations
 
@@ -55,8 +37,7 @@ def load_version(name: str, source: str) -> ModuleType:
 
 
 def load_revision(name: str, revision: str, tmp: Path) -> ModuleType:
-    """storage/timeline_cache.py at `revision`, importing that revision's storage modules
-    (key names, the Lua files and their loader) instead of today's."""
+    """storage/timeline_cache.py, and the storage modules it imports, at `revision`."""
     subprocess.run(f"git archive {revision} storage | tar -x -C {tmp}", shell=True,
                    cwd=ROOT, check=True)
     saved = {}

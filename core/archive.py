@@ -1,10 +1,4 @@
-"""Archive objects, pure: which tweets go into one object, its key, and its bytes.
-
-An object holds up to OBJECT_MAX consecutive tweets of one author, newest first, as
-zstd-compressed JSON (the format measured best for reading one page: docs/archive.md).
-A run tops up the author's newest object rather than adding a small one beside it, so a
-20-tweet page is one object read (two where it crosses objects). Its key names its
-contents: writing the same tweets again writes the same object."""
+"""Archive objects, pure: which tweets, their key and their bytes (docs/modules.md)."""
 
 from __future__ import annotations
 

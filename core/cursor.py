@@ -1,9 +1,4 @@
-"""Opaque keyset cursors.
-
-A cursor names a position in a keyset-ordered list (a tweet id, or a follow's sequence id),
-never an offset, so pages neither repeat nor skip rows while new rows arrive at the head.
-The kind prefix stops a follower cursor from being replayed against a tweet list.
-"""
+"""Opaque keyset cursors (docs/modules.md)."""
 
 from __future__ import annotations
 

@@ -1,13 +1,4 @@
-"""Fan-out policy: who is pushed to, who is pulled from.
-
-An author is a celebrity (pulled at read time, not pushed) while at or above the
-threshold, or while flagged. The flag is stored with the user: set by any follow or unfollow
-that sees the count at the threshold, never cleared by one. Once the count has stayed below
-the lower bound for the quiet period (`demotable`) the worker starts a demotion, announced
-by one event; while it runs the author is both pulled and pushed (reads drop duplicates),
-and its back-fill clears the flag. So an account hovering around either bound changes
-nothing, each real demotion is one back-fill, and no timeline misses a tweet meanwhile.
-"""
+"""Fan-out policy: who is pushed to, who is pulled from (docs/modules.md)."""
 
 from __future__ import annotations
 

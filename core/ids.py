@@ -1,8 +1,4 @@
-"""Snowflake ids: 41-bit milliseconds since CHIRP_EPOCH, 10-bit worker id, 12-bit sequence.
-
-Pure: the clock is injected, so the rules (monotonic, never a duplicate, even when the
-clock steps backwards) are tested without time passing.
-"""
+"""Snowflake ids: ms since CHIRP_EPOCH, worker id, sequence (docs/modules.md)."""
 
 from __future__ import annotations
 
@@ -25,14 +21,8 @@ def wall_clock_ms() -> int:
 
 
 class SnowflakeGenerator:
-    """Mints ids for one leased worker id.
-
-    Twitter's generator throws when the clock moves backwards; we keep minting on the last
-    seen millisecond instead (borrowing sequence numbers, then future milliseconds), so a
-    step back can neither duplicate nor reorder ids and posting never fails because NTP
-    slewed. `floor_ms` lets a new lease holder start after anything the previous holder
-    of the same worker id could have minted.
-    """
+    """Mints ids for one leased worker id; a clock step back neither duplicates nor reorders
+    them, nor fails (docs/modules.md)."""
 
     def __init__(
         self,

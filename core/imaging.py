@@ -1,9 +1,4 @@
-"""Picture processing, pure CPU on bytes (run it off the event loop): check what the bytes
-really are, decode within a pixel limit, apply the EXIF orientation, and encode each size
-as WebP plus a fallback, with no metadata at all (no EXIF, GPS, XMP, ICC or text chunks).
-
-Pillow, chosen by measurement against pyvips (docs/media.md, `python -m bench.media`).
-"""
+"""Picture processing, pure CPU on bytes (run it off the event loop) (docs/modules.md)."""
 
 from __future__ import annotations
 
@@ -21,7 +16,7 @@ _SRGB = ImageCms.createProfile("sRGB")
 _ORIENTATION = 0x0112
 DRAFT_SHARE = 0.95
 WEBP_QUALITY = 80
-WEBP_METHOD = 2  # libwebp's effort, 0-6: 4 (the default) cost ~30 % more for ~4 % smaller
+WEBP_METHOD = 2  # libwebp's effort, 0-6 (docs/media.md)
 JPEG_QUALITY = 85
 
 
@@ -76,9 +71,7 @@ def _process(image: Image.Image) -> Processed:
     if image.getexif().get(_ORIENTATION) in (5, 6, 7, 8):  # turned a quarter
         width, height = height, width
     if image.format == "JPEG":
-        # Decode at the smallest DCT scale (1/2, 1/4, 1/8) still giving the largest size
-        # at least DRAFT_SHARE of its box: a 12 MP photo decodes at half scale, a quarter
-        # of the pixels, and needs no resampling for its largest size (2000 px, not 2048).
+        # The smallest DCT scale still giving DRAFT_SHARE of the largest box (docs/media.md).
         tw, th = _fit(image.size, largest)
         image.draft(image.mode if image.mode in ("RGB", "L") else None,
                     (max(1, int(tw * DRAFT_SHARE)), max(1, int(th * DRAFT_SHARE))))

@@ -33,10 +33,8 @@ class Tweet:
 class Event:
     """A domain event on the bus. `kind` is one of the names below.
 
-    `text` carries a new tweet's text when the tweet store is not the outbox's database
-    (Cassandra): the worker then writes the tweet to the store, so a post acknowledged
-    while that store was down still reaches it. `span` marks one chunk of a big fan-out:
-    followers with floor <= follow seq < before (see FeedManager.apply)."""
+    `text`: a new tweet's text when the store is not the outbox's database (Cassandra).
+    `span`: one chunk of a big fan-out, follow seqs [floor, before)."""
 
     kind: str
     tweet_id: int

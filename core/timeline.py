@@ -1,10 +1,4 @@
-"""Pure timeline rules: the Redis entry encoding, and the merge of partial sources.
-
-A home timeline page is assembled from several sources, each newest first: the viewer's
-cached timeline, the recent tweets of each followed celebrity, and the tweet store. A
-source read with a bound knows every entry down to some `floor` and nothing below it.
-Merging is only exact above the highest floor; below it the caller must read further.
-"""
+"""Pure timeline rules: entry encoding, merge of partial sources (docs/modules.md)."""
 
 from __future__ import annotations
 
@@ -57,8 +51,7 @@ def slice_of(ids: Sequence[int], wanted: int, source_complete: bool, before: int
 
 
 def merge_desc(sources: Iterable[Sequence[int]]) -> list[int]:
-    """Union of newest-first id lists, newest first, without duplicates (a set and one
-    sort, in C: cheaper than heapq.merge's Python loop at these sizes)."""
+    """Union of newest-first id lists, newest first, without duplicates."""
     return sorted({i for ids in sources for i in ids}, reverse=True)
 
 

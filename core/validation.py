@@ -84,9 +84,7 @@ def display_name(raw: str | None, fallback: str) -> str:
 
 
 def tweet_text(raw: str) -> str:
-    """NFC-normalised text; length counted in code points after normalisation. Refused:
-    lone surrogates, control characters other than newline, bidirectional overrides, and
-    text that is only spaces and invisible characters."""
+    """NFC-normalised text, its length in code points (the refusals: docs/api.md)."""
     if not isinstance(raw, str) or not encodable(raw):
         raise BadInput("tweet text must be valid Unicode text", field="text")
     if len(raw) > 4 * MAX_TWEET_CHARS:  # before normalising: NFC is linear, but bounded

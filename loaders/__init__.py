@@ -1,5 +1,4 @@
-"""Per-request DataLoaders: every user, tweet or follow-edge lookup in one GraphQL
-request is batched into one query per kind, whatever the shape of the query."""
+"""Per-request DataLoaders: one query per kind of lookup per request, whatever its shape."""
 
 from __future__ import annotations
 
@@ -99,8 +98,7 @@ class Loaders:
     fence: Fence | None = None
 
     async def tweets_many(self, ids: list[int]) -> list[Tweet | None]:
-        """`tweets.load_many`, answered straight from the read caches when they hold every
-        id (a page's usual case: no future, batch or task per key)."""
+        """`tweets.load_many`, straight from the read caches when they hold every id."""
         return _held(self.fence, "tweets", ids) or await self.tweets.load_many(ids)
 
     async def users_many(self, ids: list[int]) -> list[User | None]:
@@ -115,26 +113,29 @@ def _held(fence: Fence | None, name: str, ids: list[int]) -> list | None:
 
 
 def make_loaders(services: Services, viewer_id: int | None) -> Loaders:
-    """Loaders for one request. With read caches, each batch takes what the caches hold
-    (once the request's fence allows it) and loads only the rest from the stores."""
+    """Loaders for one request; with read caches, only what they lack is loaded."""
     caches = services.caches
     fence = caches.fence() if caches is not None else None
 
     async def usable() -> ReadCaches | None:
         return await fence.usable() if fence is not None else None
 
-    async def load_users(ids: list[int]) -> list[User | None]:
-        found: dict[int, User]
+    async def through(name: str, fetch, ids: list[int]) -> list:
+        """What read cache `name` holds, the rest from `fetch`, kept for later requests."""
         if (c := await usable()) is None:
-            found = await services.users.get_many(ids)
+            found = await fetch(ids)
         else:
-            found, missing = c.users.get_many(ids)
+            memo = getattr(c, name)
+            found, missing = memo.get_many(ids)
             if missing:
                 generation = c.generation
-                loaded = await services.users.get_many(missing)
-                c.keep(c.users, generation, loaded)
+                loaded = await fetch(missing)
+                c.keep(memo, generation, loaded)
                 found.update(loaded)
         return [found.get(i) for i in ids]
+
+    async def load_users(ids: list[int]) -> list[User | None]:
+        return await through("users", services.users.get_many, ids)
 
     async def load_by_handle(handles: list[str]) -> list[User | None]:
         lowered = [h.lower() for h in handles]
@@ -155,16 +156,7 @@ def make_loaders(services: Services, viewer_id: int | None) -> Loaders:
         return [by_handle.get(h) for h in lowered]
 
     async def load_tweets(ids: list[int]) -> list[Tweet | None]:
-        if (c := await usable()) is None:
-            found = await services.tweets.get_many(ids)
-            return [found.get(i) for i in ids]
-        held, missing = c.tweets.get_many(ids)  # a deleted tweet is held as None
-        if missing:
-            generation = c.generation
-            loaded = await services.tweets.get_many(missing)
-            c.keep(c.tweets, generation, loaded)
-            held.update(loaded)
-        return [held.get(i) for i in ids]
+        return await through("tweets", services.tweets.get_many, ids)
 
     async def load_follows(followees: list[int]) -> list[bool]:
         if viewer_id is None:

@@ -1,10 +1,4 @@
-"""Schema migrations shipped with the package: `NNNN_name.sql` for PostgreSQL, and
-`cassandra/NNNN_name.cql` for the Cassandra tweet store.
-
-Both stores' runners have one shape: create the store's `schema_migrations` table if
-missing, read the names it records, apply each file of `pending` in order and record its
-name. Files are never edited once applied: a change is a new file.
-"""
+"""Schema migrations shipped with the package, PostgreSQL and CQL (docs/modules.md)."""
 
 from pathlib import Path
 

@@ -1,2 +1,1 @@
-"""Thin resolvers: GraphQL arguments in, calls on services and loaders, domain objects out.
-The schema package turns what they return into GraphQL types."""
+"""Thin resolvers: arguments in, calls on services and loaders, domain objects out."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,47 +48,37 @@ class Context:
         """(Re)identify the viewer, e.g. from a WebSocket's connection_init payload."""
         accounts = self.services.accounts
         self.authorization = authorization
-        key = (accounts.secret, authorization)
-        known = _verified.get(key) if authorization else None
-        now = time.time()
-        if known is not None and known.claims.expires_at > now:
-            live = accounts.still_live(known.claims)
+        known = accounts.known_live(authorization)
+        if known is not None:
+            live = accounts.still_live(known)
             if live is None:  # this process's copy of the revocations is not loaded yet
-                live = await accounts.live(known.claims, check_user=False) is not False
+                live = await accounts.live(known, check_user=False) is not False
             if live:
-                self.viewer_id, self.auth_error, self.claims = (
-                    known.claims.user_id, None, known.claims)
+                self.viewer_id, self.auth_error, self.claims = known.user_id, None, known
                 self.fresh_loaders()
                 return
-            known = None
-            _verified.pop(key, None)
-        if known is None:
-            state: bool | None = True
-            try:
-                claims = accounts.claims_from(authorization)
-                if claims is not None:
-                    state = await accounts.live(claims)
-                    if state is False:
-                        raise Unauthenticated(
-                            "this token was logged out or its account is gone")
-            except Unauthenticated as e:
-                _verified.pop(key, None)
-                self.viewer_id, self.auth_error, self.claims = None, e, None
-            else:
-                self.viewer_id, self.auth_error, self.claims = (
-                    None if claims is None else claims.user_id), None, claims
-                if claims is not None and state:  # None: a backend is down, ask again
-                    remember(key, claims)
+            accounts.forget(authorization)
+        state: bool | None = True
+        try:
+            claims = accounts.claims_from(authorization)
+            if claims is not None:
+                state = await accounts.live(claims)
+                if state is False:
+                    raise Unauthenticated("this token was logged out or its account is gone")
+        except Unauthenticated as e:
+            accounts.forget(authorization)
+            self.viewer_id, self.auth_error, self.claims = None, e, None
+        else:
+            self.viewer_id, self.auth_error, self.claims = (
+                None if claims is None else claims.user_id), None, claims
+            if claims is not None and state:  # None: a backend is down, ask again
+                accounts.mark_live(authorization, claims)
         self.fresh_loaders()
 
     def forget_token(self, everywhere: bool = False) -> None:
-        """This process stops honouring the context's token (or all of its user's) at once:
-        it was logged out."""
-        _verified.pop((self.services.accounts.secret, self.authorization), None)
-        if everywhere and self.claims is not None:
-            user = self.claims.user_id
-            for key in [k for k, v in _verified.items() if v.claims.user_id == user]:
-                _verified.pop(key, None)
+        """This process stops honouring the logged-out token (or all of its user's)."""
+        user = self.claims.user_id if everywhere and self.claims is not None else None
+        self.services.accounts.forget(self.authorization, user)
 
     def note(self, verdict: Verdict | None) -> None:
         """Rate-limit headers for this answer, from the last bucket it took from."""
@@ -104,31 +93,8 @@ class Context:
             self.note(self.services.limits.read(self.viewer_id))
 
     def fresh_loaders(self) -> None:
-        """New per-request caches. A WebSocket context lives as long as the connection, so
-        subscriptions call this per event: nothing is served stale across events."""
+        """New per-request caches (subscriptions call this per event)."""
         self.loaders = make_loaders(self.services, self.viewer_id)
-
-
-# Verified bearer headers: (signing key, header) -> claims, found live when first seen
-# (not logged out, the account exists). Verifying an HS256 token costs ~40 µs, and a client
-# sends the same token with every request. The rule: a hit is honoured until its expiry
-# while this process's copy of the revocations (storage/revocations.py, kept current by
-# a Redis channel) does not name it, a check without I/O. Bounded: cleared when full.
-_VERIFIED_MAX = 50_000
-
-
-@dataclass(slots=True)
-class _Known:
-    claims: Claims
-
-
-_verified: dict[tuple[str, Any], _Known] = {}
-
-
-def remember(key: tuple[str, Any], claims: Claims) -> None:
-    if len(_verified) >= _VERIFIED_MAX:
-        _verified.clear()
-    _verified[key] = _Known(claims)
 
 
 def issued(services: Services, token: str) -> None:
@@ -136,7 +102,7 @@ def issued(services: Services, token: str) -> None:
     header = f"Bearer {token}"
     claims = services.accounts.claims_from(header)
     if claims is not None:
-        remember((services.accounts.secret, header), claims)
+        services.accounts.mark_live(header, claims)
 
 
 async def build_context(services: Services, authorization: str | None, **kw: Any) -> Context:

@@ -1,10 +1,4 @@
-"""The process's garbage-collection policy, in one place. Why and the measurements behind
-it: docs/live.md, "Garbage collection".
-
-What start-up built lives as long as the process, so it is frozen out of full collections.
-A process holding live sessions also raises the young threshold, so that a delivery's
-short-lived containers die by reference counting instead of being promoted.
-"""
+"""The process's garbage-collection policy, in one place (docs/modules.md)."""
 
 from __future__ import annotations
 

@@ -113,8 +113,7 @@ def archive_of(settings: Settings, pool: asyncpg.Pool) -> Archive:
 
 
 async def archive_parts(settings: Settings) -> tuple[asyncpg.Pool, TweetStore, Archive]:
-    """What the archive command needs: PostgreSQL (make dev's embedded one if no URL is
-    set), the live tweet store and the archive."""
+    """What the archive command needs: PostgreSQL, the live tweet store and the archive."""
     from runtime.dev import dev_postgres_url
 
     # The run's lock holds one connection; each of its concurrent movers uses one at a time.
@@ -139,9 +138,7 @@ def event_bus(settings: Settings, redis: Redis | RedisCluster, claim_idle_ms: in
 
 
 def object_store(settings: Settings, spec: str, name: str) -> ObjectStore:
-    """The store `spec` names (`file` or `s3://bucket[/prefix]`); a file store lives in
-    `{CHIRP_DATA_DIR}/objects/{name}` and is served by the API at /objects/{name}/…, at
-    CHIRP_PUBLIC_URL or else the address each request came to."""
+    """The store `spec` names: `file` (under CHIRP_DATA_DIR, served by the API) or `s3://…`."""
     s3 = S3Config(settings.s3_endpoint_url, settings.s3_access_key_id,
                   settings.s3_secret_access_key, settings.s3_region)
     base_url = settings.public_url or request_base_or(f"http://{settings.host}:{settings.port}")

@@ -1,9 +1,4 @@
-"""`make dev`: the whole service in one foreground command.
-
-Starts an embedded PostgreSQL and Valkey under CHIRP_DATA_DIR (unless CHIRP_POSTGRES_URL
-and CHIRP_REDIS_URL name servers to use), applies migrations, then runs the API and the
-fan-out worker as child processes. Ctrl-C stops everything, servers last.
-"""
+"""`make dev`: the whole service in one foreground command (docs/modules.md)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,5 @@
-"""Which exceptions mean "a backend is unavailable" rather than "this request or event is
-bad": the API answers those with UNAVAILABLE, and the fan-out worker retries them without
-counting an attempt towards the dead-letter limit (an outage must not dead-letter events).
-"""
+"""Which exceptions mean "a backend is unavailable": UNAVAILABLE to clients, and retried by
+the worker without counting towards the dead-letter limit."""
 
 from __future__ import annotations
 

@@ -116,19 +116,12 @@ def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> i
     return value
 
 
-def _flag(env: Mapping[str, str], name: str) -> bool:
-    raw = env.get(name) or "0"
-    if raw not in ("0", "1"):
-        raise ConfigError(f"{name}={raw!r} must be 0 or 1")
-    return raw == "1"
-
-
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = (env.get(name) or "").strip().lower()
     if raw == "":
         return default
     if raw not in ("true", "false", "1", "0"):
-        raise ConfigError(f"{name}={raw!r} must be true or false")
+        raise ConfigError(f"{name}={raw!r} must be true or false (or 1 or 0)")
     return raw in ("true", "1")
 
 
@@ -307,7 +300,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         worker_claim_idle_ms=_int(env, "CHIRP_WORKER_CLAIM_IDLE_MS", 30_000, 100, 86_400_000),
         dev_pg_port=_int(env, "CHIRP_DEV_PG_PORT", 54329, 1, 65535),
         dev_redis_port=_int(env, "CHIRP_DEV_REDIS_PORT", 63799, 1, 65535),
-        fault_exit_before_ack=_flag(env, "CHIRP_FAULT_EXIT_BEFORE_ACK"),
+        fault_exit_before_ack=_bool(env, "CHIRP_FAULT_EXIT_BEFORE_ACK", False),
         max_query_depth=_int(env, "CHIRP_MAX_QUERY_DEPTH", 10, 2, 100),
         max_query_tokens=_int(env, "CHIRP_MAX_QUERY_TOKENS", 2000, 100, 100_000),
         max_query_aliases=_int(env, "CHIRP_MAX_QUERY_ALIASES", 30, 1, 1000),

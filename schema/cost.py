@@ -1,17 +1,4 @@
-"""Query cost: how many objects an operation may resolve, known before it runs.
-
-Every object-typed field costs one per time it can be resolved. A list field multiplies
-what is below it by its size: the `first` of the nearest enclosing field that takes one
-(a connection's page size, clamped to the page limit; its default when not given), or
-`LIST_GUESS` for lists without a page size (introspection). So
-`followers(first:100){edges{node{followers(first:100){...}}}}` costs 100 x 100 at the
-second level, which is what the executor would resolve on a big enough graph.
-
-Fields are grouped by response key and fragments expanded as graphql-core's executor does,
-so the analysis is linear in the document. The cost of a (document, operation) compiles
-once into a sum of products whose factors are constants or variables: a repeat of a
-known query (schema/documents.py keeps it with the document) pays a few multiplications.
-"""
+"""Query cost: objects an operation may resolve, known before it runs (docs/modules.md)."""
 
 from __future__ import annotations
 
@@ -87,7 +74,7 @@ def formula(schema: GraphQLSchema, document: DocumentNode, operation_name: str |
     _walk(schema, fragments, root, [operation.selection_set], (), terms, defaults,
           introspection=introspection)
     constant = 0
-    grouped: dict[tuple[Factor, ...], int] = {}  # variable factors -> constant coefficient
+    grouped: dict[tuple[Factor, ...], int] = {}
     for factors in terms:
         coefficient = 1
         variables = []
@@ -113,8 +100,7 @@ def _product(factors: tuple[Factor, ...]) -> int:
 
 
 def introspection_sizes(schema: GraphQLSchema) -> dict[str, int]:
-    """The longest each introspection list can be in this schema: introspection answers
-    from the fixed schema, so its lists are counted at their real bounds."""
+    """The longest each introspection list can be in this (fixed) schema."""
     found = _SIZES.get(id(schema))
     if found is not None and found[0] is schema:
         return found[1]
@@ -175,8 +161,7 @@ def _walk(schema: GraphQLSchema, fragments: dict[str, FragmentDefinitionNode], p
           terms: list[tuple[Factor, ...]], defaults: dict[str, int],
           page: Factor | None = None, *, introspection: list | None = None,
           sizes: dict[str, int] | None = None) -> None:
-    """Terms for a selection; the introspection meta-fields' subtrees go to
-    `introspection`, their lists counted at the schema's real bounds (`sizes`)."""
+    """Terms for a selection; introspection subtrees go to `introspection`, sized by `sizes`."""
     grouped: dict[str, list[FieldNode]] = {}
     _collect(schema, fragments, parent, selection_sets, grouped, set())
     for nodes in grouped.values():

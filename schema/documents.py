@@ -1,12 +1,8 @@
-"""Parsed documents by query text, bounded in bytes.
+"""Parsed documents by query text, bounded in bytes (docs/security.md, "Parsed documents").
 
-One entry per query text holds its document, its validation errors and its cost formulas
-per operation (schema/cost.py); `runnable` is set once an operation of it passed every
-check that depends on the text alone (parse, token limit, validation, trusted documents),
-so the HTTP shortcut (app.py) may run repeats directly. A parsed document takes ~220
-bytes per character of query text (measured on the homeTimeline query and a 30-alias
-query: 222 and 162); an entry is charged `BYTES_PER_CHAR` per character, and the least
-recently used entries go when the total is over the budget.
+An entry holds a query text's document, validation errors and cost formulas; `runnable`
+marks one that passed every check depending on the text alone, so app.py's shortcut may
+run repeats directly. Least recently used entries go when the total is over the budget.
 """
 
 from __future__ import annotations
@@ -16,7 +12,7 @@ from typing import Any
 
 from graphql import DocumentNode, GraphQLError
 
-BYTES_PER_CHAR = 256
+BYTES_PER_CHAR = 256  # charged per query character (docs/security.md)
 ENTRY_OVERHEAD = 1024
 
 

@@ -64,8 +64,7 @@ class ChirpSchema(strawberry.Schema):
     def __init__(self, *args: Any, documents: DocumentCache, max_cost: int, timeout_ms: int,
                  **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # Query text -> its document, validation errors and cost formulas (schema/guard.py);
-        # the HTTP view answers repeats of runnable texts without the extension pipeline.
+        # Query text -> document, errors and cost formulas (schema/documents.py).
         self.documents = documents
         self.max_cost = max_cost
         self.timeout_ms = timeout_ms
@@ -82,14 +81,11 @@ class ChirpSchema(strawberry.Schema):
             raise
         finally:
             BUDGETED.reset(token)
-        # The cancellation may surface inside a resolver (graphql-core's gathered fields)
-        # and come back as a field error: the answer is still the budget's.
+        # A cancellation surfacing as a field error is still the budget's answer.
         return self._timed_out() if WATCHDOG.disarm() else result
 
     async def _stream_non_subscription(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
-        """A query or mutation over WebSocket (graphql-transport-ws): the same time budget
-        and answer as `execute` gives over HTTP. It runs in its operation's own task, so
-        the budget's cancellation stops only that operation."""
+        """A query or mutation over WebSocket, with the same time budget as over HTTP."""
         token = BUDGETED.set(True)
         source = super()._stream_non_subscription(*args, **kwargs)
         try:
@@ -122,9 +118,8 @@ class ChirpSchema(strawberry.Schema):
         self, entry: Entry, variable_values: dict[str, Any] | None,
         context_value: Any, root_value: Any, operation_name: str | None,
     ) -> ExecutionResult:
-        """`execute` for a runnable text's document: what Strawberry does after its parsing
-        and validation steps, without the per-request extension hooks, but with the same
-        cost check and time budget as the Guard applies there."""
+        """Strawberry's `execute` after parsing and validation, without the extension hooks
+        but with the Guard's cost check and time budget."""
         document = entry.document
         try:
             requested = cost_of(self._schema, entry, document, operation_name,
@@ -144,7 +139,7 @@ class ChirpSchema(strawberry.Schema):
             if WATCHDOG.disarm():
                 return self._timed_out()
             raise
-        except Exception as exc:  # as Strawberry: an error result, not an exception
+        except Exception as exc:
             WATCHDOG.disarm()
             error = exc if isinstance(exc, GraphQLError) else GraphQLError(
                 str(exc), original_error=exc)
@@ -157,9 +152,7 @@ class ChirpSchema(strawberry.Schema):
         return ExecutionResult(data=result.data, errors=result.errors, extensions=extensions)
 
     def process_errors(self, errors: list[GraphQLError], execution_context=None) -> None:
-        """Every path's errors pass here (HTTP, the shortcut, WebSocket queries, mutations
-        and subscription events): each is rewritten to its client-facing form in place, so
-        whichever transport formats it sends the same masked message and code."""
+        """Every path's errors are rewritten here, in place, to their client-facing form."""
         for error in errors:
             code, message, extra = classify(error)
             if code == "INTERNAL_SERVER_ERROR":

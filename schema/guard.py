@@ -19,11 +19,8 @@ from schema.persisted import sha256
 
 
 class Watchdog:
-    """Time budgets for running operations, with one timer per process instead of one per
-    operation (an asyncio.timeout costs ~15 µs to arm and cancel, measured on the shared
-    2-core machine; arming here is a dictionary write). Every TICK_S while budgets are
-    armed, tasks past their deadline are cancelled and marked; the operation turns that
-    cancellation into its QUERY_TOO_COMPLEX answer. Budgets are kept to within TICK_S."""
+    """Time budgets of running operations, one timer per process, kept to within TICK_S
+    (docs/modules.md)."""
 
     TICK_S = 0.05
 

@@ -1,11 +1,4 @@
-"""Persisted queries: Apollo's automatic persisted queries (APQ) and trusted documents.
-
-APQ: a client sends `extensions.persistedQuery.sha256Hash` alone; an unknown hash is
-answered PERSISTED_QUERY_NOT_FOUND, and the client sends the text with its hash, which is
-checked and registered (in this process, and in Redis for the other processes, for
-`RETENTION_S`). With CHIRP_TRUSTED_DOCUMENTS only the listed texts are known, and nothing
-is registered: the Guard (schema/guard.py) refuses any other text on every transport.
-"""
+"""Persisted queries: APQ and trusted documents (docs/modules.md)."""
 
 from __future__ import annotations
 
@@ -33,9 +26,7 @@ def sha256(query: str) -> str:
 
 
 def trusted_texts(settings: Settings) -> dict[str, str] | None:
-    """hash -> text of the operations CHIRP_TRUSTED_DOCUMENTS lists: an Apollo
-    persisted-query manifest ({"operations": [{"body": ...}]}), a {hash: text} map or a
-    list of texts. Each hash is computed from its text, not taken on trust."""
+    """hash -> text of CHIRP_TRUSTED_DOCUMENTS (a manifest, map or list); hashes recomputed."""
     if settings.trusted_documents is None:
         return None
     data = json.loads(settings.trusted_documents.read_text())

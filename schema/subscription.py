@@ -1,10 +1,4 @@
-"""GraphQL types of live subscriptions, the Subscription root, and the executor that runs
-a live event's selection once per process rather than once per subscription.
-
-A subscription whose selection reads only fields in `_SHAREABLE` (the same for every
-viewer) shares one execution result, and one serialized frame (`Direct`), per event and
-selection; any other selection is executed per subscription. See docs/live.md.
-"""
+"""Live subscription types, and their once-per-process executor (docs/modules.md)."""
 
 from __future__ import annotations
 
@@ -174,11 +168,8 @@ class _Executed:
 
 
 class LiveExecutionContext(StrawberryGraphQLCoreExecutionContext):
-    """graphql-core executes a subscription's selection set per event with the event as
-    root value (`build_per_event_executor`, then `execute_operation`). For a live event and
-    a shareable selection the result is memoized on the event: per process, one execution
-    per distinct selection instead of one per subscription. Queries and mutations, and
-    other subscriptions, run exactly as in Strawberry's own executor."""
+    """For a live event and a shareable selection the result is memoized on the event: one
+    execution per distinct selection per process; everything else runs as in Strawberry."""
 
     _share_key: Any = _UNKNOWN  # per subscription: its selection's key, None if unshareable
     _memo: dict[Hashable, Any] | None = None  # per event, set on a copy that executes
@@ -277,11 +268,8 @@ def _direct() -> _Direct | None:
 
 
 def _selection_key(executor: LiveExecutionContext) -> Hashable | None:
-    """What determines a subscription's per-event result besides the event: the root
-    field's response key, its selection set (fragments inlined by printing them along)
-    and the variables its directives use. None if any field there is not shareable.
-    The root field's own arguments (`sinceId`, `handle`) do not count: per event, the
-    root field just returns the event."""
+    """What besides the event determines a subscription's per-event result (response key,
+    printed selection, directive variables); None if any field is not shareable."""
     operation = executor.operation
     if operation.operation != OperationType.SUBSCRIPTION:
         return None

@@ -1,5 +1,4 @@
-"""GraphQL object types. Each wraps a domain record; fields that need I/O delegate to
-resolvers, which batch through the request's DataLoaders."""
+"""GraphQL object types over domain records; I/O goes through resolvers and loaders."""
 
 from __future__ import annotations
 
@@ -19,10 +18,8 @@ from resolvers.users import UserPage
 from schema.media import Media
 from services.feed import Page
 
-# A resolver field that can usually be answered from its source object alone may register
-# a direct getter here, (GraphQL type, field) -> getter(source, context): the compiled
-# executor (schema/compiled.py) calls it instead of the resolver, and runs the resolver
-# when it returns UNRESOLVED. A getter must return exactly what the resolver would.
+# (type, field) -> getter(source, context) the compiled executor calls instead of the
+# resolver (which runs on UNRESOLVED); it must return exactly what the resolver would.
 UNRESOLVED = object()
 DIRECT: dict[tuple[str, str], Callable[[Any, Any], Any]] = {}
 
@@ -88,8 +85,7 @@ class User:
 @strawberry.type
 class Tweet:
     model: strawberry.Private[TweetModel]
-    # Set when the author was loaded with the whole page: the field then resolves without
-    # an awaitable per tweet (graphql-core's per-value async overhead dominates a page).
+    # Set when the author was loaded with the page: no awaitable per tweet.
     author_model: strawberry.Private[UserModel | None]
     id: strawberry.ID
     text: str
@@ -123,8 +119,7 @@ async def _load_author(info: Info, tweet: TweetModel) -> User:
 
 
 def _known_media(tweet: Tweet, context: Any) -> Any:
-    """The tweet's media without I/O if they are known (given, or in the process's
-    cache); UNRESOLVED otherwise: the loader then batches every tweet of the page."""
+    """The tweet's media if known without I/O; UNRESOLVED otherwise (the loader batches)."""
     library = context.services.media
     found = tweet.media_models
     if found is None:

@@ -24,10 +24,8 @@ from storage.users import UserStore
 _HASHER = PasswordHasher()
 _DUMMY_HASH = _HASHER.hash("not-a-real-password")
 
-# Verified tokens -> claims: a client sends the same token with every request, and PyJWT's
-# decode was ~2 % of a home read. A hit is checked against its expiry; whether the token
-# is still live (not logged out, its user still there) is the caller's check (live()).
-_VERIFIED_MAX = 65_536
+# The one memo of verified tokens (docs/security.md, "Verified-token memo").
+VERIFIED_MAX = 65_536
 ARGON2_QUEUE_PER_THREAD = 8  # hashes waiting per argon2 thread before log-ins are refused
 
 
@@ -37,6 +35,12 @@ class Claims:
     jti: str
     issued_at: float
     expires_at: float
+
+
+@dataclass(slots=True)
+class _Verified:
+    claims: Claims
+    live: bool = False  # found not logged out, its account there (live())
 
 
 class Accounts:
@@ -49,9 +53,8 @@ class Accounts:
         self.secret = jwt_secret
         self.ttl = jwt_ttl_seconds
         self.revocations = revocations
-        self._verified: dict[str, Claims] = {}
-        # argon2 on its own bounded pool: a log-in flood queues here, not in the default
-        # executor that other blocking calls share, and past a bounded queue it is refused.
+        self._verified: dict[str, _Verified] = {}  # bearer token -> its claims
+        # argon2 on its own bounded pool: a log-in flood is refused, not queued everywhere.
         self._argon2 = ThreadPoolExecutor(argon2_threads, thread_name_prefix="argon2")
         self._argon2_slots = asyncio.Semaphore(argon2_threads * (1 + ARGON2_QUEUE_PER_THREAD))
 
@@ -99,8 +102,8 @@ class Accounts:
             raise Unauthenticated("Authorization must be 'Bearer <token>'")
         token = token.strip()
         hit = self._verified.get(token)
-        if hit is not None and hit.expires_at > time.time():
-            return hit
+        if hit is not None and hit.claims.expires_at > time.time():
+            return hit.claims
         try:
             raw = jwt.decode(token, self.secret, algorithms=["HS256"],
                              options={"require": ["sub", "exp"]})
@@ -109,10 +112,31 @@ class Accounts:
         except (jwt.PyJWTError, ValueError, TypeError):
             self._verified.pop(token, None)
             raise Unauthenticated("invalid or expired token") from None
-        if len(self._verified) >= _VERIFIED_MAX:
-            self._verified.pop(next(iter(self._verified)))  # the oldest entry
-        self._verified[token] = claims
+        self._keep(token, _Verified(claims))
         return claims
+
+    def _keep(self, token: str, verified: _Verified) -> None:
+        if token not in self._verified and len(self._verified) >= VERIFIED_MAX:
+            self._verified.pop(next(iter(self._verified)))  # the oldest entry
+        self._verified[token] = verified
+
+    def known_live(self, authorization: str | None) -> Claims | None:
+        """The unexpired claims of a header already found live (mark_live), else None."""
+        hit = self._verified.get(_token(authorization))
+        if hit is None or not hit.live or hit.claims.expires_at <= time.time():
+            return None
+        return hit.claims
+
+    def mark_live(self, authorization: str | None, claims: Claims) -> None:
+        """Until its expiry, a hit is checked against the revocations only (still_live)."""
+        self._keep(_token(authorization), _Verified(claims, live=True))
+
+    def forget(self, authorization: str | None, user_id: int | None = None) -> None:
+        """This process stops honouring a header (and with user_id, all of that user's)."""
+        self._verified.pop(_token(authorization), None)
+        if user_id is not None:
+            for token in [t for t, v in self._verified.items() if v.claims.user_id == user_id]:
+                self._verified.pop(token, None)
 
     def user_id_from(self, authorization: str | None) -> int | None:
         claims = self.claims_from(authorization)
@@ -130,10 +154,8 @@ class Accounts:
         return not revocations.revoked(claims.user_id, claims.jti, claims.issued_at)
 
     async def live(self, claims: Claims, check_user: bool = True) -> bool | None:
-        """Whether a verified token still stands: not logged out (this token, or all of its
-        user's issued before a "log out everywhere"), and (check_user) its user exists.
-        None when a backend needed to tell is down: the caller lets the signed, unexpired
-        token through for now (as limits fail open) without remembering it."""
+        """Not logged out and (check_user) its user exists; None when a backend is down (the
+        caller lets the token through, unremembered, as limits fail open)."""
         try:
             known = self.still_live(claims)
             if known is None:
@@ -161,3 +183,8 @@ def _verify(stored: str, password: str) -> bool:
         return _HASHER.verify(stored, password if isinstance(password, str) else "")
     except (VerificationError, InvalidHashError):
         return False
+
+
+def _token(authorization: str | None) -> str:
+    scheme, _, token = (authorization or "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""

@@ -1,9 +1,4 @@
-"""Every rate limit by name, on the one limiter (storage/ratelimit.py).
-
-Buckets in Redis for the rare, costly actions (log-in, sign-up, follow); the per-account
-read limit is in-process (LocalRateLimiter: no round trip on the read path; see its rule).
-A Redis outage fails open: limits protect the service, they must not stop it.
-"""
+"""Every rate limit by name, on the one limiter (storage/ratelimit.py) (docs/modules.md)."""
 
 from __future__ import annotations
 

@@ -1,16 +1,4 @@
-"""Media: uploads straight to the object store, processing, attachment to tweets, removal.
-
-The flow: `create_upload` makes a PENDING row and a presigned PUT for the original;
-the client PUTs exactly the declared bytes there; `complete` claims the row, reads the
-original back, processes it off the event loop (core/imaging.py) and stores the variants,
-then settles the row READY (or FAILED with the reason, keeping no object). The original,
-which still carries its metadata, is always removed. A post attaches READY media in its
-own transaction (`attach`); deleting the tweet marks them, and `remove` deletes objects
-and rows, as the worker's `sweep` does for anything left behind and for orphans.
-
-`MediaByTweet` caches each tweet's media: they are fixed when the tweet's post commits
-(before any reader can see the tweet), so an entry never changes while its tweet exists.
-"""
+"""Media: uploads, processing, attachment to tweets, removal (docs/modules.md)."""
 
 from __future__ import annotations
 
@@ -91,12 +79,9 @@ class MediaLibrary:
         self.next_id = next_id
         self.config = config
         self.by_tweet = MediaByTweet()
-        # Processing is CPU and memory: at most `workers` pictures at a time, in threads
-        # (Pillow releases the GIL while it decodes, resizes and encodes).
+        # At most `workers` pictures at a time, in threads (Pillow releases the GIL).
         self._slots = asyncio.Semaphore(config.workers)
         self._pool = ThreadPoolExecutor(config.workers, thread_name_prefix="media")
-
-    # -- URLs
 
     def url_of(self, key: str) -> str:
         base = self.config.public_url
@@ -107,8 +92,6 @@ class MediaLibrary:
             if v.name == rules.MAIN_VARIANT:
                 return self.url_of(v.key)
         return None
-
-    # -- upload
 
     async def create_upload(self, owner_id: int, content_type: str, byte_size: int,
                             alt_text: str | None) -> Upload:
@@ -137,8 +120,7 @@ class MediaLibrary:
             raise RateLimited(f"at most {per_hour} uploads per hour; retry in {wait} s", wait)
 
     async def complete(self, owner_id: int, media_id: int) -> Media:
-        """READY or FAILED. BadInput if the bytes were never uploaded (it stays PENDING:
-        the client may still upload them while the URL lasts)."""
+        """READY or FAILED; BadInput if the bytes were never uploaded (it stays PENDING)."""
         deadline = time.monotonic() + CLAIM_WAIT_S
         while True:
             m = await self.rows.claim(media_id, owner_id)
@@ -148,10 +130,10 @@ class MediaLibrary:
             if current is None or current.owner_id != owner_id:
                 raise NotFound(f"no media {media_id}", field="mediaId")
             if current.state != PENDING:
-                return current  # already settled: completing again changes nothing
+                return current
             if time.monotonic() > deadline:
                 raise Unavailable("this media is still being processed; retry")
-            await asyncio.sleep(0.1)  # another request is processing it
+            await asyncio.sleep(0.1)
         try:
             return await self._process(m)
         except BaseException:
@@ -189,14 +171,12 @@ class MediaLibrary:
         settled = await self.rows.settle(m.id, READY, width=done.width, height=done.height,
                                          variants=variants)
         await self.store.delete(m.upload_key)
-        if settled is None:  # removed meanwhile (swept): keep nothing of it
+        if settled is None:
             await self.store.delete_many(v.key for v in variants)
             raise NotFound(f"no media {m.id}", field="mediaId")
         metrics.MEDIA_UPLOADS.labels("ready").inc()
         metrics.MEDIA_PROCESSING_SECONDS.observe(time.perf_counter() - t0)
         return settled
-
-    # -- reads
 
     async def visible(self, viewer_id: int | None, media_id: int) -> Media | None:
         """The media if the viewer may see it: their own, or attached to a tweet."""
@@ -216,8 +196,6 @@ class MediaLibrary:
                 found[t] = media = tuple(loaded.get(t, ()))
                 cache.put(t, media)
         return [found[t] for t in tweet_ids]
-
-    # -- posting and deleting (called by services/tweeting.py)
 
     async def check_attachable(self, owner_id: int, media_ids: Sequence[int]) -> None:
         """Every error a post with these media would meet, before it commits anything."""
@@ -256,14 +234,13 @@ class MediaLibrary:
         return [m.id for m in await MediaRows.mark_deleted(tx, tweet_id)]
 
     async def remove(self, media_ids: Sequence[int]) -> int:
-        """Delete the objects and rows of these media if they are removable (deleted with
-        their tweet, or orphans); how many were. A failure leaves rows for the sweep."""
+        """Delete these media if removable; how many were. A failure leaves them to the sweep."""
         if not media_ids:
             return 0
         async with self.rows.pool.acquire() as tx, tx.transaction():
             taken = await MediaRows.take_for_removal(tx, media_ids, self.config.orphan_hours)
             keys = [k for m in taken for k in (m.upload_key, *(v.key for v in m.variants))]
-            await self.store.delete_many(keys)  # raising rolls the rows back
+            await self.store.delete_many(keys)
         for m in taken:
             if m.tweet_id is not None:
                 self.by_tweet.forget(m.tweet_id)
@@ -277,8 +254,7 @@ class MediaLibrary:
             log.warning("media of deleted tweet %s left for the sweep: %s", tweet_id, e)
 
     async def sweep(self) -> int:
-        """Remove media deleted with their tweets and uploads never attached within
-        CHIRP_MEDIA_ORPHAN_HOURS; how many were removed."""
+        """Remove deleted tweets' media and orphaned uploads; how many were removed."""
         removed = 0
         while True:
             ids = await self.rows.sweepable(self.config.orphan_hours, SWEEP_BATCH)

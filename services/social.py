@@ -42,8 +42,7 @@ class Social:
         return (await self.users.get_many([followee]))[followee]
 
     def _changed(self, follower: int, followee: int, change: FollowChange) -> list[str]:
-        """What the read caches must forget: the follower's followees, both users' counts,
-        and the followee's celebrity status if it just changed."""
+        """What the read caches must forget after a follow or unfollow."""
         items = [f"f{follower}", f"u{follower}", f"u{followee}"]
         if change.celebrity_after != change.celebrity_before:
             items.append(f"c{followee}:{int(change.celebrity_after)}")
@@ -59,10 +58,8 @@ class Social:
         return (await self.users.get_many([followee]))[followee]
 
     async def demote_due(self, now: datetime | None = None) -> list[int]:
-        """Starts the demotion of every celebrity whose count has stayed under the lower
-        bound for the quiet period, each with one AUTHOR_DEMOTED event, whose back-fill
-        ends it (FeedManager._back_fill). The worker runs it periodically; returns whose
-        demotion it started."""
+        """Starts the demotions now due (core/fanout.py), one AUTHOR_DEMOTED event each;
+        returns whose. The worker runs it periodically."""
         now = now or datetime.now(UTC)
         bounds = self.bounds
         demoted = []

@@ -1,11 +1,4 @@
-"""Posting and deleting tweets.
-
-A post commits the tweet, its author's counter, its idempotency key and its TweetCreated
-event in one PostgreSQL transaction: an acknowledged tweet is never lost nor announced
-twice. With a tweet store outside PostgreSQL the event carries the text and the store is
-written after the commit, and again by the worker (docs/production.md, "Posting without a
-shared transaction").
-"""
+"""Posting and deleting tweets (docs/modules.md)."""
 
 from __future__ import annotations
 
@@ -50,7 +43,6 @@ class Tweeting:
 
     async def post(self, author_id: int, text: str, idempotency_key: str | None = None,
                    media_ids: Sequence[int] = ()) -> Tweet:
-        # With media, the text may be empty.
         text = validation.tweet_text(text) if not media_ids or text.strip() else ""
         key = validation.idempotency_key(idempotency_key)
         if key is not None:
@@ -79,8 +71,7 @@ class Tweeting:
         try:
             await self.store.put(tweet)
         except IdCollision:
-            # Only possible if two processes held one worker id. Take the post back; the
-            # worker finds the id taken too and drops the event.
+            # Only if two processes held one worker id: the worker drops the event too.
             async with self.pool.acquire() as tx, tx.transaction():
                 await tx.execute("DELETE FROM outbox WHERE tweet_id = $1", tweet.id)
                 await tx.execute("UPDATE media SET tweet_id = NULL, position = NULL "
@@ -107,7 +98,7 @@ class Tweeting:
                     "ON CONFLICT DO NOTHING RETURNING true",
                     author_id, key, tweet_id,
                 )
-                if not claimed:  # a concurrent repeat won the race
+                if not claimed:
                     raise _Repeat()
             if media_ids:  # after the key: a repeat is a _Repeat, not a CONFLICT
                 await self.media.attach(tx, tweet_id, author_id, media_ids)
@@ -152,8 +143,7 @@ class Tweeting:
         )
         if tweet_id is None:
             return None
-        # A store outside the transaction receives the tweet just after the commit: a
-        # repeat racing the first post may look before it lands, so look again briefly.
+        # A store outside the transaction gets the tweet after the commit: look again briefly.
         for _ in range(REPEAT_LOOKS):
             found = await self.store.get_many([tweet_id])
             if tweet_id in found:
@@ -185,8 +175,7 @@ class Tweeting:
             )
 
     async def delete(self, user_id: int, tweet_id: int) -> bool:
-        # Look up outside the transaction: holding one pooled connection while waiting for
-        # another could deadlock a busy pool.
+        # Outside the transaction: waiting for a second pooled connection could deadlock.
         tweet = (await self.store.get_many([tweet_id])).get(tweet_id)
         if tweet is None:
             raise NotFound(f"no tweet {tweet_id}")
@@ -201,7 +190,7 @@ class Tweeting:
                     "ON CONFLICT DO NOTHING RETURNING true",
                     tweet_id,
                 )
-            if not won:  # a concurrent delete won
+            if not won:
                 raise NotFound(f"no tweet {tweet_id}")
             await tx.execute(
                 "UPDATE users SET tweets_count = tweets_count - 1 WHERE id = $1", user_id
@@ -215,8 +204,7 @@ class Tweeting:
             except Unavailable as e:
                 log.warning("tweet %s deletion committed; the worker will finish it: %s",
                             tweet_id, e)
-        # Gone from every API process's caches before the delete is acknowledged (the
-        # worker announces it again once it has removed the id from the lists).
+        # Gone from every API process's caches before the delete is acknowledged.
         await self.feed.announce([f"t{tweet_id}", f"u{user_id}"])
         return True
 

@@ -1,12 +1,4 @@
-"""The tweet archive: immutable objects in the object store, indexed in PostgreSQL.
-
-Reads: `by_authors` walks one or more authors' objects newest first (archive_objects by
-author and max id) and stops once the page is complete; `get_many` finds objects by tweet
-id (archived_tweets). Decoded objects are kept in a small per-process LRU: an object never
-changes once written, and deletions come from the index row, so a cached object is never
-stale. Writes (the archive worker): `write` puts an object, `index` records it inside the
-caller's transaction, superseding the author's previous newest object when it tops it up.
-"""
+"""The tweet archive: objects in the object store, indexed in PostgreSQL (docs/modules.md)."""
 
 from __future__ import annotations
 
@@ -31,23 +23,6 @@ HORIZON_TTL_S = 2.0
 GARBAGE_AFTER_S = 600.0
 
 
-@dataclass(frozen=True, slots=True)
-class Tail:
-    """An author's newest object, which the next run tops up."""
-
-    id: int
-    key: str
-    max_id: int
-
-
-@dataclass(frozen=True, slots=True)
-class _Object:
-    id: int
-    key: str
-    max_id: int
-    deleted: frozenset[int]
-
-
 class Archive:
     def __init__(self, pool: asyncpg.Pool, objects: ObjectStore, prefix: str = "tweets/",
                  object_max: int = codec.OBJECT_MAX) -> None:
@@ -59,12 +34,10 @@ class Archive:
         self._bounds_cached = (0, 0)
         self._bounds_until = 0.0
 
-    # ------------------------------------------------------------------ writes
-
     async def write(self, packed: codec.Packed) -> None:
         await self.objects.put(packed.key, packed.data, codec.CONTENT_TYPE)
 
-    async def tail(self, author_id: int) -> tuple[Tail | None, list[Tweet]]:
+    async def tail(self, author_id: int) -> tuple[ObjectRow | None, list[Tweet]]:
         """The author's newest object if it has room, and its readable tweets."""
         row = await self.pool.fetchrow(
             "SELECT id, key, max_id, deleted, tweets FROM archive_objects "
@@ -73,16 +46,13 @@ class Archive:
         )
         if row is None or row["tweets"] - len(row["deleted"]) >= self.object_max:
             return None, []
-        deleted = set(row["deleted"])
-        readable = [t for t in await self._load(row["key"]) if t.id not in deleted]
-        return Tail(row["id"], row["key"], row["max_id"]), readable
+        tail = ObjectRow(row["id"], row["key"], row["max_id"], frozenset(row["deleted"]))
+        return tail, [t for t in await self._load(tail.key) if t.id not in tail.deleted]
 
     async def index(self, packed: codec.Packed, fresh: Iterable[int], tx: asyncpg.Connection,
-                    replaces: Tail | None = None) -> int:
-        """Record an object inside the caller's transaction. `fresh` are the ids moving in
-        from the live store (those still there); with `replaces`, the object's other
-        tweets come from that object, which it supersedes. Ids that are neither (deleted
-        meanwhile) stay unreadable. Returns the number of fresh tweets indexed."""
+                    replaces: ObjectRow | None = None) -> int:
+        """Record an object in the caller's transaction: `fresh` ids come from the live
+        store, the rest from `replaces`; returns how many fresh ids were indexed."""
         object_id = await tx.fetchval(
             "INSERT INTO archive_objects (key, author_id, min_id, max_id, tweets, bytes) "
             "VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
@@ -176,8 +146,6 @@ class Archive:
             self._bounds_until = now + HORIZON_TTL_S
         return self._bounds_cached
 
-    # ------------------------------------------------------------------ reads
-
     async def get_many(self, ids: Iterable[int]) -> dict[int, Tweet]:
         wanted = list(ids)
         if not wanted:
@@ -219,14 +187,14 @@ class Archive:
 
     async def _objects(
         self, author_ids: Sequence[int], before: int, since: int, below: int
-    ) -> list[_Object]:
+    ) -> list[ObjectRow]:
         rows = await self.pool.fetch(
             "SELECT id, key, max_id, deleted FROM archive_objects "
             "WHERE author_id = ANY($1::bigint[]) AND min_id < $2 AND max_id > $3 "
             "AND max_id < $4 ORDER BY max_id DESC LIMIT $5",
             list(author_ids), before, since, below, OBJECTS_PER_QUERY,
         )
-        return [_Object(r[0], r[1], r[2], frozenset(r[3])) for r in rows]
+        return [ObjectRow(r[0], r[1], r[2], frozenset(r[3])) for r in rows]
 
     def drop_cached(self) -> None:
         self._cache.clear()
@@ -253,3 +221,13 @@ class Archive:
     async def totals(self) -> tuple[int, int]:
         row = await self.pool.fetchrow("SELECT tweets, objects FROM archive_totals")
         return (row[0], row[1]) if row else (0, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectRow:
+    """An object's index row (archive_objects)."""
+
+    id: int
+    key: str
+    max_id: int
+    deleted: frozenset[int]

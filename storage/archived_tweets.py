@@ -1,13 +1,4 @@
-"""A TweetStore that continues into the archive: the live store (PostgreSQL or Cassandra)
-first, then, for what reaches below the archive's horizon, the archived objects.
-
-Reads keep their cursors: ids are the same snowflakes wherever a tweet lives. Below the
-horizon a page merges live and archived tweets (a tweet can be in both for a moment while
-it is being moved; it is returned once); below the cut-off of the last finished run the
-live store is not asked at all. Above the horizon, or before anything was ever archived, a
-read costs what the live store's does. Writes go to the live store; a delete removes the
-tweet from both, in the caller's transaction when the live store joins one.
-"""
+"""A TweetStore continuing from the live store into the archive (docs/modules.md)."""
 
 from __future__ import annotations
 

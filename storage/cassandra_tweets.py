@@ -1,18 +1,4 @@
-"""The tweet store on Apache Cassandra (cassandra-driver), for billions of tweets.
-
-Tables (migrations/cassandra/): `tweets` by id, and `tweets_by_author` partitioned by
-(author, week bucket) newest first, with `author_buckets` listing an author's non-empty
-buckets so a read walks only those. Statements are prepared once, at the configured
-consistency level (LOCAL_QUORUM by default).
-
-The driver has no native asyncio (its AsyncioConnection reactor is experimental), so
-`_aio` bridges `execute_async`'s callbacks, which run on the driver's event thread, to an
-asyncio future. Driver errors from a down or overloaded cluster surface as Unavailable.
-
-Writes are stamped with the tweet's own creation time (from its snowflake) and deletes
-with a later one, so a late repeated `put` (a redelivered event) can never resurrect a
-deleted tweet: Cassandra's last-write-wins keeps the tombstone.
-"""
+"""The tweet store on Apache Cassandra (docs/modules.md)."""
 
 from __future__ import annotations
 
@@ -77,8 +63,7 @@ def parse_url(url: str) -> tuple[list[str], int, str]:
 
 
 def bucket_of(tweet_id: int) -> int:
-    # NEWEST and other far-future bounds map to the current bucket (or the next one, for
-    # a clock slightly ahead of ours).
+    # Far-future bounds (NEWEST) map to the current bucket, or the next for a fast clock.
     ms = min(id_timestamp_ms(tweet_id), int(time.time() * 1000) + BUCKET_MS)
     return ms // BUCKET_MS
 
@@ -113,7 +98,7 @@ async def _aio(future: ResponseFuture) -> list:
 
 
 def _settle(done: asyncio.Future, rows: Any, exc: BaseException | None) -> None:
-    if done.done():  # the awaiting task was cancelled
+    if done.done():
         return
     if exc is not None:
         done.set_exception(exc)
@@ -131,8 +116,7 @@ def connect_cluster(hosts: list[str], port: int) -> tuple[Cluster, Session]:
     cluster = Cluster(
         hosts, port=port,
         execution_profiles={EXEC_PROFILE_DEFAULT: profile},
-        # The default backs off to 10 minutes between tries: after an outage reads would
-        # stay UNAVAILABLE long after the node is back. Retry at least every 5 s.
+        # The default backs off to 10 minutes: reads stayed UNAVAILABLE long after an outage.
         reconnection_policy=ExponentialReconnectionPolicy(0.5, 5.0),
         connect_timeout=5, control_connection_timeout=5,
     )
@@ -141,8 +125,7 @@ def connect_cluster(hosts: list[str], port: int) -> tuple[Cluster, Session]:
 
 def migrate(session: Session, keyspace: str, replication: int = 1,
             directory: Path = MIGRATIONS_DIR) -> list[str]:
-    """Blocking. Create the keyspace, then apply pending CQL files in order; every
-    statement is IF NOT EXISTS, so two processes migrating at once is harmless."""
+    """Blocking. The keyspace, then pending CQL files in order (all IF NOT EXISTS)."""
     session.execute(
         f"CREATE KEYSPACE IF NOT EXISTS {keyspace} WITH replication = "
         f"{{'class': 'SimpleStrategy', 'replication_factor': {replication}}}"
@@ -171,8 +154,7 @@ def _statements(cql: str) -> list[str]:
 
 
 class CassandraTweetStore:
-    # Writes cannot join a PostgreSQL transaction: Tweeting commits its outbox event
-    # (which carries the text) first, then writes here, and the worker repeats the write.
+    # Writes cannot join a PostgreSQL transaction: the outbox event carries the text.
     transactional = False
 
     def __init__(self, cluster: Cluster, session: Session, keyspace: str,
@@ -244,8 +226,6 @@ class CassandraTweetStore:
     async def close(self) -> None:
         await asyncio.to_thread(self.cluster.shutdown)
 
-    # ------------------------------------------------------------------ contract
-
     async def put(self, tweet: Tweet, tx: Any = None) -> None:
         existing = await self._one(tweet.id)
         if existing is not None:
@@ -293,8 +273,7 @@ class CassandraTweetStore:
         return _tweet(rows[0]) if rows else None
 
     async def get_many(self, ids: Iterable[int]) -> dict[int, Tweet]:
-        # One IN query per IN_BATCH ids, not a read per id: the driver's per-request Python
-        # cost is what an API process runs out of (docs/production.md).
+        # IN queries, not a read per id: the driver's per-request cost (docs/production.md).
         wanted = list(dict.fromkeys(ids))
         batches = [wanted[i:i + IN_BATCH] for i in range(0, len(wanted), IN_BATCH)]
         rows = await self._gather([self._run(self._get_in, (b,)) for b in batches])
@@ -309,7 +288,7 @@ class CassandraTweetStore:
             self._buckets, (author_id, bucket_of(before), bucket_of(max(since, 0)))
         )
         out: list[Tweet] = []
-        for (bucket,) in buckets:  # newest bucket first; most reads stop in the first
+        for (bucket,) in buckets:
             rows = await self._run(
                 self._in_bucket, (author_id, bucket, before, since, limit - len(out))
             )

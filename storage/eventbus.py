@@ -1,10 +1,4 @@
-"""The event bus: a small interface and its Redis Streams adapter (Kafka: kafka_bus.py).
-
-Delivery is at least once: an event is acknowledged only after its work is applied, and
-events a dead consumer held are claimed by another after `claim_idle_ms`. Events that
-keep failing move to a dead-letter stream with their error; `replay_dead` puts them back.
-Both adapters pass tests/contract/test_event_bus.py.
-"""
+"""The event bus interface and its Redis Streams adapter (docs/modules.md)."""
 
 from __future__ import annotations
 
@@ -42,8 +36,7 @@ class EventBus(Protocol):
     async def ping(self) -> None:
         """Raise if the bus cannot answer (for /readyz)."""
     async def release(self) -> None:
-        """Stop consuming until the next receive (Kafka: leave the group, so its
-        partitions go to the other consumers)."""
+        """Stop consuming until the next receive (Kafka: leave the group)."""
     async def close(self) -> None: ...
 
 
@@ -64,7 +57,6 @@ def decode_fields(fields: dict) -> Event:
         floor, before = f["s"].split(":")
         span = (int(floor), int(before))
     return Event(f["k"], int(f["t"]), int(f["a"]), f.get("x"), span)
-
 
 
 def _s(v: bytes | str) -> str:
@@ -99,9 +91,7 @@ class RedisStreamBus:
         except ResponseError as e:
             if "NOGROUP" not in str(e):
                 raise
-            # Redis came back empty (its data lost): recreate the group. What the stream
-            # held is gone with the cached timelines it would have updated, and those are
-            # rebuilt from the store on read; newer events are still in the outbox.
+            # Redis lost its data: recreate the group (the timelines are rebuilt on read).
             self._group_ready = False
             return await self._receive(consumer, count, block_ms)
 
@@ -132,7 +122,7 @@ class RedisStreamBus:
         )
         out = []
         for mid, fields in claimed:
-            if fields is None:  # deleted meanwhile
+            if fields is None:
                 continue
             out.append(Delivery(_s(mid), decode_fields(fields), attempts.get(_s(mid), 2)))
         return out

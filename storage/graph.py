@@ -1,9 +1,4 @@
-"""The social graph in PostgreSQL: follows, with follower/following counts kept exact.
-
-Counts change in the same transaction as the follows row, and only when the row really
-appeared or disappeared (ON CONFLICT DO NOTHING / DELETE ... RETURNING), so concurrent
-follows and unfollows of one pair can neither double-count nor go negative.
-"""
+"""The social graph in PostgreSQL, counts kept exact (docs/modules.md)."""
 
 from __future__ import annotations
 
@@ -102,8 +97,7 @@ class SocialGraph:
 
     async def mark_below(self, user_id: int, was: datetime | None,
                          since: datetime | None) -> None:
-        """Records when a flagged account went under the lower bound, unless a follow or
-        unfollow changed it meanwhile."""
+        """When a flagged account went under the lower bound, unless changed meanwhile."""
         await self.pool.execute(
             "UPDATE users SET celebrity_below_since = $3 WHERE id = $1 AND celebrity "
             "AND celebrity_below_since IS NOT DISTINCT FROM $2", user_id, was, since)
@@ -112,9 +106,8 @@ class SocialGraph:
         self, user_id: int, due: Callable[[int, datetime | None], bool],
         on_demote: Callable[[asyncpg.Connection], Awaitable[None]],
     ) -> bool:
-        """Marks the account as being demoted if `due(followers, below since)` holds on its
-        locked row; `on_demote(conn)` runs in that transaction (the AUTHOR_DEMOTED outbox
-        row), so each demotion is announced exactly once, whichever worker gets there."""
+        """Marks a demotion if `due` holds on the locked row, `on_demote(conn)` (its outbox
+        event) in the same transaction: each demotion is announced exactly once."""
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
                 "SELECT followers_count, celebrity_below_since FROM users "
@@ -127,23 +120,15 @@ class SocialGraph:
             return True
 
     async def end_demotion(self, user_id: int, demoted: bool) -> bool:
-        """Ends a demotion under way: the flag cleared (`demoted`) or kept (called off).
-        False if none was under way."""
+        """Ends a demotion, the flag cleared (`demoted`) or kept; False if none was under way."""
         return bool(await self.pool.fetchval(
             "UPDATE users SET celebrity_demoting = false, celebrity = celebrity AND NOT $2,"
             " celebrity_below_since = CASE WHEN $2 THEN NULL ELSE celebrity_below_since END "
             "WHERE id = $1 AND celebrity_demoting RETURNING true", user_id, demoted))
 
     async def followees(self, user_id: int) -> tuple[list[int], list[int], list[bool]]:
-        """Everyone `user_id` follows, their follower counts and celebrity flags (for the
-        celebrity rule), as parallel lists. Aggregated in SQL so that asyncpg decodes arrays
-        in C instead of a Record per followee: this query runs on every home read, and building
-        ~150 rows into objects was 9 % of an API process's time under load.
-
-        Written as `id = ANY(ARRAY(...))` so that the plan is one index-only range of the
-        viewer's follows, then one probe of users' primary key per followee. As a join the
-        planner hashed the follows and scanned all of users for each read: 1.3-1.5 ms of
-        PostgreSQL CPU against 0.57 ms, for viewers following ~200 (12,000 users)."""
+        """Everyone `user_id` follows, their follower counts and celebrity flags, as parallel
+        lists; the query's shape is measured (docs/modules.md)."""
         row = await self.pool.fetchrow(
             "SELECT coalesce(array_agg(id), '{}'), coalesce(array_agg(followers_count), '{}'),"
             " coalesce(array_agg(celebrity), '{}') "
@@ -165,8 +150,7 @@ class SocialGraph:
         self, followee: int, before_seq: int, limit: int,
         active_within: timedelta | None = None, floor_seq: int = 0,
     ) -> list[tuple[int, int]]:
-        """(seq, follower id) newest follow first, floor_seq <= seq < before_seq;
-        optionally only followers active within the window (fan-out skips the rest)."""
+        """(seq, follower id) newest first, floor_seq <= seq < before_seq, maybe active only."""
         if active_within is None:
             rows = await self.pool.fetch(
                 "SELECT seq, follower_id FROM follows WHERE followee_id = $1 AND seq < $2 "
@@ -185,8 +169,7 @@ class SocialGraph:
         return [(r[0], r[1]) for r in rows]
 
     async def follower_marks(self, followee: int, every: int) -> list[int]:
-        """The follow seq of every `every`-th follower, newest first: boundaries that cut
-        a fan-out into chunks of `every` followers (one index-only scan)."""
+        """The follow seq of every `every`-th follower, newest first: a fan-out's chunks."""
         rows = await self.pool.fetch(
             "SELECT seq FROM (SELECT seq, row_number() OVER (ORDER BY seq DESC) AS n "
             "FROM follows WHERE followee_id = $1) s WHERE n % $2 = 0 ORDER BY seq DESC",
@@ -207,8 +190,7 @@ class SocialGraph:
     async def celebrity_followees(
         self, viewers: list[int], threshold: int
     ) -> dict[int, set[int]]:
-        """The celebrities each viewer follows (core.fanout's rule), in one query for a
-        batch of live sessions: FeedManager.followed's `celebs`, for thousands of viewers."""
+        """The celebrities each viewer follows, in one query for a batch of live sessions."""
         rows = await self.pool.fetch(
             "SELECT f.follower_id, f.followee_id FROM follows f "
             "JOIN users u ON u.id = f.followee_id "
@@ -221,8 +203,7 @@ class SocialGraph:
         return out
 
     async def followers_among(self, author: int, viewers: list[int]) -> set[int]:
-        """Which of `viewers` follow `author`: one query for all the live sessions of a
-        process that a celebrity's tweet reaches."""
+        """Which of `viewers` follow `author`, in one query."""
         rows = await self.pool.fetch(
             "SELECT follower_id FROM follows WHERE followee_id = $1 "
             "AND follower_id = ANY($2::bigint[])",

@@ -1,10 +1,4 @@
-"""Snowflake worker ids leased in Redis, so concurrent processes never share one.
-
-A lease is a key (`keys.id_lease`) holding the holder's token and its high-water
-millisecond. A new holder of a worker id starts minting after the previous holder's
-high-water mark plus the lease lifetime: whatever the old holder minted after its last
-renewal happened within that lifetime, even if the wall clock has since stepped back.
-"""
+"""Snowflake worker ids leased in Redis, never shared (docs/modules.md)."""
 
 from __future__ import annotations
 

@@ -1,10 +1,4 @@
-"""The event bus on Apache Kafka (aiokafka): the same contract as the Redis Streams bus.
-
-An author's events stay in order on one partition; the idempotent producer (acks=all)
-never duplicates; offsets are committed only up to a partition's first event not yet
-applied, so a dead worker's events go to the partition's next owner. Retries, dead
-letters and the consumer group: docs/production.md, "Kafka event bus".
-"""
+"""The event bus on Apache Kafka, the Redis Streams bus's contract (docs/modules.md)."""
 
 from __future__ import annotations
 
@@ -58,8 +52,7 @@ class _Partition:
     done: set[int] = field(default_factory=set)
 
     def committable(self) -> int | None:
-        """The offset to commit (one past the highest done offset with nothing open
-        below it), or None if nothing new is complete."""
+        """The offset to commit (past all done below any open one), or None."""
         if not self.done:
             return None
         pending = self.open - self.done
@@ -105,8 +98,7 @@ class KafkaBus:
         self.dead_topic = f"{topic}.dead"
         self.partitions = partitions
         self.claim_idle_ms = claim_idle_ms
-        # One group per topic: a rebalance on another deployment's topic (or another test
-        # session's) must not pause this one.
+        # One group per topic: another topic's rebalance must not pause this one.
         self.group = group or f"{topic}.{GROUP}"
         self.replay_group = f"{self.group}.replay"
         self._producer: AIOKafkaProducer | None = None
@@ -118,8 +110,6 @@ class KafkaBus:
         self._lock = asyncio.Lock()
         self._watch: tuple[AIOKafkaAdminClient, AIOKafkaConsumer] | None = None
         self._joined = asyncio.Event()
-
-    # ------------------------------------------------------------------ set-up
 
     async def ensure_topics(self) -> None:
         if self._topics_ready:
@@ -173,13 +163,10 @@ class KafkaBus:
             c.subscribe([self.topic], listener=_Listener(self))
             await c.start()
             self._consumer = c
-            # Joining the group takes a round of rebalancing; until it is done a fetch
-            # returns nothing, which a caller would take for "no events".
+            # Until the group is joined a fetch returns nothing, not "no events".
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._joined.wait(), JOIN_WAIT_S)
         return self._consumer
-
-    # ------------------------------------------------------------------ contract
 
     async def publish(self, events: list[Event]) -> None:
         if not events:
@@ -191,8 +178,7 @@ class KafkaBus:
             ]
             await asyncio.gather(*sent)
         except BaseException:
-            # After a failed send the idempotent producer's sequence state is suspect:
-            # start a fresh one next time (the caller keeps the events and retries).
+            # A failed send leaves the idempotent producer's sequence suspect: a fresh one.
             self._producer = None
             with contextlib.suppress(Exception):
                 await producer.stop()
@@ -206,7 +192,7 @@ class KafkaBus:
                 return due
             c = await self._consumer_started(consumer)
             wait = block_ms
-            if self._retry:  # wake up in time for the next retry
+            if self._retry:
                 wait = max(0, min(block_ms, int((self._retry[0][0] - time.monotonic()) * 1000)))
             batches = await c.getmany(timeout_ms=wait, max_records=count)
             out: list[Delivery] = []
@@ -325,8 +311,7 @@ class KafkaBus:
             await c.stop()
 
     async def lag(self) -> int:
-        """Events published but not yet committed by the fan-out group (for /metrics:
-        a few requests on long-lived clients)."""
+        """Events published but not yet committed by the fan-out group (for /metrics)."""
         return await self._behind(self.topic, self.group)
 
     async def dead_count(self) -> int:
@@ -371,8 +356,7 @@ class KafkaBus:
                 await admin.close()
 
     async def release(self) -> None:
-        """Leave the group: commit what is done; the rest is redelivered to whoever
-        takes the partitions."""
+        """Leave the group, committing what is done; the rest is redelivered."""
         async with self._lock:
             if self._consumer is not None:
                 with contextlib.suppress(Exception):

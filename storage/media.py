@@ -47,8 +47,7 @@ class MediaRows:
         return {r["id"]: _media(r) for r in rows}
 
     async def claim(self, media_id: int, owner_id: int) -> Media | None:
-        """The pending media, claimed for processing by this caller; None if it is not
-        pending or another caller holds a fresh claim."""
+        """The pending media, claimed by this caller; None if not pending or claimed."""
         row = await self.pool.fetchrow(
             f"UPDATE media SET claimed_at = now() WHERE id = $1 AND owner_id = $2 "
             f"AND state = '{PENDING}' AND deleted_at IS NULL AND (claimed_at IS NULL OR "
@@ -106,8 +105,7 @@ class MediaRows:
         return [_media(r) for r in rows]
 
     async def sweepable(self, orphan_hours: int, limit: int) -> list[int]:
-        """Ids of media deleted with their tweet, and of uploads never attached within
-        `orphan_hours`."""
+        """Ids of media deleted with their tweet, and of orphans past `orphan_hours`."""
         rows = await self.pool.fetch(
             "(SELECT id FROM media WHERE deleted_at IS NOT NULL LIMIT $2) UNION ALL "
             "(SELECT id FROM media WHERE tweet_id IS NULL AND deleted_at IS NULL "
@@ -119,8 +117,7 @@ class MediaRows:
     @staticmethod
     async def take_for_removal(tx: asyncpg.Connection, ids: Sequence[int],
                                orphan_hours: int) -> list[Media]:
-        """Delete these rows if still removable (deleted with a tweet, or an orphan), and
-        return them; their locks hold until `tx` ends, so a post cannot attach one."""
+        """Delete these rows if still removable; locked until `tx` ends against attaching."""
         rows = await tx.fetch(
             f"DELETE FROM media WHERE id = ANY($1::bigint[]) AND (deleted_at IS NOT NULL OR "
             f"(tweet_id IS NULL AND created_at < now() - make_interval(hours => $2))) "

@@ -1,13 +1,4 @@
-"""Live notices in Redis: their payloads and presence lifetimes.
-
-A viewer's presence hash (`keys.presence`) maps each API process (hub) holding a session of
-that viewer to an expiry on the Redis server's clock (storage/lua/present.lua). On one
-server the fan-out scripts publish one notice per hub per call,
-`<code>:<tweet id>:<viewer>,...`, on the hub's channel; on a Redis Cluster one per present
-viewer on the viewer's own shard channel (`keys.home_channel`, SPUBLISH), the same payload
-with one viewer. Authors' channels carry `<code>:<tweet id>`. Routing and its cost:
-docs/live.md, docs/production.md.
-"""
+"""Live notices in Redis: their payloads and presence lifetimes (docs/modules.md)."""
 
 from __future__ import annotations
 

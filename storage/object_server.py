@@ -1,9 +1,4 @@
-"""The file store's HTTP face, as S3 would serve a bucket: `PUT /objects/{store}/{key}` with
-a signed, expiring URL from `FileObjectStore.presign_put`, and `GET` of any object.
-
-Refusals answer like S3: 403 for a signature that does not match the request (another
-Content-Type or Content-Length) or has expired, 400 for a body that is not the declared
-length, 404 for an unknown object."""
+"""The file store's HTTP face, as S3 would serve a bucket (docs/modules.md)."""
 
 from __future__ import annotations
 
@@ -87,9 +82,7 @@ def request_base_or(default: str) -> Callable[[], str]:
 
 
 class RequestBase:
-    """ASGI middleware noting the address each request reached the API at (scheme and Host
-    header), for the file store's URLs when CHIRP_PUBLIC_URL is not set. In production
-    set CHIRP_PUBLIC_URL: a Host header is the client's to choose."""
+    """Notes the address a request reached (for file URLs without CHIRP_PUBLIC_URL)."""
 
     def __init__(self, app) -> None:
         self.app = app

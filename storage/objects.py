@@ -1,13 +1,4 @@
-"""Object storage: one port (`ObjectStore`) and its two adapters.
-
-- `FileObjectStore`: a directory (under CHIRP_DATA_DIR). The API itself serves its signed,
-  expiring upload URLs and its objects (storage/object_server.py), so clients follow the
-  same flow as with S3.
-- `S3ObjectStore`: a bucket (and optional key prefix) on S3 or an S3-compatible server.
-
-Keys are relative paths of `[A-Za-z0-9._-]` segments joined by '/'. Objects are immutable
-by convention: a key is written once (a rewrite replaces it whole) and deleted.
-"""
+"""Object storage: one port (`ObjectStore`) and its two adapters (docs/modules.md)."""
 
 from __future__ import annotations
 
@@ -99,9 +90,6 @@ def check_key(key: str) -> str:
             part in (".", "..") for part in key.split("/")):
         raise ValueError(f"bad object key {key!r}")
     return key
-
-
-# --------------------------------------------------------------------------- file
 
 
 class FileObjectStore:
@@ -236,9 +224,6 @@ def _unlink_all(paths: list[Path]) -> None:
             p.unlink()
 
 
-# --------------------------------------------------------------------------- S3
-
-
 @dataclass(frozen=True)
 class S3Config:
     endpoint_url: str | None
@@ -261,9 +246,7 @@ def parse_s3_url(url: str) -> tuple[str, str]:
 
 
 class S3ObjectStore:
-    """boto3 calls run in a bounded thread pool (`workers` threads, as many pooled HTTP
-    connections): botocore is synchronous, and the calls here are few and large (one per
-    object), so a thread hop costs little beside the request itself."""
+    """boto3 calls run in a bounded thread pool of `workers` threads (docs/modules.md)."""
 
     def __init__(self, url: str, config: S3Config, workers: int = 8) -> None:
         import boto3
@@ -387,10 +370,8 @@ def _content_md5(request: Any, **_: Any) -> None:
 
 
 class _GetSigner:
-    """SigV4 presigned GET URLs dated at the start of the current UTC day, valid 7 days: a
-    key's URL is the same all day in every process (browsers and CDNs can cache it) and
-    always valid at least 6 more days. botocore's presigner dates each URL now, and costs
-    ~100 us; this is a few HMACs with the day's signing key cached."""
+    """SigV4 presigned GET URLs dated at the start of the UTC day: the same all day
+    (docs/modules.md)."""
 
     def __init__(self, client: Any, bucket: str, config: S3Config) -> None:
         endpoint = urlsplit(client.meta.endpoint_url)
@@ -430,9 +411,6 @@ class _GetSigner:
                    f"{hashlib.sha256(canonical.encode()).hexdigest()}")
         sig = hmac.new(self._signing_key, to_sign.encode(), hashlib.sha256).hexdigest()
         return f"{self.scheme}://{self.host}{path}?{query}&X-Amz-Signature={sig}"
-
-
-# --------------------------------------------------------------------------- opening
 
 
 def open_store(spec: str, *, name: str, root: Path, base_url: str | Callable[[], str],

@@ -22,9 +22,7 @@ async def add(tx: asyncpg.Connection, event: Event) -> None:
 async def relay_batch(
     pool: asyncpg.Pool, publish: Callable[[list[Event]], Awaitable[None]], limit: int = 500
 ) -> int:
-    """Hand the oldest pending events to `publish`; they leave the outbox only if it
-    succeeds. SKIP LOCKED lets several relays share the table without double-sending a
-    batch (the bus consumer is idempotent anyway)."""
+    """The oldest pending events to `publish`, removed only if it succeeds (SKIP LOCKED)."""
     async with pool.acquire() as conn, conn.transaction():
         rows = await conn.fetch(
             "SELECT id, kind, tweet_id, author_id, text FROM outbox ORDER BY id LIMIT $1 "

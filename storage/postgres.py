@@ -23,9 +23,7 @@ async def connect(
             conn.add_query_logger(on_query)
 
     async def reset(conn: asyncpg.Connection) -> None:
-        # asyncpg's default reset (unlock advisory locks, CLOSE ALL, UNLISTEN, RESET ALL)
-        # is one more round trip per pooled query. Pooled connections here hold no session
-        # state: migrations unlock explicitly and LISTEN uses its own connection.
+        # No reset round trip per pooled query: pooled connections hold no session state.
         return None
 
     return await asyncpg.create_pool(

@@ -1,8 +1,4 @@
-"""Token-bucket rate limits in Redis: a burst of `capacity`, refilled evenly over the period.
-
-A bucket of 100/hour allows 100 at once, then one every 36 s: unlike a fixed window it
-never lets 200 through across a window boundary.
-"""
+"""Token-bucket rate limits in Redis (docs/modules.md)."""
 
 from __future__ import annotations
 
@@ -51,10 +47,8 @@ class RateLimiter:
 
 
 class LocalRateLimiter:
-    """The same token bucket in this process's memory: no round trip, for limits checked on
-    every read. Each process enforces the limit on its own, so behind N processes an
-    account may get up to N times it. At most `max_buckets` accounts are tracked; the least
-    recently seen is forgotten (it comes back with a full bucket)."""
+    """The same token bucket in this process's memory, per process (N processes allow up to
+    N times the limit); the least recently seen of `max_buckets` is forgotten."""
 
     def __init__(self, max_buckets: int = 100_000) -> None:
         self.max_buckets = max_buckets

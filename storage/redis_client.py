@@ -1,13 +1,4 @@
-"""Redis clients: one server (`redis://`, `rediss://`, `unix://`) or a Redis Cluster
-(`redis+cluster://host:port[,host:port...]`, redis-py's asyncio RedisCluster).
-
-On a cluster every command (and every script call) must keep its keys in one slot; the
-key layout in storage.keys makes that so, and `by_slot` groups a batch for one call per
-slot. Cluster-only failures (no node for a slot while a shard fails over) are raised as
-ConnectionError, so callers handle one family: RedisError. So is the AttributeError
-redis-py 8.1's cluster client raises when a node's connection is closed under a command
-still using it (`_writer` is None), seen when a primary dies under load.
-"""
+"""Redis clients: one server, or a Redis Cluster (docs/modules.md)."""
 
 from __future__ import annotations
 
@@ -71,9 +62,8 @@ class _Commands(AsyncCommandsParser):
 
 
 class ChirpCluster(RedisCluster):
-    """RedisCluster whose cluster-only exceptions are RedisErrors (see the module doc), and
-    whose node errors refresh the slot map without cutting the other nodes' connections.
-    """
+    """RedisCluster whose cluster-only exceptions are RedisErrors, and whose node errors
+    refresh the slot map without cutting the other nodes' connections (docs/modules.md)."""
 
     _closing = False
 
@@ -82,10 +72,7 @@ class ChirpCluster(RedisCluster):
         self.commands_parser = _Commands()
 
     async def aclose(self) -> None:
-        # redis-py calls aclose() to refresh the slot map after one node's error; that
-        # closed every node's connections, failing commands in flight on healthy nodes (a
-        # read of another shard degraded while one primary failed over). A refresh keeps
-        # the live nodes' connections; the dead node's are dropped by their own errors.
+        # redis-py calls this to refresh the slot map: keep the live nodes' connections.
         if self._closing:
             await super().aclose()
         else:

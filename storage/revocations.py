@@ -1,13 +1,4 @@
-"""Revoked tokens, known in every API process's memory, so checking a token costs no
-round trip.
-
-Redis holds the truth: a sorted set of logged-out token ids scored by their expiry, and a
-hash of users' "log out everywhere" times. A revocation writes there, then publishes on one
-channel (a cluster pipeline cannot carry PUBLISH); every process listening applies it to its
-copy. A process (re)loads the whole state whenever its subscription (re)connects, so a
-message missed while disconnected is never missed for good; until the first load completes,
-`ready` is unset and callers ask Redis directly. While disconnected the last copy stays in use.
-"""
+"""Revoked tokens, in every API process's memory (docs/modules.md)."""
 
 from __future__ import annotations
 
@@ -35,7 +26,7 @@ class Revocations:
         self.tokens: dict[str, float] = {}  # token id -> its expiry
         self.after: dict[int, float] = {}  # user -> tokens issued before this are refused
         self.ready = asyncio.Event()
-        self.applied = 0  # revocations applied from the channel (tests wait on it)
+        self.applied = 0
         self._task: asyncio.Task | None = None
 
     def revoked(self, user: int, jti: str, issued_at: float) -> bool:
@@ -117,8 +108,7 @@ class Revocations:
             except Exception as e:
                 log.warning("revocation channel lost, asking Redis until it is back: %r", e)
             finally:
-                # The copy stays in use while disconnected (a revocation needs Redis too, and
-                # what was missed is reloaded on reconnecting).
+                # The copy stays in use while disconnected; it is reloaded on reconnecting.
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()
                 with contextlib.suppress(Exception):

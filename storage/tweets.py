@@ -1,10 +1,4 @@
-"""The tweet store: a small interface, and its PostgreSQL adapter.
-
-Every adapter (PostgreSQL here, Cassandra in cassandra_tweets.py) passes
-tests/contract/test_tweet_store.py. Writes take an optional `tx`: the PostgreSQL adapter
-joins the caller's transaction so a tweet, its counters and its outbox event commit
-together.
-"""
+"""The tweet store: a small interface, and its PostgreSQL adapter (docs/modules.md)."""
 
 from __future__ import annotations
 
@@ -19,21 +13,18 @@ from core.timeline import NEWEST
 
 
 class IdCollision(Unavailable):
-    """Another tweet already has this id (only possible if two processes held one worker id,
-    e.g. after Redis lost the id leases). Never overwrite: the post fails and is retried."""
+    """Another tweet has this id (two processes held one worker id): never overwritten."""
 
     def __init__(self, tweet_id: int) -> None:
         super().__init__(f"tweet id {tweet_id} is taken; retry the post")
 
 
 class TweetStore(Protocol):
-    # True if writes join the caller's PostgreSQL transaction (`tx`); False for stores
-    # elsewhere, whose writes Tweeting makes after committing and the worker repeats.
+    # Whether writes join the caller's PostgreSQL transaction (`tx`).
     transactional: bool
 
     async def put(self, tweet: Tweet, tx: Any = None) -> None:
-        """Store a tweet; repeating the same tweet is a no-op; IdCollision if the id holds a
-        different tweet."""
+        """Idempotent; IdCollision if the id holds a different tweet."""
 
     async def delete(self, tweet_id: int, tx: Any = None) -> Tweet | None:
         """Remove a tweet; the removed tweet, or None if there was none."""
@@ -134,8 +125,7 @@ class PostgresTweetStore:
     ) -> list[Tweet]:
         if not author_ids:
             return []
-        # One index range scan per author, each stopping after `limit` rows, then a merge:
-        # bounded work however many tweets the authors have.
+        # An index range scan per author, each of at most `limit` rows, then a merge.
         rows = await self.pool.fetch(
             "SELECT t.id, t.author_id, t.text, t.created_at "
             "FROM unnest($1::bigint[]) AS a(author_id) "

@@ -78,9 +78,7 @@ class UserStore:
 
 
 class ActivityMarks:
-    """Readers to mark active (the fan-out filter, CHIRP_ACTIVE_DAYS), written in one
-    UPDATE per batch shortly after the first of it arrives: never on a read's path, and
-    one statement for however many readers came back in that moment."""
+    """Readers to mark active (CHIRP_ACTIVE_DAYS), one UPDATE per batch, off the read path."""
 
     DELAY_S = 0.05
 

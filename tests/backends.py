@@ -1,10 +1,4 @@
-"""Kafka, Cassandra, the S3 server and the Valkey cluster for the tests: the same long-lived
-local daemons `make backends` starts (deploy.local.backends), started here if they are not
-running and left running.
-
-The event bus and tweet store at scale are part of what the suite covers, so a missing
-java or a server that will not start raises BackendsUnavailable: a failure, never a skip.
-"""
+"""Kafka, Cassandra, S3 and the Valkey cluster for the tests; missing ones fail the run."""
 
 from __future__ import annotations
 
@@ -30,9 +24,7 @@ def java_available() -> bool:
 
 @dataclass
 class Backends:
-    """Running servers. `kafka.stop()`/`kafka.start()` (likewise `cassandra`) take one
-    down and bring it back on the same data, for fault tests; start() waits until it
-    serves clients again."""
+    """Running servers; fault tests stop and start one on the same data."""
 
     kafka: LocalKafka
     cassandra: LocalCassandra
@@ -41,19 +33,7 @@ class Backends:
 
     @property
     def kafka_bootstrap(self) -> str:
-        return self.kafka.bootstrap_servers  # "127.0.0.1:9092"
-
-    @property
-    def cassandra_host(self) -> str:
-        return self.cassandra.host  # "127.0.0.1"
-
-    @property
-    def cassandra_contact_points(self) -> list[str]:
-        return self.cassandra.contact_points  # ["127.0.0.1"]
-
-    @property
-    def cassandra_port(self) -> int:
-        return self.cassandra.port  # 9042
+        return self.kafka.bootstrap_servers
 
 
 def ensure_backends() -> Backends:

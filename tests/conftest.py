@@ -1,18 +1,11 @@
-"""Real servers for the whole suite: an embedded PostgreSQL and Valkey (Redis-compatible)
-started once per session on free ports, plus helpers to talk GraphQL to the app.
-
-CHIRP_TEST_STACK=scale runs the same tests with the event bus on the local Apache Kafka,
-the tweet store on the local Apache Cassandra and everything kept in Redis on the local
-Valkey cluster (`make backends` starts all three; tests/backends.py starts them if
-needed), each session on its own topic and keyspace. `make test` runs the main suites
-both ways. (`kafka-cassandra`, the name before the cluster joined, means the same.)"""
+"""Real servers for the whole suite, and helpers to talk GraphQL to the app (docs/testing.md)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,34 +59,39 @@ def scale_backend_env(backends: Any, tag: str) -> dict[str, str]:
         "CHIRP_EVENT_BUS": f"kafka://{backends.kafka_bootstrap}",
         "CHIRP_KAFKA_TOPIC": f"chirp.test.{tag}",
         "CHIRP_KAFKA_PARTITIONS": "6",
-        "CHIRP_TWEET_STORE": f"cassandra://{backends.cassandra_contact_points[0]}:"
-                             f"{backends.cassandra_port}/chirp_test_{tag}",
+        "CHIRP_TWEET_STORE": f"cassandra://{backends.cassandra.contact_points[0]}:"
+                             f"{backends.cassandra.port}/chirp_test_{tag}",
         "CHIRP_CASSANDRA_CONSISTENCY": "LOCAL_QUORUM",
     }
 
 
+@contextlib.contextmanager
+def embedded_stack(root: Path, backend_env: dict[str, str] | None = None,
+                   backends: Any = None) -> Iterator[Stack]:
+    """A PostgreSQL and a Valkey of its own under `root`, stopped on exit."""
+    pg = EmbeddedPostgres(root / "pg")
+    vk = EmbeddedValkey(root / "valkey")
+    pg_url = pg.start()
+    try:
+        redis_url = vk.start()
+        if backends is not None:
+            redis_url = backends.valkey_cluster.url
+        yield Stack(root, pg, vk, pg_url, redis_url, backend_env or {}, backends)
+    finally:
+        vk.stop()
+        pg.stop()
+
+
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory) -> Stack:
+def stack(tmp_path_factory) -> Iterator[Stack]:
     backends, backend_env = None, {}
     if TEST_STACK == SCALE_STACK:
         from tests.backends import ensure_backends
 
         backends = ensure_backends()
         backend_env = scale_backend_env(backends, secrets.token_hex(4))
-    root = tmp_path_factory.mktemp("stack")
-    pg = EmbeddedPostgres(root / "pg")
-    vk = EmbeddedValkey(root / "valkey")
-    pg_url = pg.start()
-    try:
-        redis_url = vk.start()
-    except BaseException:
-        pg.stop()
-        raise
-    if backends is not None:
-        redis_url = backends.valkey_cluster.url
-    yield Stack(root, pg, vk, pg_url, redis_url, backend_env, backends)
-    vk.stop()
-    pg.stop()
+    with embedded_stack(tmp_path_factory.mktemp("stack"), backend_env, backends) as found:
+        yield found
 
 
 def make_settings(stack: Stack, redis_url: str | None = None, **overrides: Any) -> Settings:
@@ -211,11 +209,20 @@ async def api(services) -> AsyncIterator[Api]:
         yield client
 
 
+async def reader_of_three_tweets(api, svc) -> tuple[str, int, str, list[int]]:
+    """A reader following a writer with three tweets, the reader's timeline cached."""
+    reader, rid, _ = await api.sign_up("r")
+    writer, wid, _ = await api.sign_up("w")
+    await api.follow(reader, wid)
+    before = [await api.post(writer, f"before {i}") for i in range(3)]
+    await drain(svc)
+    assert await api.home_ids(reader) == before[::-1]
+    return reader, rid, writer, before
+
+
 async def drain(services: Services, consumer: str = "test-drain") -> int:
-    """Relay the outbox and apply every bus event, as the worker does, until both are
-    empty. Returns events applied. On Kafka the consumer then leaves the group, so the
-    next drain (perhaps through other services) or a worker process gets every partition,
-    and "empty" means nothing is left uncommitted."""
+    """Relay the outbox and apply every bus event, as the worker does, until both are empty;
+    the events applied. On Kafka the consumer then leaves the group."""
     applied = 0
     exact = services.settings.event_bus != "redis"
     try:
@@ -253,8 +260,7 @@ def worker_env(stack: Stack, redis_url: str | None = None, **extra: str) -> dict
 
 @pytest.fixture(scope="session")
 def scale_backends(stack) -> Any:
-    """Kafka and Cassandra for the adapter contract suites, which run in every profile.
-    Without them (no Java, or a server that will not start) the run fails."""
+    """Kafka and Cassandra for the contract suites, in every profile; without them, a failure."""
     if stack.backends is not None:
         return stack.backends
     from tests.backends import ensure_backends
@@ -274,8 +280,7 @@ def cassandra_store(scale_backends) -> Any:
 
 
 async def bulk_followers(svc, author: int, n: int) -> list[int]:
-    """n followers with cached (empty) timelines, written straight to the tables: signing
-    up 20k users through argon2 would take minutes."""
+    """n followers with cached (empty) timelines, written straight to the tables (no argon2)."""
     ids = [svc.ids.next_id() for _ in range(n)]
     async with svc.pool.acquire() as conn:
         await conn.copy_records_to_table(

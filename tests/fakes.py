@@ -1,9 +1,4 @@
-"""In-memory fakes of the ports FeedManager uses, for fast rule tests (tests/unit/test_feed_rules.py).
-
-The timeline cache and the tweet store are held to the real adapters by running the
-contract suites (tests/contract/) against these too; the graph and user fakes are only
-what the feed rules read. Rules come from core.timeline, as the Lua scripts' do.
-"""
+"""In-memory fakes of FeedManager's ports, for fast rule tests (docs/testing.md)."""
 
 from __future__ import annotations
 
@@ -31,8 +26,7 @@ class _List:
 
 @dataclass
 class MemoryServer:
-    """What a Redis server holds for the caches: lists, rebuild locks (with expiry), plain
-    keys (activity marks, counters, presence) and what was published."""
+    """What a Redis server holds for the caches: lists, locks, plain keys, publications."""
 
     lists: dict[str, _List] = field(default_factory=dict)
     locks: dict[str, float] = field(default_factory=dict)  # key -> expiry (monotonic s)
@@ -64,8 +58,7 @@ class MemoryPipe:
         self.calls.append(call)
 
     def evalsha(self, _sha: str, numkeys: int, *rest: Any) -> None:
-        """storage.timeline_cache.queue_reads: (list, lock) key pairs, then before,
-        since (8 bytes each), count, renew ttl."""
+        """storage.timeline_cache.queue_reads' script call, served from the lists."""
         names, (before, since, count, _ttl) = rest[:numkeys], rest[numkeys:]
         before, since = int.from_bytes(before, "big"), int.from_bytes(since, "big")
         pairs = list(zip(names[::2], names[1::2], strict=True))
@@ -112,8 +105,7 @@ class MemoryPipe:
 
 
 class MemoryTimelineCache:
-    """storage.timeline_cache.TimelineCache's interface over a MemoryServer. Caches made
-    on one server see each other's lists, as on one Redis (queue_reads mixes families)."""
+    """TimelineCache's interface over a MemoryServer, whose caches share lists as on Redis."""
 
     LOCK_MS = 10_000
     cluster = False  # one server: storage.timeline_cache.Reads makes one read call
@@ -131,7 +123,7 @@ class MemoryTimelineCache:
         return keys.rebuild_lock(self.prefix, owner)
 
     def call(self, pipe: MemoryPipe, name: str, names: list[str], args: list) -> None:
-        assert name == "read", name  # the only script Reads queues
+        assert name == "read", name
         pipe.evalsha("", len(names), *names, *args)
 
     async def run(self, build: Callable[[Any], None], transaction: bool = False) -> list:
@@ -146,8 +138,6 @@ class MemoryTimelineCache:
     async def _one(self, call: Callable[[], Any]) -> Any:
         (reply,) = await self.run(lambda pipe: pipe.queue(call))
         return reply
-
-    # -- reads
 
     async def read(self, owner: int, before: int = NEWEST, since: int = 0, count: int = 20,
                    renew: bool = True) -> CachedSlice:
@@ -258,8 +248,6 @@ class MemoryTimelineCache:
 
         pipe.queue(run)
 
-    # -- rebuilds
-
     async def begin_rebuild(self, owner: int) -> str:
         def run() -> str:
             key, lock = self.key(owner), self.lock_key(owner)
@@ -294,8 +282,7 @@ class MemoryTimelineCache:
 
 
 class MemoryTweetStore:
-    """storage.tweets.TweetStore in memory; like the Cassandra adapter, not transactional,
-    and a deleted id stays deleted when put again (a redelivered event)."""
+    """A TweetStore in memory; like Cassandra's, not transactional, deletes are final."""
 
     transactional = False
 

@@ -1,5 +1,4 @@
-"""The local Kafka, Cassandra and S3 serve clients, and come back on the same data after a
-stop: what the adapters and the fault tests rely on."""
+"""The local Kafka, Cassandra and S3 serve clients and survive a stop."""
 
 from __future__ import annotations
 
@@ -64,9 +63,7 @@ async def test_kafka_stop_start_keeps_messages(backends: Backends) -> None:
 
 async def test_a_server_whose_data_dir_was_deleted_is_replaced(backends: Backends,
                                                                tmp_path) -> None:
-    """A server left running by a checkout that has since been deleted cannot serve (its
-    files are gone): `start` launches a new one on its own data dir instead of adopting it.
-    (A CI clone once reused a Cassandra whose clone had been removed, and failed.)"""
+    """A server left running by a deleted checkout is replaced, not adopted."""
     ours = backends.kafka.data_dir
     await asyncio.to_thread(backends.kafka.stop)
     orphan = servers(tmp_path / "gone", only="kafka")["kafka"]
@@ -84,7 +81,7 @@ async def test_a_server_whose_data_dir_was_deleted_is_replaced(backends: Backend
 
 
 def _session(backends: Backends):  # -> (Cluster, Session)
-    cluster = Cluster(backends.cassandra_contact_points, port=backends.cassandra_port)
+    cluster = Cluster(backends.cassandra.contact_points, port=backends.cassandra.port)
     session = cluster.connect()
     session.execute(f"CREATE KEYSPACE IF NOT EXISTS {KEYSPACE} WITH replication = "
                     "{'class': 'SimpleStrategy', 'replication_factor': 1}")

@@ -1,8 +1,4 @@
-"""The consistency test: a random graph with celebrities, random posts, follows, unfollows
-and deletes, with fan-out draining at random points. Afterwards every user's homeTimeline,
-read page by page to the end, must equal the oracle computed straight from PostgreSQL:
-the newest-first merge of their own and their followees' surviving tweets. It runs on
-every tweet store (CHIRP_TEST_STACK=kafka-cassandra puts tweets in Cassandra)."""
+"""Random operations and fan-out, then every timeline checked by an oracle (docs/testing.md)."""
 
 import random
 

@@ -1,5 +1,4 @@
-"""A big fan-out is split into follower-range chunks that any worker can take: every
-follower is covered exactly once, and a delete is chunked the same way."""
+"""A big fan-out split into follower-range chunks: each follower once, deletes too."""
 
 import random
 

@@ -1,7 +1,4 @@
-"""Fault tests on a Redis Cluster, each on its own throwaway Valkey cluster (3 primaries,
-1 replica each, free ports), so killing or resharding it disturbs nothing else: a primary
-killed under read and write load, a slot migrated under load, the whole cluster restarted
-empty. The event bus is the Redis Stream on that cluster (Kafka on the scale stack)."""
+"""Fault tests, each on a throwaway Valkey cluster: failover, slot migration, wipe."""
 
 from __future__ import annotations
 
@@ -16,7 +13,7 @@ import redis
 from deploy.local._proc import log_tail
 from deploy.local.ports import free_port
 from deploy.local.valkey_cluster import ValkeyCluster
-from tests.conftest import api_with, bulk_followers, drain
+from tests.conftest import api_with, bulk_followers, drain, reader_of_three_tweets
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -41,8 +38,7 @@ async def env(stack, cluster):
 
 
 class Load:
-    """A writer posting, fan-out draining and readers reading, all at once, until stopped;
-    records every post and every read's time and degraded flag."""
+    """Posts, fan-out and reads at once until stopped; records posts and reads."""
 
     def __init__(self, api, writer: str, readers: dict[str, str]) -> None:
         self.api, self.writer, self.readers = api, writer, readers
@@ -65,7 +61,7 @@ class Load:
 
     async def _drain(self) -> None:
         while not self.stop.is_set():
-            with contextlib.suppress(Exception):  # a shard failing over: try again
+            with contextlib.suppress(Exception):
                 await drain(self.api.services, "cluster-faults")
             await asyncio.sleep(0.05)
 
@@ -101,7 +97,7 @@ async def _readers_on_two_shards(api, svc, writer_id: int,
         name = "hit" if not tokens else "other"
         tokens[name], ids[name], nodes[name] = token, uid, node
         await api.follow(token, writer_id)
-        assert await api.home_ids(token) == []  # cached
+        assert await api.home_ids(token) == []
     return tokens, ids
 
 
@@ -155,7 +151,7 @@ async def test_primary_killed_under_load_fails_over_and_loses_nothing(env):
         await asyncio.sleep(2)
         cluster.node(victim).kill()
         killed = time.monotonic()
-        while True:  # the replica takes over the victim's slots
+        while True:
             await asyncio.sleep(0.1)
             lines = _nodes(survivor)
             serving = [p for p in lines if "master" in p[2] and "fail" not in p[2] and len(p) > 8]
@@ -163,7 +159,7 @@ async def test_primary_killed_under_load_fails_over_and_loses_nothing(env):
                 break
             assert time.monotonic() - killed < 60, _no_failover(cluster, victim, lines)
         promoted = time.monotonic()
-        cluster.node(victim).start(persist=False)  # rejoins as the new primary's replica
+        cluster.node(victim).start(persist=False)
         await asyncio.sleep(4)
 
     await load.run_until(scenario)
@@ -200,7 +196,7 @@ async def test_slot_migrated_under_load_loses_nothing(env):
     await load.run_until(scenario)
     assert not load.post_errors and len(load.posted) > 20
     with redis.Redis(port=target) as c:
-        assert c.exists(key)  # the timeline itself moved
+        assert c.exists(key)
     assert not any(d for t, d in load.reads["hit"] if t > moved + 2)
     assert not any(d for _t, d in load.reads["other"])
     await _everyone_has_everything(api, svc, load, followers, tokens)
@@ -210,19 +206,14 @@ async def test_slot_migrated_under_load_loses_nothing(env):
 
 async def test_whole_cluster_restarted_empty_rebuilds_and_loses_nothing(env):
     api, svc, cluster = env
-    reader, rid, _ = await api.sign_up("r")
-    writer, wid, _ = await api.sign_up("w")
-    await api.follow(reader, wid)
-    before = [await api.post(writer, f"before {i}") for i in range(3)]
-    await drain(svc)
-    assert await api.home_ids(reader) == before[::-1]
+    reader, rid, writer, before = await reader_of_three_tweets(api, svc)
 
-    cluster.wipe()  # every node gone, data and cluster configuration too
+    cluster.wipe()
     body = await api.gql(HOME, token=reader)
     assert body["extensions"]["degraded"] is True
     assert [int(e["node"]["id"]) for e in body["data"]["homeTimeline"]["edges"]] == before[::-1]
-    during = [await api.post(writer, f"during {i}") for i in range(2)]  # outbox keeps them
-    cluster.start()  # formed afresh, empty
+    during = [await api.post(writer, f"during {i}") for i in range(2)]
+    cluster.start()
     deadline = time.monotonic() + 30
     while True:
         try:

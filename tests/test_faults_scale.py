@@ -1,7 +1,4 @@
-"""Fault tests on the production backends, real Apache Kafka and Apache Cassandra: each is
-stopped under load and started again. They pick Kafka and Cassandra themselves, so
-`make test` runs them once (they are not in its second, kafka-cassandra run), and they
-leave the shared local servers running as they found them."""
+"""Kafka and Cassandra each stopped under load and started again."""
 
 import asyncio
 import contextlib
@@ -21,9 +18,8 @@ ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
 
 @contextlib.asynccontextmanager
 async def _reader_writer_and_worker(stack, backends, prefix: str, **settings):
-    """An app and a worker process on Kafka and Cassandra (own topic and keyspace), and a
-    reader following a writer, the reader's timeline cached: from here on only fan-out
-    brings the writer's tweets. Yields (api, reader token, writer token, writer handle)."""
+    """An app and a worker on Kafka and Cassandra; a reader of a writer, its timeline cached.
+    Yields (api, reader token, writer token, writer handle)."""
     env = scale_backend_env(backends, "f" + secrets.token_hex(4))
     overrides = {k.removeprefix("CHIRP_").lower(): v for k, v in env.items()} | settings
     async with api_with(stack, claim_idle_ms=1000, **overrides) as api:
@@ -69,7 +65,7 @@ async def test_kafka_stopped_while_posting_then_every_tweet_arrives(stack, scale
         after = [await api.post(writer, "after")]
         got = await _until(lambda: home_has(before + during + after), 120,
                            "every tweet after Kafka returned")
-        assert got == sorted(before + during + after, reverse=True)  # none twice
+        assert got == sorted(before + during + after, reverse=True)
 
 
 async def test_cassandra_stopped_reads_unavailable_then_recover(stack, scale_backends):

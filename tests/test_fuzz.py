@@ -1,8 +1,4 @@
-"""The GraphQL fuzzer against the running service: schemathesis generates operations from
-the schema (introspection) for a bounded time, signed in as a user, against a real uvicorn
-process on real PostgreSQL and Valkey with the production limits. It fails on any 5xx
-or any GraphQL error without a client code (tests/fuzz_checks.py), and so does this test
-on any INTERNAL_SERVER_ERROR the service logged ("unexpected error", schema/errors.py)."""
+"""The GraphQL fuzzer (schemathesis) against a running service (docs/testing.md)."""
 
 from __future__ import annotations
 

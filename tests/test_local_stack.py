@@ -1,6 +1,4 @@
-"""The embedded servers themselves: start, persist across stop and SIGKILL, restart on the
-same port, refuse a taken port or a second server on one data dir, and leave nothing
-running when the stack CLI is interrupted or its parent dies."""
+"""The embedded servers: persistence across stop and SIGKILL, ports, no orphans."""
 
 from __future__ import annotations
 
@@ -53,12 +51,12 @@ async def test_postgres_keeps_data_across_stop_and_kill(tmp_path: Path) -> None:
         await _execute(url, "CREATE TABLE t (v text); INSERT INTO t VALUES ('a')")
         pg.stop()
         assert not pg.is_running()
-        assert pg.start() == url  # same port, same data
+        assert pg.start() == url
         assert await _rows(url) == ["a"]
         await _execute(url, "INSERT INTO t VALUES ('b')")  # committed: fsync=on
         pg.kill()
         assert _has_pid_file(tmp_path / "pg"), "a killed postmaster leaves its pid file"
-        assert pg.start() == url  # crash recovery
+        assert pg.start() == url
         assert await _rows(url) == ["a", "b"]
         with pytest.raises(RuntimeError, match="already running"):
             EmbeddedPostgres(tmp_path / "pg").start()

@@ -1,6 +1,4 @@
-"""A non-editable install is a working service: `pip install .` (no editable finder, no
-checkout on the path) ships every module, the migrations, the Lua scripts and the live
-page, and the app starts from it."""
+"""A non-editable `pip install .` is a working service."""
 
 from __future__ import annotations
 

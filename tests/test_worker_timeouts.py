@@ -1,7 +1,4 @@
-"""The worker's rule for timeouts, on the real event bus: an event whose apply times out
-while every backend answers is retried CHIRP_WORKER_TIMEOUT_RETRIES times, then
-dead-lettered; while a backend is down it is retried without limit. The timeout itself is
-injected (a fan-out that is slow on purpose would take the command timeout per attempt)."""
+"""The worker's timeout rule on the real event bus: retries, then dead letters."""
 
 import dataclasses
 

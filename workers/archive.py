@@ -1,16 +1,4 @@
-"""The archive worker: moves tweets older than the cut-off from the tweet store into
-archive objects. `python -m workers.archive [--older-than 90d|12h|2s]` (default
-CHIRP_ARCHIVE_AFTER_DAYS); the fan-out worker runs it daily. Its last stdout line is a
-JSON summary.
-
-One run at a time (a PostgreSQL advisory lock). Per object, in this order: (1) write the
-object, (2) index it in PostgreSQL, (3) delete its tweets from the live store. With the
-tweet store in PostgreSQL, (2) and (3) are one transaction. A run killed anywhere leaves
-each tweet readable exactly once (an object not yet indexed is ignored; a tweet indexed
-but still live reads once), and the next run finishes the job: it deletes tweets already
-indexed without archiving them again, and rewrites an unindexed object's tweets under the
-same key.
-"""
+"""The archive worker: old tweets from the tweet store into objects (docs/modules.md)."""
 
 from __future__ import annotations
 
@@ -32,7 +20,7 @@ from core.ids import min_id_for_ms, wall_clock_ms
 from core.models import Tweet
 from runtime.container import archive_parts
 from runtime.settings import load
-from storage.archive import HORIZON_TTL_S, Archive, Tail
+from storage.archive import HORIZON_TTL_S, Archive, ObjectRow
 from storage.tweets import TweetStore
 
 log = logging.getLogger("chirp.archive")
@@ -57,8 +45,7 @@ class Summary:
 
 
 class _Fault:
-    """CHIRP_ARCHIVE_FAULT_AFTER=step[:n] (tests): exit at once after the n-th (default
-    first) time a run completes `step` (written, indexed, deleted)."""
+    """CHIRP_ARCHIVE_FAULT_AFTER=step[:n] (tests): exit after the n-th completed `step`."""
 
     def __init__(self, spec: str | None) -> None:
         step, _, n = (spec or "").partition(":")
@@ -87,8 +74,7 @@ def cutoff_for(age_s: float, now_ms: int | None = None) -> int:
 
 async def run(pool: asyncpg.Pool, live: TweetStore, archive: Archive, cutoff_id: int,
               *, wait: bool = True, fault: str | None = None) -> Summary:
-    """Archive every tweet below `cutoff_id`. With wait=False, a run already under way
-    elsewhere makes this one return at once (summary.skipped)."""
+    """Archive every tweet below `cutoff_id`; with wait=False, skip if a run is under way."""
     summary = Summary(cutoff_id=cutoff_id)
     async with pool.acquire() as lock_conn:
         if wait:
@@ -105,7 +91,7 @@ async def run(pool: asyncpg.Pool, live: TweetStore, archive: Archive, cutoff_id:
             authors = iter(await live.authors_before(cutoff_id))
 
             async def mover_task() -> None:
-                for author in authors:  # shared: each author goes to one task
+                for author in authors:
                     await mover.author(author, cutoff_id)
 
             async with asyncio.TaskGroup() as group:
@@ -139,7 +125,7 @@ class _Mover:
             if not page:
                 return
             done = await self.archive.archived_among([t.id for t in page])
-            if done:  # a killed run indexed these: only the delete is left
+            if done:
                 await self._delete([t.id for t in page if t.id in done])
                 self.summary.finished_earlier += len(done)
             fresh = [t for t in page if t.id not in done]
@@ -155,7 +141,7 @@ class _Mover:
     async def _move_all(self, author_id: int, fresh: list[Tweet]) -> None:
         tail, carried = await self.archive.tail(author_id)
         if tail is not None and min(t.id for t in fresh) < tail.max_id:
-            tail, carried = None, []  # older than what is archived: no top-up
+            tail, carried = None, []
         old = {t.id for t in carried}
         groups = codec.groups(carried + fresh, self.archive.object_max)
         for group in reversed(groups):  # the oldest, which takes in the tail, first
@@ -164,13 +150,12 @@ class _Mover:
             await self._move(packed, [t.id for t in group if t.id not in old], replaces)
 
     async def _move(self, packed: codec.Packed, fresh: list[int],
-                    replaces: Tail | None) -> None:
+                    replaces: ObjectRow | None) -> None:
         await self.archive.write(packed)
         self.fault.after("written")
         async with self.pool.acquire() as tx, tx.transaction():
             if self.live.transactional:
-                # Only the rows still there (a user may have deleted one meanwhile) are
-                # indexed; row locks order this against a concurrent delete.
+                # Only rows still there are indexed; row locks order this against a delete.
                 present = await self.live.delete_many(fresh, tx)
             else:
                 claimed = await tx.fetch(
@@ -189,8 +174,7 @@ class _Mover:
         self.summary.bytes += len(packed.data)
 
     async def _forget_deleted(self, ids: list[int]) -> None:
-        """A delete claimed after our check but before our index committed did not see
-        the index rows: remove those tweets from the archive too."""
+        """Deletes that raced our index commit: remove those tweets from the archive too."""
         rows = await self.pool.fetch(
             "SELECT d.tweet_id FROM tweet_deletions d JOIN archived_tweets a "
             "ON a.id = d.tweet_id WHERE d.tweet_id = ANY($1::bigint[])",
@@ -205,10 +189,8 @@ class _Mover:
 
 async def restore(pool: asyncpg.Pool, live: TweetStore, archive: Archive,
                   author_id: int | None) -> int:
-    """Move archived tweets (one author's, or all) back into the live store, one object
-    per transaction: its tweets are inserted and its index rows removed together (the
-    object is left to the garbage collection). PostgreSQL only: Cassandra keeps the
-    archive's deletes as tombstones newer than any re-inserted row."""
+    """Archived tweets back into the live store, one object per transaction. PostgreSQL
+    only: Cassandra's tombstones would hide re-inserted rows."""
     if not live.transactional:
         raise ValueError("restoring into Cassandra is not supported (docs/archive.md)")
     # Readers skip the live store below complete_below: lower it, and wait until they know.

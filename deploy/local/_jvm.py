@@ -1,11 +1,4 @@
-"""Plumbing shared by the JVM servers (Kafka, Cassandra) run from Maven Central jars.
-
-Each server is found by its port, not by its data dir: its command line carries
-`-Dchirp.server=NAME:PORT` and `-Dchirp.data_dir=DIR`, so any process (`make backends`, a
-test run, a fresh clone's CI) sees the one server that holds the port, can stop it, and
-restarts it on the data it was using. A pid file in the data dir is written for people;
-the /proc scan is the truth.
-"""
+"""Plumbing shared by the JVM servers run from Maven Central jars (docs/backends.md)."""
 
 from __future__ import annotations
 
@@ -22,7 +15,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from deploy.local._proc import death_signal_prefix, log_tail
+from deploy.local._proc import Server, death_signal_prefix, log_tail
 from deploy.local.ports import port_in_use
 
 POMS = Path(__file__).parent / "jvm"
@@ -50,8 +43,7 @@ def machine_lock(name: str) -> Iterator[None]:
 
 
 def classpath(pom: Path, cache_dir: Path) -> str:
-    """The runtime classpath of `pom`, resolved by Maven once per pom content: the answer
-    is cached in `cache_dir` (the jars themselves stay in ~/.m2), so warm starts skip mvn."""
+    """The runtime classpath of `pom`, resolved by Maven once per pom content."""
     digest = hashlib.sha256(pom.read_bytes()).hexdigest()[:16]
     cached = cache_dir / f"classpath-{digest}.txt"
     if cached.exists():
@@ -106,7 +98,7 @@ def find(tag: str) -> tuple[int, Path] | None:
     return None
 
 
-class JvmServer:
+class JvmServer(Server):
     """One JVM server on fixed ports. Subclasses say how to configure, run and probe it.
 
     `detached=False`: the server dies with the thread that started it (setpriv pdeathsig);
@@ -124,8 +116,6 @@ class JvmServer:
         self.process: subprocess.Popen | None = None
         self.pid: int | None = None
 
-    # -- subclass hooks -----------------------------------------------------------------
-
     def ports(self) -> list[int]:
         """Every port the server binds: all must be free before it is launched."""
         return [self.port]
@@ -139,8 +129,6 @@ class JvmServer:
     def probe(self) -> bool:
         """True once the server answers clients and is the one running on our data dir."""
         raise NotImplementedError
-
-    # -- layout -------------------------------------------------------------------------
 
     @property
     def tag(self) -> str:
@@ -158,11 +146,8 @@ class JvmServer:
         return [self.tag, f"-Dchirp.data_dir={self.data_dir}"]
 
     def user_opts(self) -> list[str]:
-        """CHIRP_BACKENDS_JVM_OPTS, last so they win: e.g. -XX:TieredStopAtLevel=1 (no C2
-        JIT) halves the CPU a start takes, at a cost to throughput (see docs/backends.md)."""
+        """CHIRP_BACKENDS_JVM_OPTS, last so they win (docs/backends.md)."""
         return shlex.split(os.environ.get("CHIRP_BACKENDS_JVM_OPTS", ""))
-
-    # -- lifecycle ----------------------------------------------------------------------
 
     def _adopt(self) -> int | None:
         """The running server's pid, adopting its data dir (it may be another checkout's)."""
@@ -180,10 +165,7 @@ class JvmServer:
         with machine_lock(f"{self.name}-{self.port}"):
             own = self.data_dir
             if self._adopt() is not None and not self.pid_path.exists():
-                # Left running by a checkout since deleted (a CI clone, a temp dir; its
-                # pid file, written at launch, went with its data, even if a new checkout
-                # has made the same path since): it cannot serve (Cassandra fails reading
-                # its schema files). Replace it rather than adopt it.
+                # Left running by a deleted checkout: it cannot serve, so replace it.
                 self.kill()
                 self.data_dir = own
             launched = self._adopt() is None
@@ -252,8 +234,7 @@ class JvmServer:
         self._forget()
 
     def _wait_exit(self, pid: int, timeout: float) -> bool:
-        """Until the process is gone and its ports are free: /proc shows an exiting process
-        gone (its memory released) just before its listening sockets close."""
+        """Until the process is gone and its ports are free (they close just after)."""
         deadline = time.monotonic() + timeout
         while alive(pid, self.tag) or any(port_in_use(p) for p in self.ports()):
             if time.monotonic() > deadline:
@@ -267,15 +248,3 @@ class JvmServer:
             self.process = None
         self.pid = None
         self.pid_path.unlink(missing_ok=True)
-
-    def restart(self) -> bool:
-        self.stop()
-        return self.start()
-
-    def __enter__(self) -> JvmServer:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        with contextlib.suppress(Exception):
-            self.stop()

@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 from pathlib import Path
+from typing import Self
 
 
 def death_signal_prefix(sig: signal.Signals) -> list[str]:
@@ -41,3 +42,47 @@ def kill_group(proc: subprocess.Popen) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+
+
+class Server:
+    """A context manager: started on entry, stopped (errors ignored) on exit."""
+
+    def start(self) -> object:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def restart(self) -> object:
+        self.stop()
+        return self.start()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with contextlib.suppress(Exception):
+            self.stop()
+
+
+class ChildServer(Server):
+    """A server run as this process's child; `stop` sends its clean-shutdown signal."""
+
+    process: subprocess.Popen | None
+    stop_signal: signal.Signals = signal.SIGTERM
+    stop_timeout: float = 15
+
+    def is_running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self) -> None:
+        if self.process is not None:
+            terminate(self.process, self.stop_signal, self.stop_timeout)
+            self.process = None
+
+    def kill(self) -> None:
+        """SIGKILL, as in a crash."""
+        if self.process is not None:
+            kill_group(self.process)
+            self.process = None

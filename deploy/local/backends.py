@@ -1,17 +1,4 @@
-"""Kafka, Cassandra, an S3-compatible server and a Valkey cluster as long-lived local
-daemons, for `make backends` and the tests.
-
-`python -m deploy.local.backends start|stop|status [--data-dir DIR]
-[--only kafka|cassandra|s3|valkey-cluster]`
-
-`start` is idempotent: a server already on its port is left alone (and waited for).
-The servers outlive this command; `stop` ends them, from any process.
-Ports: Kafka 127.0.0.1:9092 (controller 9093), Cassandra CQL 127.0.0.1:9042 (storage 7100),
-S3 (S3Proxy) 127.0.0.1:9000, the Valkey cluster 127.0.0.1:7000-7005 (3 primaries, 1 replica
-each; bus ports 17000-17005).
-Data: `.chirp/backends/{kafka,cassandra,s3,valkey-cluster}` in the checkout unless --data-dir or
-CHIRP_BACKENDS_DIR says otherwise.
-"""
+"""Kafka, Cassandra, S3 and a Valkey cluster as local daemons (docs/backends.md)."""
 
 from __future__ import annotations
 

@@ -1,10 +1,4 @@
-"""A local Apache Cassandra 5.0 node, run from the Maven Central jars pinned in
-`jvm/cassandra/pom.xml` (CassandraDaemon in the foreground, no bin/cassandra script).
-
-Layout under `data_dir`: `cassandra.yaml` and `logback.xml` (rewritten at each launch),
-`data/` (data, commitlog, hints, saved_caches, cdc_raw), `cassandra.log`, `cassandra.pid`.
-No JMX port is opened (so no nodetool); the node needs none to serve CQL.
-"""
+"""A local Apache Cassandra node from Maven Central jars (docs/backends.md)."""
 
 from __future__ import annotations
 

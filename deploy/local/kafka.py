@@ -1,9 +1,4 @@
-"""A local Apache Kafka 4 broker (KRaft: one node that is broker and controller), run from
-the Maven Central jars pinned in `jvm/kafka/pom.xml`.
-
-Layout under `data_dir`: `server.properties` and `log4j2.xml` (rewritten at each launch),
-`logs/` (the topic and metadata logs, formatted on first launch), `kafka.log`, `kafka.pid`.
-"""
+"""A local Apache Kafka broker (KRaft) from Maven Central jars (docs/backends.md)."""
 
 from __future__ import annotations
 

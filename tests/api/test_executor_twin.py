@@ -1,6 +1,4 @@
-"""The API's hand-written fast paths against the library's plain ones, on real data: the
-compiled executor (schema/compiled.py) against graphql-core's stock executor, and the
-known-query HTTP shortcut (app.py, GraphQLApp._known_query) against Strawberry's own path."""
+"""The API's hand-written fast paths against the library's own, on real data."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Media end to end, on both stores: the file store the API serves itself and the local S3
-server (`make backends`). Every URL the API hands out is fetched over HTTP."""
+"""Media end to end on the file store and the local S3 server, every URL fetched."""
 
 from __future__ import annotations
 
@@ -71,9 +70,6 @@ async def mapi(stack, store_env) -> AsyncIterator[Api]:
         yield api
 
 
-# -- pictures
-
-
 def jpeg(w: int = 640, h: int = 480, exif: bool = True) -> bytes:
     im = Image.new("RGB", (w, h))
     im.paste((200, 30, 30), (0, 0, w // 2, h))  # left half red, right half black
@@ -81,7 +77,7 @@ def jpeg(w: int = 640, h: int = 480, exif: bool = True) -> bytes:
     if exif:
         ex[0x0112] = 6  # displayed turned a quarter clockwise
         ex[0x010F] = "SecretCameraMaker"
-        ex.get_ifd(IFD.GPSInfo)[2] = (48.0, 51.0, 29.0)  # latitude
+        ex.get_ifd(IFD.GPSInfo)[2] = (48.0, 51.0, 29.0)
     out = io.BytesIO()
     im.save(out, "JPEG", quality=90, exif=ex.tobytes())
     return out.getvalue()
@@ -116,8 +112,7 @@ def webp() -> bytes:
 
 
 def png_bomb(side: int = 60_000) -> bytes:
-    """A valid PNG header claiming side x side pixels (3.6 G): decoding it would take
-    gigabytes. The pixel limit must refuse it before decoding."""
+    """A PNG header claiming side x side pixels: refused before decoding."""
     def chunk(kind: bytes, data: bytes) -> bytes:
         return (struct.pack(">I", len(data)) + kind + data
                 + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
@@ -126,9 +121,6 @@ def png_bomb(side: int = 60_000) -> bytes:
     idat = zlib.compress(b"\0" * (side // 8 + 1) * 64)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + \
         chunk(b"IEND", b"")
-
-
-# -- helpers
 
 
 def http_for(api: Api, url: str) -> httpx.AsyncClient | None:
@@ -177,9 +169,6 @@ async def stored_keys(api: Api, media_id: str) -> list[str]:
     return [k for k in await store.list("") if f"/{media_id}-" in f"/{k}"]
 
 
-# -- the flow
-
-
 async def test_upload_process_post_and_read_everywhere(mapi):
     api = mapi
     author, author_id, handle = await api.sign_up("pic")
@@ -194,7 +183,7 @@ async def test_upload_process_post_and_read_everywhere(mapi):
         assert up["uploadUrl"].startswith("http://127.0.0.1:9000/chirp-media/")
     m = await upload(api, author, data, "image/jpeg", "a red and black square")
     assert m["state"] == "READY" and m["error"] is None, m
-    assert (m["width"], m["height"]) == (480, 640)  # the EXIF orientation applied
+    assert (m["width"], m["height"]) == (480, 640)
     assert m["altText"] == "a red and black square"
     names = {v["name"]: v for v in m["variants"]}
     assert set(names) == {"thumbnail", "timeline", "large", "thumbnail_fallback",
@@ -209,19 +198,19 @@ async def test_upload_process_post_and_read_everywhere(mapi):
         assert b"SecretCameraMaker" not in r.content
         im = Image.open(io.BytesIO(r.content))
         assert (im.width, im.height) == (v["width"], v["height"])
-        assert not im.getexif(), v["name"]  # no EXIF, so no GPS and no camera
+        assert not im.getexif(), v["name"]
         assert im.format == {"image/webp": "WEBP", "image/jpeg": "JPEG"}[v["contentType"]]
         if v["name"].startswith("thumbnail"):
             assert v["width"] == v["height"] == 150
         else:
-            assert v["width"] < v["height"]  # portrait, as displayed
+            assert v["width"] < v["height"]
             # turned clockwise: the red left half is now the top half
             assert im.convert("RGB").getpixel((im.width // 2, im.height // 5))[0] > 150
             assert im.convert("RGB").getpixel((im.width // 2, im.height * 4 // 5))[0] < 60
     # the original, metadata and all, is not kept
     assert not [k for k in await stored_keys(api, m["id"]) if k.startswith("uploads/")]
 
-    d = await api.ok(POST, {"t": "", "m": [m["id"]]}, author)  # text may be empty
+    d = await api.ok(POST, {"t": "", "m": [m["id"]]}, author)
     tweet = d["postTweet"]
     assert tweet["text"] == "" and [x["id"] for x in tweet["media"]] == [m["id"]]
     assert tweet["media"][0] == m
@@ -252,7 +241,7 @@ async def test_png_gif_webp(mapi):
     m = await upload(api, token, png_alpha(), "image/png")
     assert m["state"] == "READY", m
     fallback = {v["name"]: v for v in m["variants"]}["large_fallback"]
-    assert fallback["contentType"] == "image/png"  # transparency keeps a lossless fallback
+    assert fallback["contentType"] == "image/png"
     r = await fetch(api, "GET", fallback["url"])
     im = Image.open(io.BytesIO(r.content))
     assert im.mode == "RGBA" and "Comment" not in im.info and not im.text
@@ -262,7 +251,7 @@ async def test_png_gif_webp(mapi):
     assert w["state"] == "READY", w
     sizes = {v["name"]: (v["width"], v["height"]) for v in w["variants"]}
     assert sizes["large"] == (2048, 41) and sizes["timeline"] == (1200, 24)
-    assert sizes["thumbnail"] == (100, 100)  # never enlarged
+    assert sizes["thumbnail"] == (100, 100)
 
 
 async def test_post_with_up_to_four_and_rest(mapi):
@@ -270,7 +259,7 @@ async def test_post_with_up_to_four_and_rest(mapi):
     token, _, _ = await api.sign_up("four")
     ids = [await ready(api, token) for _ in range(4)]
     d = await api.ok(POST, {"t": "four", "m": ids}, token)
-    assert [x["id"] for x in d["postTweet"]["media"]] == ids  # in the order given
+    assert [x["id"] for x in d["postTweet"]["media"]] == ids
     one = await ready(api, token)
     def headers(key: str) -> dict[str, str]:
         return {"authorization": f"Bearer {token}", "idempotency-key": key}
@@ -297,9 +286,6 @@ async def test_idempotent_repeat_with_media(mapi):
     assert again["postTweet"]["media"] == first["postTweet"]["media"]
 
 
-# -- bad input
-
-
 async def test_bad_input_at_create(mapi):
     api = mapi
     token, _, _ = await api.sign_up("bad")
@@ -311,7 +297,7 @@ async def test_bad_input_at_create(mapi):
     assert code(body) == "BAD_USER_INPUT"
     assert code(await api.gql(CREATE, {"t": "image/jpeg", "n": 10})) == "UNAUTHENTICATED"
     assert (await api.gql(CREATE, {"t": "image/jpeg", "n": 5 * 1024 * 1024}, token)) \
-        .get("errors") is None  # the limit itself is fine
+        .get("errors") is None
 
 
 @pytest.mark.parametrize("case", ["other type", "undecodable", "bomb", "not an image"])
@@ -328,7 +314,7 @@ async def test_bad_bytes_fail_and_keep_nothing(mapi, case):
     assert m["state"] == "FAILED", m
     assert m["error"] and m["url"] is None and m["variants"] == []
     assert await stored_keys(api, m["id"]) == []
-    again = await api.ok(COMPLETE, {"m": m["id"]}, token)  # completing again: the same
+    again = await api.ok(COMPLETE, {"m": m["id"]}, token)
     assert again["completeMediaUpload"] == m
     body = await api.gql(POST, {"t": "x", "m": [m["id"]]}, token)
     assert code(body) == "BAD_USER_INPUT"
@@ -423,7 +409,7 @@ async def test_rate_limit_per_account(stack, store_env):
         body = await api.gql(CREATE, {"t": "image/jpeg", "n": 10}, token)
         assert code(body) == "RATE_LIMITED"
         assert body["errors"][0]["extensions"]["retryAfter"] > 0
-        await create(api, other, b"x" * 10, "image/jpeg")  # per account
+        await create(api, other, b"x" * 10, "image/jpeg")
 
 
 async def test_orphans_are_swept(stack, store_env):
@@ -439,7 +425,7 @@ async def test_orphans_are_swept(stack, store_env):
         for mid in (orphan, pending):
             d = await api.ok("query($m:ID!){media(id:$m){id}}", {"m": mid}, token)
             assert d["media"] is None
-        assert len(await stored_keys(api, kept)) == 6  # attached: kept
+        assert len(await stored_keys(api, kept)) == 6
         d = await api.ok("query($m:ID!){media(id:$m){state}}", {"m": kept}, token)
         assert d["media"]["state"] == "READY"
 
@@ -460,13 +446,12 @@ async def test_media_hydrated_in_one_query_per_page(stack, store_env):
         assert [len(e["node"]["media"]) for e in edges] == [1, 0, 1, 0, 1, 0]
         assert sum("FROM media" in x for x in queries) == 1, queries
         queries.clear()
-        assert await api.ok(q, token=token) == d  # warm: from the process's cache
+        assert await api.ok(q, token=token) == d
         assert not [x for x in queries if "FROM media" in x]
 
 
 async def test_compiled_and_plain_executors_agree(mapi):
-    """The compiled executor (schema/compiled.py) and graphql-core's own (which a directive
-    selects) answer media fields the same."""
+    """The compiled executor and graphql-core's own answer media fields the same."""
     api = mapi
     token, _, _ = await api.sign_up("twin")
     mid = await ready(api, token)

@@ -1,6 +1,4 @@
-"""The read caches' rules (docs/caches.md), each on real servers with two API processes
-(two apps with their own services and caches on the same PostgreSQL and Valkey): what one
-process changes, the other's next read shows, however warm its caches."""
+"""The read caches' rules (docs/caches.md), with two API processes on one stack."""
 
 import asyncio
 import random
@@ -34,18 +32,25 @@ async def warm(api, token: str) -> list[dict]:
     return await home(api, token)
 
 
+async def reader_of(api, tweets: int) -> tuple[str, str, str, list[int]]:
+    """A reader following a writer who posted `tweets`, drained: (writer, handle, reader,
+    posted ids)."""
+    writer, wid, handle = await api.sign_up("w")
+    reader, _rid, _ = await api.sign_up("r")
+    await api.follow(reader, wid)
+    posted = [await api.post(writer, f"t{i}") for i in range(tweets)]
+    await drain(api.services)
+    return writer, handle, reader, posted
+
+
 async def test_a_delete_on_one_process_vanishes_from_another_at_once(stack):
     async with api_with(stack) as a, api_with(stack) as b:
-        writer, wid, handle = await a.sign_up("w")
-        reader, _rid, _ = await a.sign_up("r")
-        await a.follow(reader, wid)
-        posted = [await a.post(writer, f"t{i}") for i in range(3)]
-        await drain(a.services)
+        writer, handle, reader, posted = await reader_of(a, 3)
         victim = posted[1]
         assert [int(t["id"]) for t in await warm(b, reader)] == posted[::-1]
         assert (await b.ok(TWEET, {"i": str(victim)}))["tweet"]["id"] == str(victim)
         await b.ok(USER, {"h": handle}, reader)
-        assert b.services.caches.tweets.get(victim) is not MISSING  # held by b
+        assert b.services.caches.tweets.get(victim) is not MISSING
 
         await a.ok("mutation($i:ID!){deleteTweet(id:$i)}", {"i": str(victim)}, writer)
         # No drain: the id is still in the cached lists; b must not show the tweet.
@@ -78,9 +83,8 @@ async def test_follow_and_unfollow_on_one_process_show_on_the_next_read_on_anoth
 
 
 async def test_an_author_becoming_a_celebrity_on_one_process_is_pulled_on_another(stack):
-    """Fan-out stops pushing an author who crosses the threshold (5 followers here): a
-    process whose cached followees still count them as ordinary must pull them all the
-    same, or their next tweet would be in nobody's list and missing from the page."""
+    """A process whose cached followees still count a new celebrity as ordinary pulls them
+    all the same (fan-out no longer pushes them)."""
     async with api_with(stack) as a, api_with(stack) as b:
         reader, _rid, _ = await a.sign_up("r")
         star, sid, _ = await a.sign_up("s")
@@ -92,7 +96,7 @@ async def test_an_author_becoming_a_celebrity_on_one_process_is_pulled_on_anothe
             fan, _, _ = await a.sign_up("f")
             await a.follow(fan, sid)
         after = await a.post(star, "after, pulled")
-        await drain(a.services)  # not pushed: a celebrity
+        await drain(a.services)
         assert [int(t["id"]) for t in await home(b, reader)] == [after, first]
 
 
@@ -122,19 +126,14 @@ async def test_counts_changed_on_one_process_are_seen_on_another_within_a_second
 
 
 async def test_invalidations_lost_with_the_connection_never_serve_a_deleted_tweet(stack):
-    """The listener's connection dies and a delete is published before it is back: the
-    message is lost, so the reader's fence sees the counter ahead, reads the stores, and
-    the caches are emptied once the listener resubscribes (the read may refill them since)."""
+    """A delete published while the listener is disconnected: the fence sends reads to the
+    stores, and the caches are emptied on resubscribing (a read may refill them since)."""
     async with api_with(stack) as a, api_with(stack) as b:
-        writer, wid, _ = await a.sign_up("w")
-        reader, _rid, _ = await a.sign_up("r")
-        await a.follow(reader, wid)
-        posted = [await a.post(writer, f"t{i}") for i in range(2)]
-        await drain(a.services)
+        writer, _, reader, posted = await reader_of(a, 2)
         await warm(b, reader)
         assert b.services.caches.tweets.get(posted[0]) is not MISSING
         kill = ("CLIENT", "KILL", "TYPE", "pubsub")
-        if CLUSTER:  # the listener's node is one of them
+        if CLUSTER:
             for node in b.services.redis.get_nodes():
                 direct = Redis(host=node.host, port=node.port)
                 await direct.execute_command(*kill)
@@ -143,7 +142,7 @@ async def test_invalidations_lost_with_the_connection_never_serve_a_deleted_twee
             await b.services.redis.execute_command(*kill)
         await a.ok("mutation($i:ID!){deleteTweet(id:$i)}", {"i": str(posted[0])}, writer)
         assert [int(t["id"]) for t in await home(b, reader)] == [posted[1]]
-        for _ in range(100):  # back, and emptied
+        for _ in range(100):
             if b.services.caches.invalidations.live:
                 break
             await asyncio.sleep(0.02)
@@ -156,11 +155,7 @@ async def test_redis_losing_its_data_never_serves_a_deleted_tweet(stack):
     url = vk.start()
     try:
         async with api_with(stack, redis_url=url) as a, api_with(stack, redis_url=url) as b:
-            writer, wid, _ = await a.sign_up("w")
-            reader, _rid, _ = await a.sign_up("r")
-            await a.follow(reader, wid)
-            posted = [await a.post(writer, f"t{i}") for i in range(2)]
-            await drain(a.services)
+            writer, _, reader, posted = await reader_of(a, 2)
             await warm(b, reader)
             counter = b.services.caches.invalidations.seq
             vk.kill()
@@ -170,14 +165,13 @@ async def test_redis_losing_its_data_never_serves_a_deleted_tweet(stack):
             await a.ok("mutation($i:ID!){deleteTweet(id:$i)}", {"i": str(posted[0])}, writer)
             await drain(a.services)
             assert [int(t["id"]) for t in await home(b, reader)] == [posted[1]]
-            assert b.services.caches.invalidations.seq != counter  # a new counter
+            assert b.services.caches.invalidations.seq != counter
     finally:
         vk.stop()
 
 
 async def test_cached_and_uncached_processes_answer_alike(stack):
-    """The twin: random posts, follows, unfollows and deletes through a cached process and
-    an uncached one (CHIRP_CACHE_MB=0), every read made on both and compared."""
+    """The twin: random operations through a cached and an uncached process, reads compared."""
     rng = random.Random(7)
     async with api_with(stack) as cached, api_with(stack, cache_mb=0) as plain:
         apis = (cached, plain)

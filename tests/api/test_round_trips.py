@@ -1,7 +1,4 @@
-"""What a page costs in round trips. Cached (the page read before, so its tweets, authors,
-the viewer's followees and the celebrities' recents are in the API process's caches): no
-PostgreSQL query and one Redis round trip, for a home page and for an author's page. Without
-the caches (CHIRP_CACHE_MB=0): a constant number of queries whatever the page's size."""
+"""What a page costs in round trips (docs/testing.md)."""
 
 import asyncio
 
@@ -21,14 +18,13 @@ USER = """query($h:String!,$f:Int!){userTimeline(handle:$h,first:$f){edges{curso
 
 
 async def _graph(api) -> tuple[str, str, int, list[int]]:
-    """A viewer following 8 authors and 2 celebrities, 30 tweets among them; returns the
-    viewer's token, a celebrity's handle, the viewer's id and the celebrities' ids."""
+    """A viewer following 8 authors and 2 celebrities, 30 tweets among them."""
     viewer, viewer_id, _ = await api.sign_up("viewer")
     authors = [await api.sign_up("author") for _ in range(8)]
     celebs = [await api.sign_up("celeb") for _ in range(2)]
     for _t, aid, _ in authors + celebs:
         await api.follow(viewer, aid)
-    for _t, cid, _ in celebs:  # 5 followers make a celebrity in this suite
+    for _t, cid, _ in celebs:
         for _ in range(4):
             fan, _, _ = await api.sign_up("fan")
             await api.follow(fan, cid)
@@ -86,7 +82,7 @@ async def test_a_cached_page_makes_no_query_and_one_round_trip(stack, monkeypatc
             variables = {"f": first}
             _pg, _trips, cold = await _costs(api, monkeypatch, queries, viewer, HOME, variables)
             pg, trips, data = await _costs(api, monkeypatch, queries, viewer, HOME, variables)
-            assert data == cold  # the cached page is the page
+            assert data == cold
             assert len(data["homeTimeline"]["edges"]) == min(first, 30)
             assert pg == 0 and trips == home_trips, (first, trips)
         variables = {"h": celeb, "f": 20}
@@ -102,7 +98,7 @@ async def test_an_uncached_page_costs_the_same_whatever_its_size(stack, monkeypa
     queries: list[str] = []
     async with api_with(stack, on_query=lambda r: queries.append(r.query), cache_mb=0) as api:
         viewer, _celeb, viewer_id, celebs = await _graph(api)
-        await api.home_ids(viewer)  # warm: the cached timeline exists
+        await api.home_ids(viewer)
         costs, sent = {}, {}
         for first in (5, 20, 40):
             pg, trips, data = await _costs(api, monkeypatch, queries, viewer, HOME, {"f": first})

@@ -1,38 +1,32 @@
-"""The archive tests run on a PostgreSQL and Valkey of their own: an archive run moves
-every tweet below its cut-off, which would reach into the other tests' data."""
+"""The archive tests' own stack: a run moves every tweet below its cut-off."""
 
 from __future__ import annotations
 
 import contextlib
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import pytest_asyncio
 
-from deploy.local.postgres import EmbeddedPostgres
-from deploy.local.valkey import EmbeddedValkey
 from runtime.container import Services, open_services
-from tests.conftest import Api, Stack, client_for, make_settings, scale_backend_env
+from tests.conftest import (
+    Api,
+    Stack,
+    client_for,
+    embedded_stack,
+    make_settings,
+    scale_backend_env,
+)
 
 LIVE_STORES = ["postgres", "cassandra"]
 ARCHIVE_STORES = ["file", "s3"]
 
 
 @pytest.fixture(scope="session")
-def archive_stack(tmp_path_factory) -> Stack:
-    root = tmp_path_factory.mktemp("archive-stack")
-    pg = EmbeddedPostgres(root / "pg")
-    vk = EmbeddedValkey(root / "valkey")
-    pg_url = pg.start()
-    try:
-        redis_url = vk.start()
-    except BaseException:
-        pg.stop()
-        raise
-    yield Stack(root, pg, vk, pg_url, redis_url, {})
-    vk.stop()
-    pg.stop()
+def archive_stack(tmp_path_factory) -> Iterator[Stack]:
+    with embedded_stack(tmp_path_factory.mktemp("archive-stack")) as found:
+        yield found
 
 
 def store_env(request, live: str, objects: str) -> dict[str, str]:

@@ -1,6 +1,4 @@
-"""The archive command killed after each step of moving an object (written, indexed,
-deleted from the live store), then run again: every tweet stays readable exactly once,
-none is archived twice, and a third run finds nothing to do."""
+"""The archive command killed after each step, then run again: nothing lost or doubled."""
 
 import os
 import subprocess

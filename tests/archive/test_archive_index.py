@@ -1,5 +1,4 @@
-"""The archive's reads on their own: several authors' objects merged newest first and
-paged by id, stopping once a page is complete; and one run at a time."""
+"""The archive's reads on their own, and one run at a time."""
 
 import asyncio
 import random

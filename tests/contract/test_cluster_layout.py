@@ -1,8 +1,4 @@
-"""The Redis adapters on a Redis Cluster (a throwaway 3-primary Valkey cluster): batches
-split by slot and sent to every node, reads put back in order, live notices on the owners'
-shard channels, rebuild transactions, the stream bus's cross-key transactions and id leases
-in one slot each. The single-server behaviour of the same calls is in the other contract
-suites; these show the cluster layout (storage/keys.py) holds."""
+"""The Redis adapters on a throwaway 3-primary Valkey cluster."""
 
 from __future__ import annotations
 
@@ -121,9 +117,7 @@ async def test_stream_bus_and_id_leases_on_a_cluster(redis):
 
 
 async def test_a_list_whose_slot_moved_is_sent_again_per_slot(cluster, redis):
-    """A page goes to each node in one call by the client's slot map; a list the node no
-    longer serves is skipped there untouched and sent again with its keys declared, which
-    the client follows to the new node: each script counts it once."""
+    """A list moved to another node is skipped, then sent again there: counted once."""
     home = TimelineCache(redis, "mv", cap=8, ttl_seconds=60, live=True)
     owners = list(range(8000, 8060))
     async with redis.pipeline(transaction=False) as pipe:

@@ -1,5 +1,4 @@
-"""Snowflake worker ids leased in Redis: concurrent holders never share one, and a new
-holder of a released or expired id starts above everything the old one minted."""
+"""Leased worker ids: never shared, a new holder starts above the old one's ids."""
 
 import pytest
 import pytest_asyncio

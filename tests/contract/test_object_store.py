@@ -1,7 +1,4 @@
-"""The object-store contract. Every adapter runs this same suite: add it to ADAPTERS.
-
-The file store's URLs are served by its HTTP face (storage/object_server.py) in an app of
-its own; the S3 store's by the local S3 server (`make backends`, tests/backends.py)."""
+"""The object-store contract: every adapter in ADAPTERS runs this same suite."""
 
 import asyncio
 import secrets
@@ -83,7 +80,7 @@ async def test_put_get_head_delete(subject):
     assert await s.get(key) == b"new"
     assert await s.head(key) == ObjectInfo(3, "image/png")
     await s.delete(key)
-    await s.delete(key)  # idempotent
+    await s.delete(key)
     assert await s.head(key) is None
     with pytest.raises(ObjectNotFound):
         await s.get(key)
@@ -95,7 +92,7 @@ async def test_list_and_delete_many(subject):
     await asyncio.gather(*(s.put(k, k.encode(), "application/octet-stream") for k in keys))
     assert await s.list(p) == sorted(keys)
     assert await s.list(f"{p}m/1/") == keys[:2]
-    assert await s.list(f"{p}m/1") == keys[:3]  # a prefix, not a directory
+    assert await s.list(f"{p}m/1") == keys[:3]
     assert await s.list(f"{p}zzz") == []
     await s.delete_many([*keys[:3], f"{p}never-written"])
     await s.delete_many([])

@@ -1,5 +1,4 @@
-"""The twin of the read script: a window of a recents list held whole in an API process
-(services.feed.window) equals the same window read by the script from Redis."""
+"""The twin of the read script: a recents window held in memory equals Redis's."""
 
 import pytest
 from hypothesis import HealthCheck, given, settings

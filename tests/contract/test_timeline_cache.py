@@ -1,5 +1,4 @@
-"""The Redis timeline scripts against the pure reference model, on a real server; the
-in-memory fake the feed-rule tests use (tests/fakes.py) passes the same contract."""
+"""The Redis timeline scripts, and tests/fakes.py, against the pure reference model."""
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -124,9 +123,7 @@ async def test_scripts_match_the_model(cache, start, ops):
 
 
 async def test_a_full_list_takes_new_heads_in_place(valkey_cache):
-    """A full list's new head goes into a free slot in front of its entries (storage/
-    timeline_cache.py), its oldest entry becoming padding; when the free slots run out, or
-    anything but a new head arrives, it is rewritten as a plain list. Every path sees the
+    """Free slots in front of a full list (storage/timeline_cache.py): every path sees the
     same entries."""
     cache = valkey_cache
     await fresh(cache, 8, [80, 70, 60, 50, 40, 30, 20, 10])  # full (cap 8)
@@ -170,8 +167,7 @@ async def test_a_full_list_takes_new_heads_in_place(valkey_cache):
 
 
 async def test_bytes_per_entry(services):
-    """The number docs/timelines.md quotes: MEMORY USAGE of a full 800-entry home timeline
-    (with its truncation sentinel), divided by 800."""
+    """docs/timelines.md's figure: MEMORY USAGE of a full 800-entry home timeline / 800."""
     full = TimelineCache(services.redis, "test-mem", cap=800, ttl_seconds=60, free_slots=True)
     owner = 77
     ids = [services.ids.next_id() for _ in range(801)]
@@ -180,8 +176,7 @@ async def test_bytes_per_entry(services):
     per_entry = used / 800
     print(f"bytes per cached timeline entry: {per_entry:.2f} ({used} bytes for 800)")
     assert per_entry <= 8.2
-    # New heads then go into free slots in front (15 of 8 bytes): written in place,
-    # never grown (Redis grows strings greedily when appended to).
+    # New heads then go into the free slots in front: written in place, never grown.
     for i in ids[800:] + [services.ids.next_id() for _ in range(1000)]:
         await full.insert(owner, i)
     assert (await services.redis.getrange(full.key(owner), 0, 0)) == b"\xff"
@@ -191,8 +186,7 @@ async def test_bytes_per_entry(services):
 
 
 async def test_live_notices_go_once_to_each_hub_naming_its_present_owners(services):
-    """Fan-out tells live owners through their hubs: one message per hub per script call,
-    listing the owners whose lists changed and whose presence there has not expired."""
+    """Fan-out tells live owners: one message per hub per script call, present owners only."""
     import asyncio
 
     from core.models import LiveKind

@@ -47,7 +47,7 @@ async def test_put_get_delete(store, services):
     author = await _author(services)
     t = _tweet(services, author, "hello ✓")
     await store.put(t)
-    await store.put(t)  # idempotent
+    await store.put(t)
     assert (await store.get_many([t.id, 12345]))[t.id] == t
     assert await store.delete(t.id) == t
     assert await store.delete(t.id) is None
@@ -95,8 +95,7 @@ async def test_a_colliding_id_is_refused(store, services):
 
 
 async def test_by_author_crosses_time_buckets(store, services):
-    """Tweets weeks apart (Cassandra keeps each author-week in its own partition) page
-    as one newest-first list; empty weeks between them are skipped."""
+    """Tweets weeks apart (Cassandra's week partitions) page as one newest-first list."""
     author = await _author(services)
     now_ms = id_timestamp_ms(services.ids.next_id())
     ts = []
@@ -118,8 +117,7 @@ async def test_by_author_crosses_time_buckets(store, services):
 
 
 async def test_a_deleted_tweet_stays_deleted_when_put_again(store, services):
-    """A redelivered TweetCreated event repeats `put` after the delete: it must not bring
-    the tweet back."""
+    """A `put` repeated after the delete (a redelivered event) does not bring it back."""
     author = await _author(services)
     t = _tweet(services, author, "gone")
     await store.put(t)
@@ -132,8 +130,7 @@ async def test_a_deleted_tweet_stays_deleted_when_put_again(store, services):
 
 
 async def test_delete_many_and_authors_before(store, services):
-    """What the archive needs: the authors with tweets below an id (at least those: a
-    store may name more, e.g. by week), and a batch delete answering what it removed."""
+    """What the archive needs: authors with tweets below an id, and a batch delete."""
     old, new = await _author(services), await _author(services)
     now_ms = id_timestamp_ms(services.ids.next_id())
     olds = []

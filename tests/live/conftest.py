@@ -1,6 +1,4 @@
-"""Live tests run the real thing: two uvicorn API processes and a separate fan-out worker,
-on their own Valkey (the fault test restarts it), with real WebSocket clients. On the
-scale stack their own Redis is a throwaway Valkey cluster (3 primaries, 3 replicas)."""
+"""Two uvicorn API processes, a fan-out worker and real WebSocket clients (docs/testing.md)."""
 
 from __future__ import annotations
 

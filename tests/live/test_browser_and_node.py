@@ -1,6 +1,4 @@
-"""The reference graphql-ws client from npm, under Node and in headless Chromium on the
-app's /live page: both see a tweet posted through the API arrive live, the page with its
-pictures."""
+"""The npm graphql-ws client under Node and in headless Chromium (docs/testing.md)."""
 
 from __future__ import annotations
 

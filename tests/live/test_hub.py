@@ -1,7 +1,4 @@
-"""The pub/sub hub on a real Redis and PostgreSQL: bounded queues overflow into RESYNC;
-notices routed to this hub reach the sessions of the viewers they name, and no one else;
-a celebrity's tweet reaches only sessions whose viewer still follows them; idle sessions
-get frames written directly, in order with what their own task sends."""
+"""The pub/sub hub on a real Redis: overflow, routing, celebrity filtering, direct frames."""
 
 from __future__ import annotations
 
@@ -56,7 +53,7 @@ async def test_slow_subscriber_gets_resync_not_unbounded_memory(hub, services):
     await asyncio.sleep(0.3)
     assert slow.queue.qsize() <= QUEUE_SIZE
     items = [slow.queue.get_nowait() for _ in range(slow.queue.qsize())]
-    assert RESYNC in items  # told to refetch, rather than holding everything
+    assert RESYNC in items
     await slow.close()
     await fast.close()
     assert hub._refs == {}
@@ -82,7 +79,7 @@ async def test_celebrity_tweets_reach_only_current_followers(hub, services):
     tweet = await services.tweeting.post(celeb, "to my fans")
     channel = {keys.author_channel(celeb)}
     fan_s, former_s = await hub.join(channel, fan), await hub.join(channel, former)
-    watcher = await hub.join(channel)  # userTweets: anyone may watch
+    watcher = await hub.join(channel)
     await asyncio.sleep(0.2)
     await publish(services, keys.author_channel(celeb), notices.added(tweet.id))
     for sub in (fan_s, watcher):
@@ -108,7 +105,7 @@ async def test_seen_keeps_the_newest_ids_in_bounded_memory():
 class FakeDirect:
     def __init__(self) -> None:
         self.sent: list[str] = []
-        self.gate: asyncio.Future | None = None  # set: the next send waits on it
+        self.gate: asyncio.Future | None = None
         self.open = True
 
     def alive(self) -> bool:
@@ -129,8 +126,8 @@ async def test_direct_delivery_keeps_order_with_a_slow_socket(hub, services):
     direct = sub.direct = FakeDirect()
     await route(services, hub, "d:1:5")
     await asyncio.sleep(0.2)
-    assert direct.sent == ["TWEET_DELETED:1"] and sub.queue.empty()  # written directly
-    paused = direct.gate = asyncio.get_running_loop().create_future()  # the socket pauses
+    assert direct.sent == ["TWEET_DELETED:1"] and sub.queue.empty()
+    paused = direct.gate = asyncio.get_running_loop().create_future()
     await route(services, hub, "d:2:5")
     await route(services, hub, "d:3:5")
     await asyncio.sleep(0.2)
@@ -138,11 +135,11 @@ async def test_direct_delivery_keeps_order_with_a_slow_socket(hub, services):
     assert sub.direct is None and sub.queue.qsize() == 1  # 3 waits in the queue, behind 2
     getting = asyncio.create_task(sub.get())
     await asyncio.sleep(0.1)
-    assert not getting.done()  # the session's task waits for the direct send first
+    assert not getting.done()
     paused.set_result(None)
     assert (await asyncio.wait_for(getting, 5)).tweet_id == 3
     assert direct.sent == ["TWEET_DELETED:1", "TWEET_DELETED:2"]
-    direct.open = False  # the operation completed: nothing more goes directly
+    direct.open = False
     sub.direct = direct
     await route(services, hub, "d:4:5")
     assert (await asyncio.wait_for(sub.get(), 5)).tweet_id == 4

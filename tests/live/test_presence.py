@@ -1,6 +1,4 @@
-"""Batched presence renewal on a real Redis and PostgreSQL: one pass marks every session
-present on this hub, keeps its timeline and its celebrities' keys alive, and moves a
-session's channels when its viewer starts or stops following a celebrity."""
+"""Batched presence renewal on a real Redis and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -27,13 +25,13 @@ async def test_renewal_marks_presence_and_follows_celebrity_changes(stack, servi
     try:
         await asyncio.wait_for(hub.connected.wait(), 5)
         presence = Presence.of(services, hub)
-        assert Presence.of(services, hub) is presence  # one per hub
+        assert Presence.of(services, hub) is presence
         home = await hub.join(set(), viewer)  # as if opened before following the celebrity
         other = await hub.join({keys.author_channel(celeb)}, plain)
         presence.add(home, set())
         presence.add(other, {celeb})
         await presence.renew([home, other])
-        assert home.channels == {keys.author_channel(celeb)}  # now listening there
+        assert home.channels == {keys.author_channel(celeb)}
         r = services.redis
         for v in (viewer, plain):
             assert await r.hkeys(keys.presence(v)) == [hub.id.encode()]
@@ -43,7 +41,7 @@ async def test_renewal_marks_presence_and_follows_celebrity_changes(stack, servi
         await services.graph.unfollow(viewer, celeb, services.settings.celebrity)  # still one
         await presence.renew([home, other])
         assert home.channels == set()
-        assert other.channels == {keys.author_channel(celeb)}  # still followed there
+        assert other.channels == {keys.author_channel(celeb)}
         presence.discard(home)
         presence.discard(other)
         await home.close()
@@ -54,9 +52,7 @@ async def test_renewal_marks_presence_and_follows_celebrity_changes(stack, servi
 
 
 async def test_renewal_resyncs_sessions_whose_cached_timeline_vanished(stack, services):
-    """Fan-out skips timelines that are not cached, so a live session whose cached timeline
-    disappeared (Redis restarted or evicted it, or its first read fell back to the
-    database) may miss tweets: renewal notices (EXPIRE answers 0) and resyncs only it."""
+    """A live session whose cached timeline vanished (fan-out skips it) is resynced."""
     _author, (kept, lost) = await author_with_followers(services, 2)
     hub = Hub(stack.redis_url, EventHydrator(services), tune_gc=False)
     await hub.start()
@@ -67,7 +63,7 @@ async def test_renewal_resyncs_sessions_whose_cached_timeline_vanished(stack, se
             found = await services.tweets.get_many(ids)
             return [found.get(i) for i in ids]
 
-        for viewer in (kept, lost):  # cached (empty: the author has not posted)
+        for viewer in (kept, lost):
             await services.feed.home_page(viewer, 1, NEWEST, 0, load)
         subs = [await hub.join(set(), kept), await hub.join(set(), lost)]
         for sub in subs:

@@ -1,5 +1,4 @@
-"""Which live selections are executed once per process and shared by every subscription
-(schema/subscription.py): only those reading fields that are the same for every viewer."""
+"""Which live selections are executed once per process and shared."""
 
 from __future__ import annotations
 

@@ -93,7 +93,7 @@ async def test_tweets_reach_a_subscriber_on_another_process(live):
     async with Client(transport=transport(live, 1, reader)) as session:
         task = asyncio.create_task(collect(session, HOME, {}, 2))
         await present(live, home_present(rid))
-        await asyncio.sleep(0.2)  # the home timeline is cached right after
+        await asyncio.sleep(0.2)
         await a.post(writer, "from the other process")
         await a.post(reader, "my own")
         events = await task
@@ -110,7 +110,7 @@ async def test_since_id_is_gapless_and_deletes_arrive(live):
     await a.follow(reader, wid)
     first = await a.post(writer, "t0")
     missed = [await a.post(writer, f"t{i}") for i in (1, 2)]
-    await asyncio.sleep(1.0)  # fanned out
+    await asyncio.sleep(1.0)
     async with Client(transport=transport(live, 1, reader)) as session:
         task = asyncio.create_task(collect(session, HOME, {"s": first}, 4))
         await present(live, home_present(rid))
@@ -126,7 +126,7 @@ async def test_since_id_is_gapless_and_deletes_arrive(live):
 async def test_celebrity_tweets_arrive_live(live):
     a = Http(live.apis[0])
     celeb, cid, _ = await a.sign_up("celeb")
-    fans = [await a.sign_up("fan") for _ in range(5)]  # threshold 5: a celebrity
+    fans = [await a.sign_up("fan") for _ in range(5)]
     for t, _, _ in fans:
         await a.follow(t, cid)
     async with Client(transport=transport(live, 1, fans[0][0])) as session:
@@ -159,8 +159,7 @@ async def test_home_timeline_needs_a_viewer(live):
 
 
 async def test_redis_restart_mid_subscription_loses_nothing(live):
-    """A client that follows the protocol (refetch with sinceId on RESYNC) ends up with
-    every tweet posted before, during and after a Redis restart."""
+    """Refetching with sinceId on RESYNC, a client misses nothing across a Redis restart."""
     a = Http(live.apis[0])
     reader, rid, _ = await a.sign_up()
     writer, wid, _ = await a.sign_up()
@@ -220,9 +219,7 @@ async def test_legacy_graphql_ws_protocol_still_works(live):
 
 
 async def test_viewer_dependent_fields_are_resolved_per_viewer(live):
-    """Two sessions on one process get the same tweet; a selection shared by both would
-    give them the same viewerIsFollowing, which must differ (schema/subscription.py shares only
-    selections that read no viewer-dependent field)."""
+    """A viewer-dependent field is never shared between two sessions' selections."""
     a = Http(live.apis[0])
     reader, rid, _ = await a.sign_up("vr")
     writer, wid, _ = await a.sign_up("vw")

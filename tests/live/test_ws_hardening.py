@@ -1,6 +1,4 @@
-"""WebSocket answers on real uvicorn processes: errors shaped exactly as over HTTP on both
-protocols, the message size limit, browser origins, and a subscription ending when its
-token is logged out."""
+"""WebSocket answers: errors as over HTTP, size limit, origins, logged-out tokens."""
 
 from __future__ import annotations
 
@@ -29,21 +27,14 @@ async def http_errors(base: str, query: str, token: str) -> list[dict]:
     return r.json()["errors"]
 
 
-async def transport_ws(url: str, token: str, query: str) -> dict:
-    async with websockets.connect(url, subprotocols=["graphql-transport-ws"]) as ws:
+async def first_answer(url: str, token: str, query: str, protocol: str) -> dict:
+    """The first message (keep-alives aside) answering a subscription over `protocol`."""
+    start = "subscribe" if protocol == "graphql-transport-ws" else "start"
+    async with websockets.connect(url, subprotocols=[protocol]) as ws:
         await ws.send(json.dumps({"type": "connection_init",
                                   "payload": {"authorization": f"Bearer {token}"}}))
         assert json.loads(await ws.recv())["type"] == "connection_ack"
-        await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": query}}))
-        return json.loads(await asyncio.wait_for(ws.recv(), 10))
-
-
-async def legacy_ws(url: str, token: str, query: str) -> dict:
-    async with websockets.connect(url, subprotocols=["graphql-ws"]) as ws:
-        await ws.send(json.dumps({"type": "connection_init",
-                                  "payload": {"authorization": f"Bearer {token}"}}))
-        assert json.loads(await ws.recv())["type"] == "connection_ack"
-        await ws.send(json.dumps({"id": "1", "type": "start", "payload": {"query": query}}))
+        await ws.send(json.dumps({"id": "1", "type": start, "payload": {"query": query}}))
         while True:
             message = json.loads(await asyncio.wait_for(ws.recv(), 10))
             if message["type"] != "ka":
@@ -56,19 +47,19 @@ async def test_websocket_errors_match_http(live):
     for query in (BAD, UNKNOWN):
         expected = await http_errors(live.apis[0], query, token)
         assert all("code" in e["extensions"] for e in expected)
-        modern = await transport_ws(live.ws(0), token, query)
+        modern = await first_answer(live.ws(0), token, query, "graphql-transport-ws")
         errors = modern["payload"]["errors"] if modern["type"] == "next" else modern["payload"]
         assert errors == expected, (query, modern)
         # The legacy protocol runs subscriptions only: a query is the client's error.
-        legacy = await legacy_ws(live.ws(1), token, query)
+        legacy = await first_answer(live.ws(1), token, query, "graphql-ws")
         assert legacy["type"] == "error" and \
             legacy["payload"]["extensions"]["code"] == "BAD_USER_INPUT", legacy
     for query in ("subscription{nope}", 'subscription{userTweets(handle:"a"){nope}}'):
-        legacy = await legacy_ws(live.ws(1), token, query)
+        legacy = await first_answer(live.ws(1), token, query, "graphql-ws")
         payload = legacy["payload"]
         errors = payload.get("errors", [payload])
         assert [e["extensions"]["code"] for e in errors] == ["BAD_USER_INPUT"], legacy
-        modern = await transport_ws(live.ws(0), token, query)
+        modern = await first_answer(live.ws(0), token, query, "graphql-transport-ws")
         assert modern["payload"] == errors, modern
 
 
@@ -125,8 +116,7 @@ async def _frame(ws, op: str) -> dict:
 
 
 async def test_time_budget_over_both_websocket_protocols(stack, live):
-    """CHIRP_QUERY_TIMEOUT_MS bounds a query over graphql-transport-ws and each subscription
-    event's execution on both protocols, answered as over HTTP; a mutation is not cut."""
+    """CHIRP_QUERY_TIMEOUT_MS bounds WebSocket queries and events as over HTTP."""
     slow = "{viewer{followers(first:5){edges{node{id}}}}}"
     event = ("subscription($h:String!){userTweets(handle:$h){kind tweetId "
              "tweet{author{followers(first:5){edges{node{id}}}}}}}")

@@ -1,5 +1,4 @@
-"""The celebrity rule (core/fanout.py): promotion at the threshold, demotion only under
-the lower bound after the quiet period, so hovering at either bound changes nothing."""
+"""The celebrity rule (core/fanout.py): hovering at either bound changes nothing."""
 
 from __future__ import annotations
 
@@ -45,8 +44,7 @@ def test_demotable_after_the_quiet_period_under_the_lower_bound_only():
 
 
 def _run(deltas: list[int], gap_s: int, bounds: fanout.Bounds) -> tuple[int, int, list[int]]:
-    """A celebrity's follows (+1) and unfollows (-1), one every `gap_s` seconds, with the
-    worker's sweep after each; (demotions, final count, counts at each demotion)."""
+    """Follows and unfollows every `gap_s`, swept after each: (demotions, count, counts)."""
     count, flagged, since = bounds.threshold, True, None
     demotions: list[int] = []
     for i, delta in enumerate(deltas):
@@ -73,8 +71,7 @@ def test_a_real_drop_is_one_demotion():
 
 @given(st.lists(st.sampled_from([-1, 0, 1]), max_size=300), st.integers(1, 30))
 def test_demotions_need_a_quiet_stretch_under_the_lower_bound(deltas, gap_s):
-    """Each demotion follows at least quiet_seconds under the lower bound, and between
-    two demotions the count was back at the threshold (a promotion)."""
+    """Demotions only after quiet_seconds under the bound, a promotion between any two."""
     count, flagged, since = BOUNDS.threshold, True, None
     below_from = None
     for i, delta in enumerate(deltas):

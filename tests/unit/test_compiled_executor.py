@@ -1,5 +1,4 @@
-"""The compiled executor (schema/compiled.py) against graphql-core's stock executor: the same
-documents over a schema built to fail in every way a field can, the same data and errors."""
+"""The compiled executor against graphql-core's stock executor: same data, same errors."""
 
 from __future__ import annotations
 

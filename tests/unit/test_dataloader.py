@@ -1,5 +1,4 @@
-"""The request loaders' DataLoader (loaders/) holds to Strawberry's DataLoader semantics: every
-case runs against both, with the same expectations."""
+"""The request loaders' DataLoader holds to Strawberry's DataLoader semantics."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""FeedManager's timeline rules on in-memory ports (tests/fakes.py): no server, seconds.
-The real adapters are held to the same fakes by the contract suites (tests/contract/)."""
+"""FeedManager's timeline rules on in-memory ports (tests/fakes.py): no server."""
 
 from __future__ import annotations
 
@@ -114,11 +113,10 @@ async def test_celebrities_are_pulled_and_merged_at_read_time():
     w.graph.follow(viewer, friend)
     await w.cached(viewer)
     posted = [await w.post(celeb if i % 2 else friend) for i in range(6)]
-    # nothing of the celebrity's is pushed; the friend's are
     assert w.home.ids(viewer) == [p for p in posted[::-1] if p in posted[0::2]]
     page = await w.page(viewer, 20)
     assert [t.id for t in page.tweets] == posted[::-1]
-    assert w.recents.ids(celeb) == posted[1::2][::-1]  # rebuilt from the store by the read
+    assert w.recents.ids(celeb) == posted[1::2][::-1]
 
 
 async def test_a_redis_outage_degrades_the_read_to_the_store():
@@ -155,7 +153,7 @@ async def test_paging_past_the_cached_window_continues_from_the_store():
     posted = [await w.post(a) for _ in range(13)]
     assert len(w.home.ids(viewer)) == 5
     assert await w.all_pages(viewer, 4) == posted[::-1]
-    assert len(w.home.ids(viewer)) == 5  # reading past it does not grow the cache
+    assert len(w.home.ids(viewer)) == 5
 
 
 async def test_a_deleted_tweet_leaves_every_timeline_and_the_store():
@@ -166,7 +164,7 @@ async def test_a_deleted_tweet_leaves_every_timeline_and_the_store():
     await w.cached(f1, f2, author)
     keep, doomed = await w.post(author, "keep"), await w.post(author, "doomed")
     assert w.home.ids(f1) == [doomed, keep]
-    await w.tweets.delete(doomed)  # what the API does before the event
+    await w.tweets.delete(doomed)
     await w.feed.apply(Event(TWEET_DELETED, doomed, author))
     for f in (f1, f2, author):
         assert w.home.ids(f) == [keep]
@@ -178,7 +176,7 @@ async def test_a_deleted_tweet_still_cached_is_not_shown():
     w = World()
     viewer, a = await w.reader()
     keep, doomed = await w.post(a), await w.post(a)
-    await w.tweets.delete(doomed)  # the delete event has not been applied yet
+    await w.tweets.delete(doomed)
     assert doomed in w.home.ids(viewer)
     assert [t.id for t in (await w.page(viewer)).tweets] == [keep]
 
@@ -231,7 +229,7 @@ async def test_a_demoted_celebrity_is_back_filled_into_followers_timelines():
     assert await w.feed.apply(Event(AUTHOR_DEMOTED, 0, celeb)) == 1
     assert w.home.ids(viewer) == posted[::-1]
     assert not w.feed.celebrity(w.users.users[celeb])
-    assert await w.feed.apply(Event(AUTHOR_DEMOTED, 0, celeb)) == 0  # redelivered
+    assert await w.feed.apply(Event(AUTHOR_DEMOTED, 0, celeb)) == 0
 
 
 async def test_a_big_fan_out_is_split_into_chunk_events():
@@ -272,7 +270,7 @@ async def test_own_tweets_show_at_once(store_down):
     await w.cached(author)
     tweet = Tweet(5_000, author, "mine", datetime.now(UTC))
     await w.tweets.put(tweet)
-    w.server.down = store_down  # a Redis blip: deferred to fan-out, not an error
+    w.server.down = store_down
     await w.feed.on_post(tweet)
     w.server.down = False
     assert w.home.ids(author) == ([] if store_down else [tweet.id])

@@ -32,9 +32,7 @@ def test_pack_round_trip(values):
     st.integers(min_value=1, max_value=501),
 )
 def test_exact_merge_never_shows_a_gap(sources, before):
-    """Each source is read with a bound and may be truncated (knows nothing below its
-    oldest entry). What exact_merge returns must equal the true merge, restricted to ids
-    at or above its boundary."""
+    """exact_merge of bounded, maybe truncated sources equals the true merge above its boundary."""
     truth: set[int] = set()
     slices = []
     for entries, truncated, wanted in sources:

@@ -35,3 +35,19 @@ def test_a_token_signed_with_another_secret_is_refused_even_after_a_good_one() -
     assert good.user_id_from(f"Bearer {good.token_for(_user(1))}") == 1
     with pytest.raises(Unauthenticated):
         good.user_id_from(f"Bearer {other.token_for(_user(1))}")
+
+
+def test_only_a_token_marked_live_is_known_live_until_forgotten() -> None:
+    accounts = _accounts(ttl=60)
+    mine, theirs = (f"Bearer {accounts.token_for(_user(u))}" for u in (1, 2))
+    again = f"Bearer {accounts.token_for(_user(1))}"
+    for header in (mine, theirs, again):
+        assert accounts.known_live(header) is None
+        accounts.mark_live(header, accounts.claims_from(header))
+    assert accounts.known_live(mine).user_id == 1
+    assert accounts.known_live(mine.replace("Bearer", "Basic")) is None
+    accounts.forget(mine)
+    assert accounts.known_live(mine) is None and accounts.known_live(again) is not None
+    accounts.forget(theirs, user_id=1)
+    assert accounts.known_live(again) is None and accounts.known_live(theirs) is None
+    assert accounts.user_id_from(mine) == 1  # still a good token: verified again

@@ -1,7 +1,10 @@
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from core import validation
+from core import cursor, validation
 from core.errors import BadInput
+from resolvers import args
 
 
 def test_tweet_text_counts_code_points_after_nfc():
@@ -32,12 +35,6 @@ def test_password_rules():
 
 
 # Property tests: whatever the input, a validator answers with its value or BadInput.
-from hypothesis import given  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
-from core import cursor  # noqa: E402
-from resolvers import args  # noqa: E402
-
 ANY_TEXT = st.text(alphabet=st.characters(exclude_categories=()), max_size=400)  # surrogates too
 
 
