@@ -32,16 +32,21 @@ async def test_sql_twin_of_the_rule(api, services):
     assert [r[0] for r in got] == [fanout.is_celebrity(c, f, 5) for f, c in rows]
 
 
+async def _famous(api, name: str):
+    """An author with five followers (the threshold), each follower's timeline cached."""
+    author, aid, handle = await api.sign_up(name)
+    fans = [await api.sign_up(f"{name}f") for _ in range(5)]
+    for token, _, _ in fans:
+        await api.follow(token, aid)
+        await api.home_ids(token)
+    return author, aid, handle, fans, {uid for _, uid, _ in fans}
+
+
 async def test_hovering_at_the_bounds_triggers_no_back_fill(stack):
     async with api_with(stack, celebrity_threshold=5, celebrity_demote_threshold=3,
                         celebrity_demote_quiet_seconds=3600) as api:
         svc = api.services
-        author, aid, handle = await api.sign_up("hov")
-        fans = [await api.sign_up("hf") for _ in range(5)]
-        for token, _, _ in fans:
-            await api.follow(token, aid)
-            await api.home_ids(token)  # cached
-        following = {uid for _, uid, _ in fans}
+        author, aid, handle, fans, following = await _famous(api, "hov")
         posted: list[int] = []
         before = counted()
         for round_ in range(6):
@@ -69,12 +74,7 @@ async def test_a_real_demotion_back_fills_once(stack):
     async with api_with(stack, celebrity_threshold=5, celebrity_demote_threshold=3,
                         celebrity_demote_quiet_seconds=1) as api:
         svc = api.services
-        author, aid, handle = await api.sign_up("dem")
-        fans = [await api.sign_up("df") for _ in range(5)]
-        for token, _, _ in fans:
-            await api.follow(token, aid)
-            await api.home_ids(token)
-        following = {uid for _, uid, _ in fans}
+        author, aid, handle, fans, following = await _famous(api, "dem")
         posted = [await api.post(author, "while famous") for _ in range(2)]
         await drain(svc)
         for _, uid, _ in fans:  # pulled at read time, not pushed
