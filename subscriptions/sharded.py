@@ -32,7 +32,8 @@ class ShardedPubSub:
         self._nodes: dict[str, tuple[Redis, PubSub]] = {}
         self._owner: dict[str, str] = {}  # channel -> node name
         self._leaving: set[str] = set()  # channels we unsubscribed, until confirmed
-        self._readers: list[asyncio.Task] = []
+        self._readers: dict[str, asyncio.Task] = {}
+        self._closing: set[asyncio.Task] = set()
         self._queue: asyncio.Queue[dict | BaseException] = asyncio.Queue()
         self._pong: dict[str, float] = {}
 
@@ -45,14 +46,25 @@ class ShardedPubSub:
     def _node_for(self, channel: str) -> str:
         assert self.cluster is not None
         node = self.cluster.nodes_manager.get_node_from_slot(key_slot(channel.encode()))
+        held = self._nodes.get(node.name)
+        if held is not None and not held[1].subscribed:
+            # An idle connection is not read, so its death (a node restarted) went unseen.
+            self._drop(node.name)
         if node.name not in self._nodes:
             client = Redis(host=node.host, port=node.port, retry=Retry(NoBackoff(), 0),
                            socket_connect_timeout=2.0)
             pubsub = client.pubsub()
             self._nodes[node.name] = (client, pubsub)
             self._pong[node.name] = asyncio.get_running_loop().time()
-            self._readers.append(asyncio.create_task(self._read(node.name, pubsub)))
+            self._readers[node.name] = asyncio.create_task(self._read(node.name, pubsub))
         return node.name
+
+    def _drop(self, name: str) -> None:
+        self._readers.pop(name).cancel()
+        client, pubsub = self._nodes.pop(name)
+        task = asyncio.create_task(_close(client, pubsub))
+        self._closing.add(task)  # held until done: the loop keeps only weak references
+        task.add_done_callback(self._closing.discard)
 
     async def subscribe(self, *channels: str) -> None:
         for channel in channels:
@@ -115,19 +127,24 @@ class ShardedPubSub:
         self._queue.put_nowait({"type": "pong", "data": None})  # the hub's own liveness
 
     async def aclose(self) -> None:
-        for task in self._readers:
+        for task in self._readers.values():
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         for client, pubsub in self._nodes.values():
-            with contextlib.suppress(Exception):
-                await pubsub.aclose()
-            with contextlib.suppress(Exception):
-                await client.aclose()
+            await _close(client, pubsub)
+        self._readers.clear()
         self._nodes.clear()
         if self.cluster is not None:
             with contextlib.suppress(Exception):
                 await self.cluster.shutdown()
+
+
+async def _close(client: Redis, pubsub: PubSub) -> None:
+    with contextlib.suppress(Exception):
+        await pubsub.aclose()
+    with contextlib.suppress(Exception):
+        await client.aclose()
 
 
 def _text(value: Any) -> str:
