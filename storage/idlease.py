@@ -11,6 +11,7 @@ from redis.asyncio import Redis, RedisCluster
 
 from core.errors import Unavailable
 from core.ids import MAX_WORKER_ID, SnowflakeGenerator, wall_clock_ms
+from runtime import tasks
 from storage import keys, scripts
 
 log = logging.getLogger(__name__)
@@ -87,10 +88,7 @@ class LeasedIds:
         return self.generator.next_id()
 
     async def close(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await tasks.cancel(self._task)
         if self.generator is not None:
             with contextlib.suppress(Exception):
                 await self._renew_once(release=True)

@@ -31,7 +31,7 @@ from redis.asyncio.client import Pipeline
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from runtime import metrics
+from runtime import metrics, tasks
 from storage import keys
 from storage.redis_client import node_url
 
@@ -93,11 +93,8 @@ class Invalidations:
 
     async def stop(self) -> None:
         self._stopping = True
-        if self._task is not None:
-            # Bounded: a cancellation redis-py swallows must not hang a shutdown.
-            self._task.cancel()
-            await asyncio.wait({self._task}, timeout=2.0)
-            self._task = None
+        await tasks.cancel(self._task)
+        self._task = None
         if self._client is not None:
             with contextlib.suppress(Exception):
                 await self._client.aclose()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Iterable
 
@@ -11,6 +10,7 @@ import asyncpg
 
 from core.errors import Conflict, Unavailable
 from core.models import User
+from runtime import tasks
 
 log = logging.getLogger(__name__)
 
@@ -118,8 +118,5 @@ class ActivityMarks:
             log.warning("could not mark %d readers active: %s", len(batch), e)
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await tasks.cancel(self._task)
         await self.flush()

@@ -37,7 +37,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from core.models import LiveKind
-from runtime import collector, metrics
+from runtime import collector, metrics, tasks
 from storage import keys, notices
 from storage.redis_client import is_cluster
 from subscriptions.hydrate import EventHydrator, LiveEvent
@@ -207,11 +207,7 @@ class Hub:
 
     async def stop(self) -> None:
         for task in [self._task, *self._background]:
-            if task is None:
-                continue
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await tasks.cancel(task)
         await self._disconnect()
 
     def spawn(self, coro) -> asyncio.Task:

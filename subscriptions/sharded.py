@@ -21,6 +21,7 @@ from redis.backoff import NoBackoff
 from redis.crc import key_slot
 from redis.exceptions import ConnectionError
 
+from runtime import tasks
 from storage.redis_client import ChirpCluster, connect
 
 
@@ -128,9 +129,7 @@ class ShardedPubSub:
 
     async def aclose(self) -> None:
         for task in self._readers.values():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            await tasks.cancel(task)
         for client, pubsub in self._nodes.values():
             await _close(client, pubsub)
         self._readers.clear()
