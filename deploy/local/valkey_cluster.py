@@ -222,6 +222,10 @@ class ValkeyCluster(Server):
                             int(info.get("cluster_slots_ok", 0)) != SLOTS or \
                             int(info.get("cluster_known_nodes", 0)) != len(self.nodes):
                         return False
+                    # A replica that has not synced yet cannot take over (its data is too old)
+                    repl = c.info("replication")
+                    if repl.get("role") == "slave" and repl.get("master_link_status") != "up":
+                        return False
             with self.nodes[0].client() as c:
                 shards = c.execute_command("CLUSTER", "SHARDS")
             return len(shards) == self.primaries and all(
@@ -231,7 +235,7 @@ class ValkeyCluster(Server):
             return False
 
     def wait_healthy(self, timeout: float = 60) -> None:
-        self._until(self._healthy, "the cluster to be ok with every replica attached", timeout)
+        self._until(self._healthy, "the cluster to be ok with every replica synced", timeout)
 
     @staticmethod
     def _until(check, what: str, timeout: float = 60) -> None:
