@@ -80,7 +80,7 @@ class Load:
             await done()
         finally:
             self.stop.set()
-            await asyncio.gather(*tasks)
+            await asyncio.wait_for(asyncio.gather(*tasks), 60)  # a stuck task fails the test
 
 
 async def _readers_on_two_shards(api, svc, writer_id: int,
