@@ -206,8 +206,7 @@ class Hub:
         self.spawn(self._dispatch_loop())
 
     async def stop(self) -> None:
-        for task in [self._task, *self._background]:
-            await tasks.cancel(task)
+        await tasks.cancel(self._task, *self._background)
         await self._disconnect()
 
     def spawn(self, coro) -> asyncio.Task:

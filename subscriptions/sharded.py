@@ -128,8 +128,7 @@ class ShardedPubSub:
         self._queue.put_nowait({"type": "pong", "data": None})  # the hub's own liveness
 
     async def aclose(self) -> None:
-        for task in self._readers.values():
-            await tasks.cancel(task)
+        await tasks.cancel(*self._readers.values())
         for client, pubsub in self._nodes.values():
             await _close(client, pubsub)
         self._readers.clear()
