@@ -25,6 +25,7 @@ from storage.graph import SocialGraph
 from storage.idlease import LeasedIds
 from storage.kafka_bus import KafkaBus
 from storage.kafka_bus import parse_url as parse_kafka_url
+from storage.multiplexed import MultiplexedRedis
 from storage.object_server import request_base_or
 from storage.objects import ObjectStore, S3Config, open_store
 from storage.ratelimit import RateLimiter
@@ -81,6 +82,8 @@ class Services:
         if self.caches is not None:
             await self.caches.close()
         await self.feed.activity.close()
+        if self.feed.line is not None:
+            await self.feed.line.aclose()
         await self.ids.close()
         with contextlib.suppress(Exception):
             await self.bus.close()
@@ -181,10 +184,9 @@ async def open_services(
     tweets = ArchivedTweetStore(live, archive)
     caches = (ReadCaches(redis, settings.redis_url, settings.cache_mb)
               if settings.cache_mb else None)
-    limiter = RateLimiter(redis)
     feed = FeedManager(
         home, recents, tweets, graph, users, settings.celebrity_threshold, settings.active_days,
-        settings.fanout_chunk, caches,
+        settings.fanout_chunk, caches, MultiplexedRedis.from_url(settings.redis_url),
     )
     limiter = RateLimiter(redis)
     media = MediaLibrary(

@@ -36,6 +36,7 @@ from runtime.settings import ACTIVE_MARK_SECONDS
 from storage import keys, notices
 from storage.graph import SocialGraph
 from storage.invalidation import queue_publish
+from storage.multiplexed import MultiplexedRedis
 from storage.readcache import MISSING, Fence, Followees, ReadCaches, Recents, SortedIds
 from storage.timeline_cache import (
     SINGLE_SCRIPTS,
@@ -101,6 +102,8 @@ class FeedManager:
     active_days: InitVar[int]
     fanout_chunk: int = 20_000
     caches: ReadCaches | None = None
+    # The cached home read's one call, pipelined with the other readers' (one server only)
+    line: MultiplexedRedis | None = None
     active_within: timedelta = field(init=False)
     activity: ActivityMarks = field(init=False)
 
@@ -540,11 +543,12 @@ class FeedManager:
         args = (keys.CACHE_SEQ, keys.seen(viewer), home.key(viewer), home.lock_key(viewer),
                 before.to_bytes(8, "big"), since.to_bytes(8, "big"), count,
                 home.ttl_seconds, ACTIVE_MARK_SECONDS)
+        call = self.line.execute if self.line is not None else home.redis.execute_command
         try:
-            reply = await home.redis.execute_command("EVALSHA", _HOME_SHA, 4, *args)
+            reply = await call("EVALSHA", _HOME_SHA, 4, *args)
         except NoScriptError:
             await home.load_scripts()
-            reply = await home.redis.execute_command("EVALSHA", _HOME_SHA, 4, *args)
+            reply = await call("EVALSHA", _HOME_SHA, 4, *args)
         if reply[1]:  # the viewer's first read this hour
             self.activity.add(viewer)
         if checking and not await fence.settle(reply[0]):

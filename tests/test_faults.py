@@ -104,13 +104,16 @@ async def test_redis_down_reads_degrade_posts_survive_then_recover(env):
 
 
 async def test_pooled_connections_survive_a_redis_restart(env):
-    """After a restart every pooled connection is dead; the first command on each must
-    reconnect and retry, not degrade the read."""
+    """After a restart every pooled connection is dead, and the cached reads' pipelined
+    one (storage/multiplexed.py); the first command on each must reconnect and retry, not
+    degrade the read."""
     api, svc, vk, _url = env
     reader, _rid, _writer, before = await reader_of_three_tweets(api, svc)
     query = "{homeTimeline{edges{node{id}}}}"
     await asyncio.gather(*(api.gql(query, token=reader) for _ in range(12)))
+    await asyncio.gather(*(svc.redis.ping() for _ in range(6)))
     assert len(svc.redis.connection_pool._available_connections) >= 2
+    assert svc.feed.line is not None and not svc.feed.line._line.closed
     vk.restart()
     bodies = await asyncio.gather(*(api.gql(query, token=reader) for _ in range(12)))
     for body in bodies:

@@ -6,6 +6,7 @@ import pytest
 from redis.asyncio.connection import AbstractConnection
 
 from storage import keys
+from storage.multiplexed import _Line
 from tests.conftest import CLUSTER, api_with, drain
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -47,11 +48,17 @@ async def _costs(api, monkeypatch, queries: list, token: str, query: str,
                  variables: dict) -> tuple[int, int, dict]:
     redis_trips = 0
     real_send = AbstractConnection.send_packed_command
+    real_call = _Line.call
 
     async def counting_send(self, command, check_health=True):
         nonlocal redis_trips
         redis_trips += 1
         return await real_send(self, command, check_health)
+
+    def counting_call(self, payload):
+        nonlocal redis_trips
+        redis_trips += 1
+        return real_call(self, payload)
 
     await api.services.feed.activity.idle()  # a mark left by the last read: not this one's
     # The archive's bounds are read once per HORIZON_TTL_S per process, not per page: read
@@ -61,11 +68,13 @@ async def _costs(api, monkeypatch, queries: list, token: str, query: str,
     await asyncio.sleep(0.05)  # asyncpg calls query loggers soon after, not at once
     queries.clear()
     monkeypatch.setattr(AbstractConnection, "send_packed_command", counting_send)
+    monkeypatch.setattr(_Line, "call", counting_call)
     try:
         r = await api.client.post("/graphql", json={"query": query, "variables": variables},
                                   headers={"authorization": f"Bearer {token}"})
     finally:
         monkeypatch.setattr(AbstractConnection, "send_packed_command", real_send)
+        monkeypatch.setattr(_Line, "call", real_call)
     body = r.json()
     assert "errors" not in body, body
     # asyncpg introspects types (with JIT off) on a pooled connection's first use: not the
