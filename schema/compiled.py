@@ -29,10 +29,14 @@ from graphql import (
 from graphql.execution.collect_fields import collect_subfields
 from graphql.pyutils import Path, Undefined, gather_with_cancel
 
+from runtime import metrics
 from schema.subscription import LiveExecutionContext
-from schema.types import DIRECT, UNRESOLVED
+from schema.types import DIRECT, PURE, SHARED, UNRESOLVED
 
 _PLANS_MAX = 4096
+_MEMO_MAX = 16_384  # completions kept per plan
+_REUSED = metrics.CACHE_HITS.labels("completions")
+_COMPUTED = metrics.CACHE_MISSES.labels("completions")
 _MIN_INT, _MAX_INT = -(2**31), 2**31 - 1
 
 # Plan entry kinds.
@@ -47,12 +51,15 @@ _NOT_AWAITABLE = frozenset({dict, list, str, int, bool, float, type(None)})
 
 
 class _Plan:
-    __slots__ = ("fields", "leading", "rest", "type", "type_name")
+    __slots__ = ("fields", "leading", "memo", "rest", "type", "type_name")
 
     def __init__(self, type_: GraphQLObjectType, fields: list[tuple]) -> None:
         self.type = type_
         self.type_name = type_.name
         self.fields = fields
+        # id(source) -> (source, its completion), for shared objects whose completion used
+        # nothing but the object: no resolver, no request-dependent getter, no error.
+        self.memo: dict[int, tuple[Any, Any]] | None = {} if type_.name in SHARED else None
         # The attribute leaves before any other field, completed in one tight loop (the
         # response keeps the query's key order), and the fields after them.
         n = 0
@@ -220,6 +227,7 @@ class CompiledExecutionContext(LiveExecutionContext):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.impure = 0  # completions so far that used more than their source object
         manager = self.middleware_manager
         self.compiled = (
             self.abort_signal is None
@@ -305,6 +313,23 @@ class CompiledExecutionContext(LiveExecutionContext):
     # -- completion
 
     def complete_plan(self, plan: _Plan, source: Any, path: Path, pc: Any) -> Any:
+        memo = plan.memo
+        if memo is None:
+            return self._complete_plan(plan, source, path, pc)
+        found = memo.get(id(source))
+        if found is not None and found[0] is source:
+            _REUSED.inc()
+            return found[1]
+        _COMPUTED.inc()
+        impure = self.impure
+        out = self._complete_plan(plan, source, path, pc)
+        if self.impure == impure:
+            if len(memo) >= _MEMO_MAX:
+                memo.clear()
+            memo[id(source)] = (source, out)
+        return out
+
+    def _complete_plan(self, plan: _Plan, source: Any, path: Path, pc: Any) -> Any:
         out: dict[str, Any] = {}
         fields = plan.rest
         if plan.leading:
@@ -345,6 +370,8 @@ class CompiledExecutionContext(LiveExecutionContext):
                     continue
                 value = UNRESOLVED
                 if kind != _RESOLVER:
+                    if getter not in PURE:
+                        self.impure += 1
                     try:
                         value = getter(source, self.context_value)
                         if value is not UNRESOLVED:
@@ -359,6 +386,7 @@ class CompiledExecutionContext(LiveExecutionContext):
                             value = self._settled(value, return_type, details, field_path)
                 if value is UNRESOLVED:
                     # The resolver itself, with graphql-core's handling of its result.
+                    self.impure += 1
                     value = self.execute_field(type_, source, details, field_path, pc)
                     if value is Undefined:
                         continue
@@ -368,7 +396,10 @@ class CompiledExecutionContext(LiveExecutionContext):
         except Exception:
             self._abandon(out, pending)
             raise
-        return _gathered(out, pending) if pending else out
+        if pending:
+            self.impure += 1
+            return _gathered(out, pending)
+        return out
 
     def complete_items(self, item: Callable, item_type: GraphQLOutputType, details: list,
                        field_def: Any, parent: GraphQLObjectType, path: Path, items: Any,
@@ -400,7 +431,10 @@ class CompiledExecutionContext(LiveExecutionContext):
         except Exception:
             self._abandon(out, pending)
             raise
-        return _gathered(out, pending) if pending else out
+        if pending:
+            self.impure += 1
+            return _gathered(out, pending)
+        return out
 
     def _abandon(self, out: Any, pending: list | None) -> None:
         """A completion failed half-way: its awaitables still run, and their errors are
@@ -416,8 +450,13 @@ class CompiledExecutionContext(LiveExecutionContext):
             self.handle_field_error(error, return_type, details, path)
             return None
 
+    def handle_field_error(self, *args: Any) -> None:
+        self.impure += 1
+        super().handle_field_error(*args)
+
     def generic(self, type_: GraphQLOutputType, details: list, field_def: Any,
                 parent: GraphQLObjectType, path: Path, value: Any, pc: Any) -> Any:
         """graphql-core's own completion, for what the plans do not cover."""
+        self.impure += 1
         info = self.build_resolve_info(field_def, [d.node for d in details], parent, path)
         return self.complete_value(type_, details, info, path, value, pc)

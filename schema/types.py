@@ -22,6 +22,11 @@ from services.feed import Page
 # resolver (which runs on UNRESOLVED); it must return exactly what the resolver would.
 UNRESOLVED = object()
 DIRECT: dict[tuple[str, str], Callable[[Any, Any], Any]] = {}
+# Getters above whose answer depends on the source object alone, not the request.
+PURE: set[Callable[[Any, Any], Any]] = set()
+# Types whose objects are never changed once built and may be shared by requests: the
+# compiled executor may reuse a completion of the same object (schema/compiled.py).
+SHARED = {"TweetEdge"}
 
 
 @strawberry.type
@@ -145,6 +150,7 @@ def _preloaded_author(tweet: Tweet, context: Any) -> Any:
 DIRECT[("User", "isCelebrity")] = _is_celebrity
 DIRECT[("Tweet", "author")] = _preloaded_author
 DIRECT[("Tweet", "media")] = _known_media
+PURE.add(_preloaded_author)
 
 
 @strawberry.type
@@ -161,10 +167,25 @@ class TweetConnection:
     @classmethod
     def of(cls, page: Page, after: str | None) -> TweetConnection:
         authors = page.authors or {}
-        edges = [TweetEdge(cursor=cursor.encode(cursor.TWEET, t.id),
-                           node=Tweet.of(t, authors.get(t.author_id)))
-                 for t in page.tweets]
+        edges = [_edge(t, authors.get(t.author_id)) for t in page.tweets]
         return cls(edges=edges, page_info=_page_info(edges, page.has_next, after))
+
+
+# id(tweet) -> (tweet, author, its edge): the same records give the same edge object, so
+# that its completion can be reused. The records are kept, so their ids stay unique.
+_EDGES: dict[int, tuple[TweetModel, UserModel | None, TweetEdge]] = {}
+EDGES_MAX = 16_384
+
+
+def _edge(t: TweetModel, author: UserModel | None) -> TweetEdge:
+    found = _EDGES.get(id(t))
+    if found is not None and found[0] is t and found[1] is author:
+        return found[2]
+    edge = TweetEdge(cursor=cursor.encode(cursor.TWEET, t.id), node=Tweet.of(t, author))
+    if len(_EDGES) >= EDGES_MAX:
+        _EDGES.clear()
+    _EDGES[id(t)] = (t, author, edge)
+    return edge
 
 
 @strawberry.type
