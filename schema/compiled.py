@@ -34,7 +34,7 @@ from schema.subscription import LiveExecutionContext
 from schema.types import DIRECT, PURE, SHARED, UNRESOLVED
 
 _PLANS_MAX = 4096
-_MEMO_MAX = 16_384  # completions kept per plan
+_COMPLETIONS_MAX = 16_384
 _REUSED = metrics.CACHE_HITS.labels("completions")
 _COMPUTED = metrics.CACHE_MISSES.labels("completions")
 _MIN_INT, _MAX_INT = -(2**31), 2**31 - 1
@@ -51,15 +51,13 @@ _NOT_AWAITABLE = frozenset({dict, list, str, int, bool, float, type(None)})
 
 
 class _Plan:
-    __slots__ = ("fields", "leading", "memo", "rest", "type", "type_name")
+    __slots__ = ("fields", "leading", "rest", "shared", "type", "type_name")
 
     def __init__(self, type_: GraphQLObjectType, fields: list[tuple]) -> None:
         self.type = type_
         self.type_name = type_.name
         self.fields = fields
-        # id(source) -> (source, its completion), for shared objects whose completion used
-        # nothing but the object: no resolver, no request-dependent getter, no error.
-        self.memo: dict[int, tuple[Any, Any]] | None = {} if type_.name in SHARED else None
+        self.shared = type_.name in SHARED
         # The attribute leaves before any other field, completed in one tight loop (the
         # response keeps the query's key order), and the fields after them.
         n = 0
@@ -72,6 +70,10 @@ class _Plan:
 # (object type, ids of the selection's field nodes) -> (the nodes, kept alive so their
 # ids stay unique, and the plan). Shared by all requests: a plan holds no request state.
 _plans: dict[tuple, tuple[tuple, _Plan | None]] = {}
+# (id(plan), id(source)) -> (plan, source, its completion), for objects of SHARED types
+# whose completion used nothing but the object: no resolver, no request-dependent getter,
+# no error, nothing awaited. Plan and source are kept, so their ids stay unique.
+_completions: dict[tuple[int, int], tuple[_Plan, Any, Any]] = {}
 # id(operation) -> (operation, whether its results can be completed by plans)
 _operations: dict[int, tuple[Any, bool]] = {}
 
@@ -313,20 +315,20 @@ class CompiledExecutionContext(LiveExecutionContext):
     # -- completion
 
     def complete_plan(self, plan: _Plan, source: Any, path: Path, pc: Any) -> Any:
-        memo = plan.memo
-        if memo is None:
+        if not plan.shared:
             return self._complete_plan(plan, source, path, pc)
-        found = memo.get(id(source))
-        if found is not None and found[0] is source:
+        key = (id(plan), id(source))
+        found = _completions.get(key)
+        if found is not None and found[0] is plan and found[1] is source:
             _REUSED.inc()
-            return found[1]
+            return found[2]
         _COMPUTED.inc()
         impure = self.impure
         out = self._complete_plan(plan, source, path, pc)
         if self.impure == impure:
-            if len(memo) >= _MEMO_MAX:
-                memo.clear()
-            memo[id(source)] = (source, out)
+            if len(_completions) >= _COMPLETIONS_MAX:
+                _completions.clear()
+            _completions[key] = (plan, source, out)
         return out
 
     def _complete_plan(self, plan: _Plan, source: Any, path: Path, pc: Any) -> Any:
