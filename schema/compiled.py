@@ -29,14 +29,11 @@ from graphql import (
 from graphql.execution.collect_fields import collect_subfields
 from graphql.pyutils import Path, Undefined, gather_with_cancel
 
-from runtime import metrics
 from schema.subscription import LiveExecutionContext
 from schema.types import DIRECT, PURE, SHARED, UNRESOLVED
+from storage.readcache import MISSING
 
 _PLANS_MAX = 4096
-_COMPLETIONS_MAX = 16_384
-_REUSED = metrics.CACHE_HITS.labels("completions")
-_COMPUTED = metrics.CACHE_MISSES.labels("completions")
 _MIN_INT, _MAX_INT = -(2**31), 2**31 - 1
 
 # Plan entry kinds.
@@ -70,10 +67,6 @@ class _Plan:
 # (object type, ids of the selection's field nodes) -> (the nodes, kept alive so their
 # ids stay unique, and the plan). Shared by all requests: a plan holds no request state.
 _plans: dict[tuple, tuple[tuple, _Plan | None]] = {}
-# (id(plan), id(source)) -> (plan, source, its completion), for objects of SHARED types
-# whose completion used nothing but the object: no resolver, no request-dependent getter,
-# no error, nothing awaited. Plan and source are kept, so their ids stay unique.
-_completions: dict[tuple[int, int], tuple[_Plan, Any, Any]] = {}
 # id(operation) -> (operation, whether its results can be completed by plans)
 _operations: dict[int, tuple[Any, bool]] = {}
 
@@ -230,6 +223,12 @@ class CompiledExecutionContext(LiveExecutionContext):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.impure = 0  # completions so far that used more than their source object
+        # (id(plan), id(source)) -> (plan, source, its completion), for objects of SHARED
+        # types whose completion used nothing but the object: no resolver, no request-
+        # dependent getter, no error, nothing awaited. The entry keeps plan and source, so
+        # their ids stay theirs.
+        caches = getattr(getattr(self.context_value, "services", None), "caches", None)
+        self.completions = caches.completions if caches is not None else None
         manager = self.middleware_manager
         self.compiled = (
             self.abort_signal is None
@@ -315,20 +314,17 @@ class CompiledExecutionContext(LiveExecutionContext):
     # -- completion
 
     def complete_plan(self, plan: _Plan, source: Any, path: Path, pc: Any) -> Any:
-        if not plan.shared:
+        memo = self.completions
+        if memo is None or not plan.shared:
             return self._complete_plan(plan, source, path, pc)
         key = (id(plan), id(source))
-        found = _completions.get(key)
-        if found is not None and found[0] is plan and found[1] is source:
-            _REUSED.inc()
+        found = memo.get(key)
+        if found is not MISSING and found[0] is plan and found[1] is source:
             return found[2]
-        _COMPUTED.inc()
         impure = self.impure
         out = self._complete_plan(plan, source, path, pc)
         if self.impure == impure:
-            if len(_completions) >= _COMPLETIONS_MAX:
-                _completions.clear()
-            _completions[key] = (plan, source, out)
+            memo.put(key, (plan, source, out))
         return out
 
     def _complete_plan(self, plan: _Plan, source: Any, path: Path, pc: Any) -> Any:

@@ -38,14 +38,14 @@ class Query:
         since_id: strawberry.ID | None = None,
     ) -> TweetConnection:
         page = await timelines.home(info.context, first, after, since_id)
-        return TweetConnection.of(page, after)
+        return TweetConnection.of(page, after, info.context.services.caches)
 
     @strawberry.field
     async def user_timeline(
         self, info: Info, handle: str, first: int = 20, after: str | None = None
     ) -> TweetConnection:
         page = await timelines.of_handle(info.context, handle, first, after)
-        return TweetConnection.of(page, after)
+        return TweetConnection.of(page, after, info.context.services.caches)
 
 
 @strawberry.type

@@ -17,6 +17,7 @@ from resolvers import timelines, tweets, users
 from resolvers.users import UserPage
 from schema.media import Media
 from services.feed import Page
+from storage.readcache import MISSING, Memo, ReadCaches
 
 # (type, field) -> getter(source, context) the compiled executor calls instead of the
 # resolver (which runs on UNRESOLVED); it must return exactly what the resolver would.
@@ -70,7 +71,7 @@ class User:
         self, info: Info, first: int = 20, after: str | None = None
     ) -> TweetConnection:
         page = await timelines.of_user(info.context, self.model, first, after)
-        return TweetConnection.of(page, after)
+        return TweetConnection.of(page, after, info.context.services.caches)
 
     @strawberry.field
     async def followers(
@@ -165,26 +166,28 @@ class TweetConnection:
     page_info: PageInfo
 
     @classmethod
-    def of(cls, page: Page, after: str | None) -> TweetConnection:
+    def of(cls, page: Page, after: str | None, caches: ReadCaches | None) -> TweetConnection:
         authors = page.authors or {}
-        edges = [_edge(t, authors.get(t.author_id)) for t in page.tweets]
+        if caches is None:
+            edges = [_edge(t, authors.get(t.author_id)) for t in page.tweets]
+        else:
+            edges = [_kept_edge(caches.edges, t, authors.get(t.author_id))
+                     for t in page.tweets]
         return cls(edges=edges, page_info=_page_info(edges, page.has_next, after))
 
 
-# id(tweet) -> (tweet, author, its edge): the same records give the same edge object, so
-# that its completion can be reused. The records are kept, so their ids stay unique.
-_EDGES: dict[int, tuple[TweetModel, UserModel | None, TweetEdge]] = {}
-EDGES_MAX = 16_384
-
-
 def _edge(t: TweetModel, author: UserModel | None) -> TweetEdge:
-    found = _EDGES.get(id(t))
-    if found is not None and found[0] is t and found[1] is author:
+    return TweetEdge(cursor=cursor.encode(cursor.TWEET, t.id), node=Tweet.of(t, author))
+
+
+def _kept_edge(memo: Memo, t: TweetModel, author: UserModel | None) -> TweetEdge:
+    """The same records give the same edge object, so that its completion can be reused.
+    Keyed by id(tweet): the entry keeps the tweet, so the id stays its own."""
+    found = memo.get(id(t))
+    if found is not MISSING and found[0] is t and found[1] is author:
         return found[2]
-    edge = TweetEdge(cursor=cursor.encode(cursor.TWEET, t.id), node=Tweet.of(t, author))
-    if len(_EDGES) >= EDGES_MAX:
-        _EDGES.clear()
-    _EDGES[id(t)] = (t, author, edge)
+    edge = _edge(t, author)
+    memo.put(id(t), (t, author, edge))
     return edge
 
 

@@ -171,7 +171,7 @@ class Recents:
 
 class ReadCaches:
     # Shares of CHIRP_CACHE_MB; tweets are most of what a page hydrates.
-    SHARES = {"tweets": 0.5, "users": 0.2, "followees": 0.2, "recents": 0.1}
+    SHARES = {"tweets": 0.45, "users": 0.2, "followees": 0.15, "recents": 0.1, "pages": 0.1}
 
     def __init__(self, redis: Redis, redis_url: str, megabytes: int) -> None:
         total = megabytes * 2**20
@@ -184,6 +184,11 @@ class ReadCaches:
         self.followees = Memo("followees", share["followees"], Followees.bytes)
         self.recents = Memo("recents", share["recents"],
                             lambda r: 120 + 40 * len(r.ids))
+        # A page's GraphQL edge objects and their completions: functions of immutable
+        # records, never stale (schema/types.py, schema/compiled.py).
+        self.edges = Memo("edges", share["pages"] * 3 // 10, lambda e: 400 + len(e[0].text))
+        self.completions = Memo("completions", share["pages"] * 7 // 10,
+                                lambda c: 900 + 2 * len(c[1].node.text))
         # Authors who crossed the celebrity threshold since their followers' entries were
         # loaded: id -> is a celebrity now. `crossings` numbers the changes.
         self.celebrity: dict[int, bool] = {}
@@ -193,7 +198,8 @@ class ReadCaches:
         self.invalidations = Invalidations(redis, redis_url, self.apply, self.flush)
 
     def memos(self) -> list[Memo]:
-        return [self.tweets, self.users, self.handles, self.followees, self.recents]
+        return [self.tweets, self.users, self.handles, self.followees, self.recents,
+                self.edges, self.completions]
 
     def apply(self, item: str) -> None:
         kind, rest = item[:1], item[1:]
