@@ -119,6 +119,13 @@ def tweet_bytes(t: Tweet | None) -> int:
     return _TOMBSTONE_BYTES if t is None else 250 + _str_bytes(t.text)
 
 
+def _completion_bytes(entry: tuple) -> int:
+    # (plan, edge, answer): the answer's dicts and strings, twice the text (the edge's and
+    # the answer's), and the entry
+    node = getattr(entry[1], "node", None)
+    return 900 + 2 * len(getattr(node, "text", ""))
+
+
 def user_bytes(u: User) -> int:
     return 400 + _str_bytes(u.handle) + _str_bytes(u.display_name) + _str_bytes(u.bio)
 
@@ -187,8 +194,7 @@ class ReadCaches:
         # A page's GraphQL edge objects and their completions: functions of immutable
         # records, never stale (schema/types.py, schema/compiled.py).
         self.edges = Memo("edges", share["pages"] * 3 // 10, lambda e: 400 + len(e[0].text))
-        self.completions = Memo("completions", share["pages"] * 7 // 10,
-                                lambda c: 900 + 2 * len(c[1].node.text))
+        self.completions = Memo("completions", share["pages"] * 7 // 10, _completion_bytes)
         # Authors who crossed the celebrity threshold since their followers' entries were
         # loaded: id -> is a celebrity now. `crossings` numbers the changes.
         self.celebrity: dict[int, bool] = {}
