@@ -389,6 +389,8 @@ def bench_root(args, root: Path) -> dict:
         finally:
             _stop(procs)
         floor_port = ports[-1] + 1
+        if args.profile:  # the floor's profile beside Chirp's, not over it
+            args.profile = str(Path(args.profile).with_suffix(".floor.json"))
         floor = subprocess.Popen([sys.executable, "-m", "uvicorn", "bench.live_floor:app",
                                   "--port", str(floor_port), "--log-level", "warning",
                                   "--backlog", "4096", *EXTRA_UVICORN], cwd=ROOT, env=env)

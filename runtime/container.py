@@ -77,6 +77,7 @@ class Services:
         return found
 
     async def close(self) -> None:
+        await self.accounts.sessions.close()
         if self.accounts.revocations is not None:
             await self.accounts.revocations.stop()
         if self.caches is not None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncGenerator, AsyncIterator, Hashable
 from typing import Any
 
@@ -72,43 +71,36 @@ async def _coded(events: AsyncIterator[streams.LiveEvent]) -> AsyncIterator[stre
         raise GraphQLError(message, extensions={"code": code, **extra}) from e
 
 
-CHECK_SECONDS = 1.0
-
-
 async def _while_authorized(context: Any, events: AsyncIterator[streams.LiveEvent]
                             ) -> AsyncIterator[streams.LiveEvent]:
     """A subscription opened with a token ends with UNAUTHENTICATED when the token expires
-    or is logged out (checked every CHECK_SECONDS in this process's copy of the
-    revocations, no I/O; and at its expiry)."""
+    or is logged out (services/sessions.py: at its expiry, or within a second of the
+    logout in this process's copy of the revocations)."""
     claims = getattr(context, "claims", None)
     if claims is None:
         async for event in events:
             yield event
         return
-    accounts = context.services.accounts
+    watch = context.services.accounts.sessions
+    ended = watch.watch(claims)
     iterator = events.__aiter__()
     pending: asyncio.Future | None = None
     try:
         while True:
             if pending is None:
                 pending = asyncio.ensure_future(iterator.__anext__())
-            wait = min(claims.expires_at - time.time(), CHECK_SECONDS)
-            done, _ = await asyncio.wait({pending}, timeout=max(wait, 0.0))
-            if pending in done:
-                try:
-                    event = pending.result()
-                except StopAsyncIteration:
-                    return
-                finally:
-                    pending = None
-                yield event
-                continue
-            live = accounts.still_live(claims)
-            if live is None:
-                live = await accounts.live(claims, check_user=False) is not False
-            if time.time() >= claims.expires_at or not live:
+            await asyncio.wait((pending, ended), return_when=asyncio.FIRST_COMPLETED)
+            if not pending.done():
                 raise Unauthenticated("the subscription's token expired or was logged out")
+            try:
+                event = pending.result()
+            except StopAsyncIteration:
+                return
+            finally:
+                pending = None
+            yield event
     finally:
+        watch.unwatch(ended)
         if pending is not None:
             pending.cancel()
             with contextlib.suppress(BaseException):

@@ -16,6 +16,7 @@ from core import validation
 from core.errors import Unauthenticated, Unavailable
 from core.models import User
 from runtime.failures import is_transient
+from services.sessions import TokenWatch
 from storage.revocations import Revocations
 from storage.users import UserStore
 
@@ -53,6 +54,7 @@ class Accounts:
         self.secret = jwt_secret
         self.ttl = jwt_ttl_seconds
         self.revocations = revocations
+        self.sessions = TokenWatch(self)  # open subscriptions' tokens
         self._verified: dict[str, _Verified] = {}  # bearer token -> its claims
         # argon2 on its own bounded pool: a log-in flood is refused, not queued everywhere.
         self._argon2 = ThreadPoolExecutor(argon2_threads, thread_name_prefix="argon2")
