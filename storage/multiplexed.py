@@ -17,6 +17,8 @@ from redis.asyncio.connection import parse_url
 from redis.exceptions import ConnectionError, InvalidResponse
 from redis.exceptions import TimeoutError as ReadTimeout
 
+from storage.redis_client import CONNECT_TIMEOUT_S, READ_TIMEOUT_S
+
 
 class _Line(asyncio.Protocol):
     def __init__(self, timeout: float) -> None:
@@ -96,8 +98,9 @@ class MultiplexedRedis:
     the redis-py client is configured (storage/redis_client.py)."""
 
     def __init__(self, host: str, port: int, *, username: str | None = None,
-                 password: str | None = None, db: int = 0, connect_timeout: float = 1.0,
-                 timeout: float = 2.0) -> None:
+                 password: str | None = None, db: int = 0,
+                 connect_timeout: float = CONNECT_TIMEOUT_S,
+                 timeout: float = READ_TIMEOUT_S) -> None:
         self.host, self.port = host, port
         self.username, self.password, self.db = username, password, db
         self.connect_timeout, self.timeout = connect_timeout, timeout

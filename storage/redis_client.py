@@ -98,11 +98,15 @@ class ChirpCluster(RedisCluster):
         return _Pipeline(self, transaction)
 
 
+# Fail fast when Redis is down: reads then degrade to the database instead of hanging.
+CONNECT_TIMEOUT_S = 1.0
+READ_TIMEOUT_S = 2.0
+
+
 def connect(url: str, **overrides: Any) -> Redis | ChirpCluster:
-    # Fail fast when Redis is down: reads then degrade to the database instead of hanging.
     options: dict[str, Any] = dict(
-        socket_connect_timeout=1.0,
-        socket_timeout=2.0,
+        socket_connect_timeout=CONNECT_TIMEOUT_S,
+        socket_timeout=READ_TIMEOUT_S,
         retry=Retry(ExponentialBackoff(cap=0.05, base=0.01), 1),
         max_connections=256,
     )

@@ -32,6 +32,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import TypeVar
 
 from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.client import Pipeline
@@ -41,6 +42,8 @@ from redis.exceptions import ConnectionError, NoScriptError, RedisClusterExcepti
 from core.timeline import ENTRY_BYTES, NEWEST, pack, unpack
 from storage import keys, scripts
 from storage.redis_client import by_slot
+
+T = TypeVar("T")
 
 SENTINEL = bytes(ENTRY_BYTES)
 
@@ -144,7 +147,7 @@ class TimelineCache:
         how many were queued (their replies come last)."""
         if not self.cluster:
             return 0
-        nodes = [node for node, _owners in self._by_node(owners)]
+        nodes = [node for node, _owners in self._by_node(owners, self.key)]
         for node in nodes:
             pipe.execute_command("WAIT", 1, self.REPLICA_WAIT_MS, target_nodes=node)
         return len(nodes)
@@ -160,12 +163,13 @@ class TimelineCache:
         except RedisClusterException as e:  # no node for the slot: failing over
             raise ConnectionError(f"Redis Cluster: {e}") from e
 
-    def _by_node(self, owners: list[int]) -> list[tuple[ClusterNode, list[int]]]:
-        """Owners grouped by the primary holding their lists, by the client's slot map."""
-        groups: dict[str, tuple[ClusterNode, list[int]]] = {}
-        for owner in owners:
-            node = self._node_of(self.key(owner))
-            groups.setdefault(node.name, (node, []))[1].append(owner)
+    def _by_node(self, items: list[T], key: Callable[[T], str]
+                 ) -> list[tuple[ClusterNode, list[T]]]:
+        """Items grouped by the primary holding key(item), by the client's slot map."""
+        groups: dict[str, tuple[ClusterNode, list[T]]] = {}
+        for item in items:
+            node = self._node_of(key(item))
+            groups.setdefault(node.name, (node, []))[1].append(item)
         return list(groups.values())
 
     async def _per_node(self, name: str, owners: list[int], args: list, live: bool,
@@ -175,7 +179,7 @@ class TimelineCache:
         queued and a replica wait. Lists a node did not serve are sent again per slot with
         declared keys (`_each`); every batched script skips such a list untouched, so the
         replies' sum counts each list once. `live`: the lists' owners get live notices."""
-        groups = self._by_node(owners)
+        groups = self._by_node(owners, self.key)
         sha = NODE_SCRIPTS[name].sha
 
         def build(pipe: Pipeline) -> None:
@@ -352,12 +356,9 @@ class Reads:
         indexed = list(enumerate(sources))
         self.nodes: list[ClusterNode] = []  # each group's node, when one call per node
         if first.cluster and len(sources) > 1:
-            by_node: dict[str, tuple[ClusterNode, list]] = {}
-            for item in indexed:
-                node = first._node_of(item[1][0].key(item[1][1]))
-                by_node.setdefault(node.name, (node, []))[1].append(item)
-            self.nodes = [node for node, _group in by_node.values()]
-            self.groups = [group for _node, group in by_node.values()]
+            by_node = first._by_node(indexed, lambda s: s[1][0].key(s[1][1]))
+            self.nodes = [node for node, _group in by_node]
+            self.groups = [group for _node, group in by_node]
         else:
             self.groups = [indexed]
         self.first = first
