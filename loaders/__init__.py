@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from core import validation
 from core.media import Media
 from core.models import Tweet, User
 from runtime.container import Services
@@ -138,11 +139,15 @@ def make_loaders(services: Services, viewer_id: int | None) -> Loaders:
         return await through("users", services.users.get_many, ids)
 
     async def load_by_handle(handles: list[str]) -> list[User | None]:
-        lowered = [h.lower() for h in handles]
+        # A malformed handle names no one; it never reaches the store (NUL fails in PostgreSQL).
+        lowered = [h.lower() if validation.is_handle(h) else "" for h in handles]
+        wanted = [h for h in lowered if h]
+        if not wanted:
+            return [None] * len(handles)
         if (c := await usable()) is None:
-            found = await services.users.by_handles(lowered)
+            found = await services.users.by_handles(wanted)
             return [found.get(h) for h in lowered]
-        known, unknown = c.handles.get_many(lowered)
+        known, unknown = c.handles.get_many(wanted)
         users, missing = c.users.get_many(known.values())
         by_handle = {h: users[i] for h, i in known.items() if i in users}
         unknown += [h for h, i in known.items() if i in missing]

@@ -44,6 +44,11 @@ async def test_follow_errors(api):
     assert code(await api.gql('mutation{unfollow(userId:"123456789"){id}}', token=a)) == ["NOT_FOUND"]
     assert (await api.ok('{user(handle:"no_such_user_x"){id}}'))["user"] is None
     assert code(await api.gql('{userTimeline(handle:"no_such_user_x"){edges{cursor}}}')) == ["NOT_FOUND"]
+    # The fuzzer's find: a NUL in a handle used to reach PostgreSQL, which refuses it (INTERNAL).
+    for handle in ("Q\u0000g", "x" * 16, "\u00c9t\u00e9"):
+        q = 'query($h:String!){userTimeline(handle:$h,first:5){edges{cursor}}}'
+        assert code(await api.gql(q, {"h": handle})) == ["NOT_FOUND"], handle
+        assert (await api.ok('query($h:String!){user(handle:$h){id}}', {"h": handle}))["user"] is None
 
 
 async def test_counts_exact_under_concurrent_follows_and_unfollows(api, services):
