@@ -26,8 +26,6 @@ async def viewer(ctx: Context) -> User | None:
 
 
 async def by_handle(ctx: Context, handle: str) -> User | None:
-    if not validation.is_handle(handle):
-        return None
     return await ctx.loaders.users_by_handle.load(handle)
 
 
