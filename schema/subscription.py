@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Hashable
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Hashable
 from typing import Any
 
 import orjson
@@ -225,29 +225,36 @@ async def _within_budget(execution: Any, settings: Any) -> ExecutionResult:
 class _Direct:
     """A shareable subscription's frames, for the hub to send (see subscriptions/wire.py)."""
 
-    __slots__ = ("executor", "key", "framed", "alive", "send_text")
+    __slots__ = ("executor", "key", "prefix", "alive", "raw")
 
     def __init__(self, wire: Wire, executor: LiveExecutionContext, key: Hashable) -> None:
-        self.executor, self.key, self.framed = executor, ("json", key), wire.frame
-        self.alive, self.send_text = wire.alive, wire.send_text
+        self.executor, self.key = executor, ("json", key)
+        self.prefix, self.alive, self.raw = wire.prefix, wire.alive, wire.send
 
-    def frame(self, event: streams.LiveEvent) -> str | None:
-        """This operation's frame for the event, or None to use the ordinary path."""
+    def send(self, event: streams.LiveEvent) -> Coroutine[Any, Any, None] | None:
+        """The write of this operation's frame for the event, or None to use the ordinary
+        path (the operation has ended, or its result needs formatting)."""
+        if not self.alive():
+            return None
         shared = TimelineEvent.of(event)
-        payload = shared.results.get(self.key)
+        payload = shared.results.get(self.key) or self._payload(shared)
         if payload is None:
-            result = self.executor.build_per_event_executor(shared).execute_operation(
-                False, budget=False)
-            if self.executor.is_awaitable(result):
-                result.close()  # not expected for a shareable selection: decline
-                return None
-            if result.errors:
-                return None  # the ordinary path formats and reports them
-            # what the protocol handlers send as the payload, with the app's encoder
-            payload = orjson.dumps({"data": result.data}).decode()
-            if len(shared.results) < _MEMO_MAX:
-                shared.results[self.key] = payload
-        return self.framed(payload)
+            return None
+        return self.raw({"type": "websocket.send", "text": self.prefix + payload + "}"})
+
+    def _payload(self, shared: TimelineEvent) -> str | None:
+        result = self.executor.build_per_event_executor(shared).execute_operation(
+            False, budget=False)
+        if self.executor.is_awaitable(result):
+            result.close()  # not expected for a shareable selection: decline
+            return None
+        if result.errors:
+            return None  # the ordinary path formats and reports them
+        # what the protocol handlers send as the payload, with the app's encoder
+        payload = orjson.dumps({"data": result.data}).decode()
+        if len(shared.results) < _MEMO_MAX:
+            shared.results[self.key] = payload
+        return payload
 
 
 def _direct() -> _Direct | None:

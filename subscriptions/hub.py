@@ -28,7 +28,7 @@ import secrets
 from array import array
 from bisect import bisect_left
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from typing import Any, Protocol
 
 from redis.asyncio import Redis
@@ -97,11 +97,8 @@ class Seen:
 class Direct(Protocol):
     """What a session offers for direct delivery (made by schema/subscription.py)."""
 
-    def alive(self) -> bool: ...
-
-    def frame(self, event: LiveEvent) -> str | None: ...
-
-    def send_text(self, text: str) -> Any: ...
+    def send(self, event: LiveEvent) -> Coroutine[Any, Any, None] | None:
+        """The write of the event's frame to the socket, or None to decline."""
 
 
 class Subscriber:
@@ -140,11 +137,11 @@ class Subscriber:
             if added and event.tweet_id in self.seen:
                 return False  # already sent
             pending = self.pending
-            if (pending is None or pending.done()) and direct.alive():
-                frame = direct.frame(event)
-                if frame is not None:
+            if pending is None or pending.done():
+                sending = direct.send(event)
+                if sending is not None:
                     try:
-                        self.pending = send_eagerly(direct.send_text(frame))
+                        self.pending = send_eagerly(sending)
                     except Exception as e:  # gone: its operation's task will find out
                         log.debug("direct live send failed: %r", e)
                     else:

@@ -34,12 +34,9 @@ class Wire:
     """How one subscription operation's frames reach its socket."""
 
     prefix: str  # the frame up to its payload: '{"id":"1","type":"next","payload":'
-    send_text: Callable[[str], Awaitable[None]]
+    send: Callable[[dict], Awaitable[None]]  # the socket's ASGI send
     alive: Callable[[], bool]  # the operation is still open (not completed or stopped)
     executor: Any = None  # its graphql-core executor, registered by schema/subscription.py
-
-    def frame(self, payload: str) -> str:
-        return self.prefix + payload + "}"
 
 
 WIRE: ContextVar[Wire | None] = ContextVar("chirp_live_wire", default=None)
@@ -66,15 +63,9 @@ def _wire(handler: Any, operation_id: str, kind: str, alive: Callable[[], bool])
     if ws is None:
         return None
     head = orjson.dumps({"id": operation_id, "type": kind}).decode()
-    raw = ws.scope.get(RAW_SEND)
-    if raw is None:  # mounted without RawSend: through Starlette
-        async def send_text(text: str) -> None:
-            await ws.send({"type": "websocket.send", "text": text})
-    else:
-        async def send_text(text: str) -> None:
-            await raw({"type": "websocket.send", "text": text})
-
-    return Wire(head[:-1] + ',"payload":', send_text, alive)
+    # the server's own send, or Starlette's where RawSend is not mounted
+    send = ws.scope.get(RAW_SEND) or ws.send
+    return Wire(head[:-1] + ',"payload":', send, alive)
 
 
 class TransportWSHandler(BaseGraphQLTransportWSHandler):

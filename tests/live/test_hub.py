@@ -108,13 +108,10 @@ class FakeDirect:
         self.gate: asyncio.Future | None = None
         self.open = True
 
-    def alive(self) -> bool:
-        return self.open
+    def send(self, event):
+        return self._send(f"{event.kind}:{event.tweet_id}") if self.open else None
 
-    def frame(self, event) -> str:
-        return f"{event.kind}:{event.tweet_id}"
-
-    async def send_text(self, text: str) -> None:
+    async def _send(self, text: str) -> None:
         if self.gate is not None:
             gate, self.gate = self.gate, None
             await gate
