@@ -144,6 +144,15 @@ class Accounts:
         claims = self.claims_from(authorization)
         return None if claims is None else claims.user_id
 
+    def revocations_version(self) -> int | None:
+        """Changes whenever this process's copy of the revocations does; None while that
+        copy is not loaded."""
+        revocations = self.revocations
+        if revocations is None:
+            return 0
+        revocations.start()
+        return revocations.version if revocations.ready.is_set() else None
+
     def still_live(self, claims: Claims) -> bool | None:
         """Whether a verified token is not logged out, from this process's copy of the
         revocations (no I/O); None while that copy is not loaded."""

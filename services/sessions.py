@@ -1,5 +1,6 @@
 """Open subscriptions' tokens, checked together: one sweep a second for the whole process,
-not a timer per subscription (docs/live.md, "Token checks")."""
+not a timer per subscription, and only when the revocations changed or a token is new
+(docs/live.md, "Token checks")."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ class TokenWatch:
         self.check_seconds = check_seconds
         self._watched: dict[asyncio.Future, tuple[Claims, asyncio.TimerHandle]] = {}
         self._task: asyncio.Task | None = None
+        self._unchecked = False  # a token watched since the last sweep
 
     def watch(self, claims: Claims) -> asyncio.Future:
         """A future done when the token expires (at its expiry) or is found logged out (at
@@ -29,6 +31,7 @@ class TokenWatch:
         ended = loop.create_future()
         timer = loop.call_at(loop.time() + claims.expires_at - time.time(), _end, ended)
         self._watched[ended] = (claims, timer)
+        self._unchecked = True
         if self._task is None or self._task.done():
             self._task = loop.create_task(self._sweep())
         return ended
@@ -40,8 +43,13 @@ class TokenWatch:
         ended.cancel()
 
     async def _sweep(self) -> None:
+        swept = None  # the revocations' version the last whole sweep checked against
         while self._watched:
             await asyncio.sleep(self.check_seconds)
+            version = self.accounts.revocations_version()
+            if version is not None and version == swept and not self._unchecked:
+                continue  # nothing revoked since: every token still stands
+            self._unchecked = False
             unknown = []
             for ended, (claims, _timer) in list(self._watched.items()):
                 live = self.accounts.still_live(claims)
@@ -55,6 +63,7 @@ class TokenWatch:
                 for (ended, _claims), live in zip(unknown, found, strict=True):
                     if live is False:
                         _end(ended)
+            swept = version
 
     async def close(self) -> None:
         await tasks.cancel(self._task)

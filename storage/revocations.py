@@ -27,7 +27,7 @@ class Revocations:
         self.tokens: dict[str, float] = {}  # token id -> its expiry
         self.after: dict[int, float] = {}  # user -> tokens issued before this are refused
         self.ready = asyncio.Event()
-        self.applied = 0
+        self.version = 0  # counts changes to this copy: unchanged, no token became revoked
         self._task: asyncio.Task | None = None
 
     def revoked(self, user: int, jti: str, issued_at: float) -> bool:
@@ -47,12 +47,14 @@ class Revocations:
             await pipe.execute()
         await self.redis.publish(keys.REVOCATIONS, orjson.dumps({"jti": jti, "exp": expires_at}))
         self.tokens[jti] = expires_at
+        self.version += 1
 
     async def revoke_user(self, user: int) -> None:
         now = time.time()
         await self.redis.hset(keys.TOKENS_AFTER, str(user), repr(now))
         await self.redis.publish(keys.REVOCATIONS, orjson.dumps({"user": user, "after": now}))
         self.after[user] = max(self.after.get(user, 0.0), now)
+        self.version += 1
 
     def start(self) -> None:
         if self._task is None and self.redis_url:
@@ -71,6 +73,7 @@ class Revocations:
         self.tokens = {t.decode(): float(exp) for t, exp in tokens}
         self.after = {int(u): float(a) for u, a in after.items()
                       if float(a) > now - self.ttl_s}  # older ones outlived every token
+        self.version += 1
 
     def _apply(self, message: bytes) -> None:
         data = orjson.loads(message)
@@ -79,7 +82,7 @@ class Revocations:
         else:
             user = int(data["user"])
             self.after[user] = max(self.after.get(user, 0.0), float(data["after"]))
-        self.applied += 1
+        self.version += 1
         if len(self.tokens) > 100_000:  # drop the expired
             now = time.time()
             self.tokens = {t: exp for t, exp in self.tokens.items() if exp > now}

@@ -267,12 +267,12 @@ async def test_a_revocation_elsewhere_reaches_this_process_memo(stack, api, serv
     assert (await api.ok("{viewer{id}}", token=token))["viewer"]["id"] == str(uid)
     revocations = services.accounts.revocations
     assert revocations.ready.is_set()
-    applied = revocations.applied
+    version = revocations.version
     async with api_with(stack) as elsewhere:
         claims = elsewhere.services.accounts.claims_from(f"Bearer {token}")
         await elsewhere.services.accounts.log_out(claims)
     for _ in range(100):
-        if revocations.applied > applied:
+        if revocations.version > version:
             break
         await asyncio.sleep(0.01)
     assert codes(await api.gql("{viewer{id}}", token=token)) == ["UNAUTHENTICATED"]

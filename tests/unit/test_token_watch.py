@@ -18,8 +18,16 @@ class _Accounts:
         self.out: set[str] = set()
         self.unknown: set[str] = set()
         self.asked: list[str] = []
+        self.checked = 0
+
+    def log_out(self, *jtis: str) -> None:
+        self.out |= set(jtis)
+
+    def revocations_version(self) -> int | None:
+        return None if self.unknown else len(self.out)
 
     def still_live(self, claims: Claims) -> bool | None:
+        self.checked += 1
         return None if claims.jti in self.unknown else claims.jti not in self.out
 
     async def live(self, claims: Claims, check_user: bool = True) -> bool | None:
@@ -36,7 +44,7 @@ async def test_a_token_ends_at_its_expiry_and_a_logout_at_the_next_sweep():
     watch = TokenWatch(accounts, check_seconds=0.05)
     expiring, out, unknown, kept = (watch.watch(_claims("e", 0.2)), watch.watch(_claims("o")),
                                     watch.watch(_claims("u")), watch.watch(_claims("k")))
-    accounts.out |= {"o", "u"}
+    accounts.log_out("o", "u")
     accounts.unknown.add("u")
     started = time.monotonic()
     await asyncio.wait_for(asyncio.gather(out, unknown), 1)
@@ -50,4 +58,21 @@ async def test_a_token_ends_at_its_expiry_and_a_logout_at_the_next_sweep():
     assert kept.cancelled()
     await asyncio.sleep(0.15)
     assert watch._task.done()  # nothing watched: the sweep stops
+    await watch.close()
+
+
+async def test_a_sweep_checks_tokens_only_after_a_revocation_or_a_new_watch():
+    accounts = _Accounts()
+    watch = TokenWatch(accounts, check_seconds=0.02)
+    first, second = watch.watch(_claims("a")), watch.watch(_claims("b"))
+    await asyncio.sleep(0.1)  # the first sweep checks both, the later ones nothing
+    assert accounts.checked == 2
+    third = watch.watch(_claims("c"))
+    await asyncio.sleep(0.1)
+    assert accounts.checked == 5  # a new token: one more sweep of the three
+    accounts.log_out("b")
+    await asyncio.wait_for(second, 1)
+    assert accounts.checked == 8 and not first.done() and not third.done()
+    for ended in (first, second, third):
+        watch.unwatch(ended)
     await watch.close()
