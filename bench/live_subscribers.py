@@ -300,7 +300,7 @@ async def run(args, ports: list[int], author_token: str, tokens: list[str],
         worker_cpu = (_cpu(worker) if worker else 0.0) - worker_cpu0
         window.append(time.time())
         if spy is not None:
-            spy.send_signal(2)  # py-spy writes its profile on SIGINT
+            spy.send_signal(2)  # the profiler writes its profile on SIGINT
             await spy.wait()
         results = []
         for proc in clients:
@@ -359,15 +359,20 @@ async def run(args, ports: list[int], author_token: str, tokens: list[str],
 
 
 async def _profile(args, pid: int):
-    """py-spy (not a project dependency) on the API process during the posting window."""
+    """A sampling profiler on the API process during the posting window: py-spy into a
+    speedscope file, or with a .data path `perf record` (native and kernel stacks); neither
+    is a project dependency."""
     if not args.profile:
         return None
+    if args.profile.endswith(".data"):
+        command = ["perf", "record", "-F", "499", "-g", "-p", str(pid), "-o", args.profile]
+    else:
+        command = [str(Path(sys.executable).parent / "py-spy"), "record", "-p", str(pid),
+                   "-o", args.profile, "-f", "speedscope", "-r", "250",
+                   *os.environ.get("BENCH_PYSPY_ARGS", "").split(),  # e.g. "--native"
+                   "-d", str(int(args.tweets * args.interval + args.drain + 30))]
     return await asyncio.create_subprocess_exec(
-        str(Path(sys.executable).parent / "py-spy"), "record", "-p", str(pid), "-o",
-        args.profile, "-f", "speedscope", "-r", "250",
-        *os.environ.get("BENCH_PYSPY_ARGS", "").split(),  # e.g. "--native"
-        "-d", str(int(args.tweets * args.interval + args.drain + 30)),
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+        *command, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
 
 
 def bench_root(args, root: Path) -> dict:
@@ -405,7 +410,7 @@ def bench_root(args, root: Path) -> dict:
                                         [psutil.Process(p.pid) for p in apis],
                                         psutil.Process(worker.pid)))
                 if profile and i == 0:
-                    args.profile = str(Path(profile).with_suffix(".floor.json"))
+                    args.profile = str(Path(profile).with_suffix(".floor" + Path(profile).suffix))
                 low = asyncio.run(run(args, [floor_port], author_token, tokens, user_ids,
                                       [psutil.Process(floor.pid)], None))
                 rounds.append((chirp, low))
@@ -470,8 +475,8 @@ def main() -> None:
                         help="source tree(s) of the API and worker, comma-separated")
     parser.add_argument("--rounds", type=int, default=3,
                         help="alternating rounds of Chirp and the floor; the median is reported")
-    parser.add_argument("--profile", help="py-spy the API into this speedscope file "
-                                          "(first round)")
+    parser.add_argument("--profile", help="profile the API's first round into this file: "
+                                          "py-spy's speedscope, or perf's for a .data name")
     parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
