@@ -236,13 +236,14 @@ class _Direct:
         path (the operation has ended, or its result needs formatting)."""
         if not self.alive():
             return None
-        shared = TimelineEvent.of(event)
-        payload = shared.results.get(self.key) or self._payload(shared)
+        # the payload is kept on the event itself: one lookup per delivery
+        payload = event.memo.get(self.key) or self._payload(event)
         if payload is None:
             return None
         return self.raw({"type": "websocket.send", "text": self.prefix + payload + "}"})
 
-    def _payload(self, shared: TimelineEvent) -> str | None:
+    def _payload(self, event: streams.LiveEvent) -> str | None:
+        shared = TimelineEvent.of(event)
         result = self.executor.build_per_event_executor(shared).execute_operation(
             False, budget=False)
         if self.executor.is_awaitable(result):
@@ -252,8 +253,8 @@ class _Direct:
             return None  # the ordinary path formats and reports them
         # what the protocol handlers send as the payload, with the app's encoder
         payload = orjson.dumps({"data": result.data}).decode()
-        if len(shared.results) < _MEMO_MAX:
-            shared.results[self.key] = payload
+        if len(event.memo) < _MEMO_MAX:
+            event.memo[self.key] = payload
         return payload
 
 

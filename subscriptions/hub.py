@@ -63,18 +63,25 @@ _DELETED_COUNT = metrics.LIVE_DELIVERED.labels(LiveKind.TWEET_DELETED)
 
 class Seen:
     """Tweet ids a session has sent, to drop a second copy (the backlog and the live stream
-    overlap when a session starts). Keeps the newest `size` ids, sorted in an array: 8 bytes
-    an id, 16 KB at most however long the stream runs (a dict of 4,096 ids was ~300 KB).
-    Ids are Snowflakes, so the newest are the ones a duplicate can still be of; an id older
-    than all it remembers, once full, is let through."""
+    overlap when a session starts). Keeps the newest `size` / 2 to `size` ids, sorted in an
+    array: 8 bytes an id, 16 KB at most however long the stream runs (a dict of 4,096 ids
+    was ~300 KB); past `size` it forgets the older half at once. Ids are Snowflakes, so the
+    newest are the ones a duplicate can still be of; an id no newer than one forgotten is
+    let through. Live ids mostly arrive newest last: one comparison with `top` and an
+    append (a binary search per delivery cost more than the rest of a direct send's own
+    work, docs/live.md)."""
 
-    __slots__ = ("ids", "size")
+    __slots__ = ("ids", "size", "top", "floor")
 
     def __init__(self, size: int = 2048) -> None:
         self.ids = array("q")
         self.size = size
+        self.top = -1  # the newest id remembered
+        self.floor = -1  # the newest id forgotten
 
     def __contains__(self, tweet_id: int) -> bool:
+        if tweet_id > self.top or tweet_id <= self.floor:
+            return False
         ids = self.ids
         i = bisect_left(ids, tweet_id)
         return i < len(ids) and ids[i] == tweet_id
@@ -82,15 +89,20 @@ class Seen:
     def add(self, tweet_id: int) -> bool:
         """False if it was already there."""
         ids = self.ids
-        i = bisect_left(ids, tweet_id)
-        if i < len(ids) and ids[i] == tweet_id:
-            return False
-        if len(ids) >= self.size:
-            if i == 0:
-                return True  # older than everything remembered
-            del ids[0]
-            i -= 1
-        ids.insert(i, tweet_id)
+        if tweet_id > self.top:
+            ids.append(tweet_id)
+            self.top = tweet_id
+        elif tweet_id <= self.floor:
+            return True  # it may have been sent and forgotten: let through
+        else:
+            i = bisect_left(ids, tweet_id)
+            if i < len(ids) and ids[i] == tweet_id:
+                return False
+            ids.insert(i, tweet_id)
+        if len(ids) > self.size:
+            half = len(ids) // 2
+            self.floor = ids[half - 1]
+            del ids[:half]
         return True
 
 
@@ -128,13 +140,14 @@ class Subscriber:
             metrics.LIVE_OVERFLOWS.inc()
             self.resync()
 
-    def hand(self, event: LiveEvent) -> bool:
+    def hand(self, event: LiveEvent, added: bool) -> bool:
         """Send directly if the session allows it and the socket is free; otherwise queue.
-        True if sent here."""
+        True if sent here. `added`: the event is a TWEET_ADDED (not sent twice)."""
         direct = self.direct
         if direct is not None:
-            added = event.kind is LiveKind.TWEET_ADDED
-            if added and event.tweet_id in self.seen:
+            tweet_id = event.tweet_id
+            seen = self.seen
+            if added and tweet_id <= seen.top and tweet_id in seen:
                 return False  # already sent
             pending = self.pending
             if pending is None or pending.done():
@@ -146,7 +159,7 @@ class Subscriber:
                         log.debug("direct live send failed: %r", e)
                     else:
                         if added:
-                            self.seen.add(event.tweet_id)
+                            seen.add(tweet_id)
                         return True
         self.deliver(event)
         return False
@@ -360,12 +373,13 @@ class Hub:
                     targets = [s for s in targets
                                if s.viewer in (None, author) or s.viewer in following]
         sent = 0
+        added = kind is LiveKind.TWEET_ADDED
         for i, sub in enumerate(targets, 1):
-            sent += sub.hand(event)
+            sent += sub.hand(event, added)
             if i % YIELD_EVERY == 0:
                 await asyncio.sleep(0)  # let other work run between slices
         if sent:
-            (_ADDED_COUNT if kind is LiveKind.TWEET_ADDED else _DELETED_COUNT).inc(sent)
+            (_ADDED_COUNT if added else _DELETED_COUNT).inc(sent)
 
     # -- the connection
 

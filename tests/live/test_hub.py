@@ -95,11 +95,16 @@ async def test_seen_keeps_the_newest_ids_in_bounded_memory():
     seen = Seen(size=4)
     assert all(seen.add(i) for i in (50, 10, 30, 20))
     assert not seen.add(30) and 30 in seen and 40 not in seen
-    assert seen.add(60)  # full: the oldest id (10) is forgotten
-    assert list(seen.ids) == [20, 30, 50, 60] and 10 not in seen
-    assert seen.add(5)  # older than anything remembered: let through, not remembered
-    assert list(seen.ids) == [20, 30, 50, 60]
-    assert seen.ids.itemsize == 8
+    assert list(seen.ids) == [10, 20, 30, 50]
+    assert seen.add(60)  # past its size: the older half (10, 20) is forgotten at once
+    assert list(seen.ids) == [30, 50, 60] and 10 not in seen and 20 not in seen
+    assert seen.add(5) and seen.add(20)  # no newer than one forgotten: let through, unkept
+    assert list(seen.ids) == [30, 50, 60]
+    assert seen.add(40) and not seen.add(40) and not seen.add(60)
+    assert list(seen.ids) == [30, 40, 50, 60] and seen.ids.itemsize == 8
+    for i in range(61, 1061):  # a long stream stays within size
+        assert seen.add(i) and not seen.add(i)
+        assert len(seen.ids) <= 4 and i in seen
 
 
 class FakeDirect:
