@@ -152,6 +152,17 @@ class TimelineCache:
             pipe.execute_command("WAIT", 1, self.REPLICA_WAIT_MS, target_nodes=node)
         return len(nodes)
 
+    def queue_present(self, pipe: Pipeline, owners: list[int], hub: str, ttl_ms: int
+                      ) -> list[list[int]]:
+        """Queue marking `hub` present for the owners and renewing their lists' TTL
+        (storage/lua/present.lua): one call per batch, per slot on a cluster. Returns the
+        batches; each one's reply says per owner whether its list exists."""
+        batches = self._batches(owners)
+        for batch in batches:
+            names = [name for o in batch for name in (keys.presence(o), self.key(o))]
+            self.call(pipe, "present", names, [hub, ttl_ms, self.ttl_seconds])
+        return batches
+
     def _batches(self, owners: list[int]) -> list[list[int]]:
         """One script call's owners: all of them, or on a cluster one group per slot."""
         return by_slot(owners, self.key) if self.cluster else [owners]

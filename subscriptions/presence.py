@@ -59,19 +59,18 @@ class Presence:
         home = self.services.home
         hub_id, ttl_ms = self.hub.id, notices.PRESENCE_TTL_S * 1000
         viewers, authors = list(viewers), list(authors)
+        batches: list[list[int]] = []
 
         def build(pipe) -> None:
-            for v in viewers:
-                home.call(pipe, "present", [keys.presence(v)], [hub_id, ttl_ms])
-                # keep the cached timeline alive as long as someone watches it
-                pipe.expire(home.key(v), home.ttl_seconds)
+            # keeps the cached timeline alive as long as someone watches it
+            batches[:] = home.queue_present(pipe, viewers, hub_id, ttl_ms) if viewers else []
             for a in authors:
                 pipe.set(keys.author_presence(a), 1, ex=notices.PRESENCE_TTL_S)
 
         replies = await home.run(build)
-        # EXPIRE answers 0 for a missing key (an empty timeline is cached as '', so exists)
-        expired = replies[1:2 * len(viewers):2]
-        return {v for v, ok in zip(viewers, expired, strict=True) if not ok}
+        # an empty timeline is cached as '', so a missing one is truly gone
+        return {v for batch, found in zip(batches, replies, strict=False)
+                for v, ok in zip(batch, found, strict=True) if not ok}
 
     def heal(self, viewers: set[int]) -> None:
         """Sessions whose cached timeline vanished (Redis restarted or evicted it, or the

@@ -1,13 +1,20 @@
--- KEYS[1] presence hash; ARGV[1] hub id, ARGV[2] ttl ms. Marks the hub present for the
--- viewer until now + ttl on the server's clock (publishers compare with the same clock),
--- keeps the key at least that long, and drops fields of hubs that stopped renewing.
+-- KEYS: per viewer, its presence hash then its cached home timeline; ARGV[1] hub id,
+-- ARGV[2] presence ttl ms, ARGV[3] the timeline's ttl s. For each viewer: marks the hub
+-- present until now + ttl on the server's clock (publishers compare with the same clock),
+-- keeps the hash at least that long, drops fields of hubs that stopped renewing, and
+-- renews the timeline's TTL. Replies per viewer 1 if its timeline exists, else 0.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ttl = tonumber(ARGV[2])
-local fields = redis.call('HGETALL', KEYS[1])
-for i = 1, #fields, 2 do
-  if tonumber(fields[i + 1]) <= now then redis.call('HDEL', KEYS[1], fields[i]) end
+local found = {}
+for k = 1, #KEYS, 2 do
+  local key = KEYS[k]
+  local fields = redis.call('HGETALL', key)
+  for i = 1, #fields, 2 do
+    if tonumber(fields[i + 1]) <= now then redis.call('HDEL', key, fields[i]) end
+  end
+  redis.call('HSET', key, ARGV[1], now + ttl)
+  if redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, ttl) end
+  found[#found + 1] = redis.call('EXPIRE', KEYS[k + 1], ARGV[3])
 end
-redis.call('HSET', KEYS[1], ARGV[1], now + ttl)
-if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
-return 1
+return found

@@ -66,7 +66,7 @@ async def test_live_notices_go_to_present_owners_shard_channels(cluster, redis):
     for o in owners:
         await redis.set(home.key(o), b"", ex=60)
     for o in owners[:2]:
-        await home.run(lambda p, o=o: home.call(p, "present", [keys.presence(o)], ["h", 60000]))
+        await home.run(lambda p, o=o: home.queue_present(p, [o], "h", 60000))
     sub = ShardedPubSub(cluster.url, 15)
     await sub.connect()
     await sub.subscribe(*(keys.home_channel(o) for o in owners))

@@ -197,10 +197,12 @@ async def test_live_notices_go_once_to_each_hub_naming_its_present_owners(servic
     for o in owners[:3]:
         await fresh(home, o, [10])
     r = services.redis
-    await home.run(lambda p: home.call(p, "present", [keys.presence(9100)], ["hubA", 60000]))
-    await home.run(lambda p: home.call(p, "present", [keys.presence(9101)], ["hubA", 60000]))
-    await home.run(lambda p: home.call(p, "present", [keys.presence(9101)], ["hubB", 60000]))
-    await home.run(lambda p: home.call(p, "present", [keys.presence(9103)], ["hubA", 60000]))
+    batches: list = []
+    replies = await home.run(
+        lambda p: batches.extend(home.queue_present(p, [9100, 9101, 9103], "hubA", 60000)))
+    found = dict(zip((o for b in batches for o in b), (f for r in replies for f in r)))
+    assert found == {9100: 1, 9101: 1, 9103: 0}  # 9103's timeline is not cached
+    await home.run(lambda p: home.queue_present(p, [9101], "hubB", 60000))
     await r.hset(keys.presence(9102), "hubB", 1)  # expired long ago: not told
     assert 55 <= await r.ttl(keys.presence(9100)) <= 60
     pubsub = r.pubsub(ignore_subscribe_messages=True)
@@ -220,7 +222,7 @@ async def test_live_notices_go_once_to_each_hub_naming_its_present_owners(servic
         ])
         assert notices.parse_routed("a:20:9100,9101") == (LiveKind.TWEET_ADDED, 20, [9100, 9101])
         # renewing presence drops the fields of hubs that stopped renewing theirs
-        await home.run(lambda p: home.call(p, "present", [keys.presence(9102)], ["hubA", 60000]))
+        await home.run(lambda p: home.queue_present(p, [9102], "hubA", 60000))
         assert await r.hkeys(keys.presence(9102)) == [b"hubA"]
     finally:
         await pubsub.aclose()
