@@ -420,6 +420,9 @@ def bench_root(args, root: Path) -> dict:
                   for c, f in rounds]
         middle = sorted(range(len(rounds)), key=ratios.__getitem__)[len(rounds) // 2]
         out, low = rounds[middle]
+        # memory per connection from the first round: later ones reuse what it freed
+        out["api_rss_bytes_per_connection"] = rounds[0][0]["api_rss_bytes_per_connection"]
+        low["api_rss_bytes_per_connection"] = rounds[0][1]["api_rss_bytes_per_connection"]
         out["root"] = str(root)
         out["load_avg"] = [round(x, 2) for x in os.getloadavg()]
         out["floor"] = low
