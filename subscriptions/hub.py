@@ -67,9 +67,8 @@ class Seen:
     array: 8 bytes an id, 16 KB at most however long the stream runs (a dict of 4,096 ids
     was ~300 KB); past `size` it forgets the older half at once. Ids are Snowflakes, so the
     newest are the ones a duplicate can still be of; an id no newer than one forgotten is
-    let through. Live ids mostly arrive newest last: one comparison with `top` and an
-    append (a binary search per delivery cost more than the rest of a direct send's own
-    work, docs/live.md)."""
+    let through. Live ids mostly arrive newest last: that case is one comparison with `top`
+    and an append, no search (docs/live.md, "Direct delivery")."""
 
     __slots__ = ("ids", "size", "top", "floor")
 
@@ -147,7 +146,7 @@ class Subscriber:
         if direct is not None:
             tweet_id = event.tweet_id
             seen = self.seen
-            if added and tweet_id <= seen.top and tweet_id in seen:
+            if added and tweet_id in seen:
                 return False  # already sent
             pending = self.pending
             if pending is None or pending.done():
