@@ -7,7 +7,6 @@ from hypothesis import strategies as st
 from core.timeline import insert as model_insert
 from core.timeline import remove as model_remove
 from storage.timeline_cache import ReadState, TimelineCache
-from tests.conftest import CLUSTER
 from tests.fakes import MemoryServer, MemoryTimelineCache
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -186,8 +185,6 @@ async def test_bytes_per_entry(services):
     assert pushed / 800 <= 8.4
 
 
-@pytest.mark.skipif(CLUSTER, reason="one server's routing; a cluster's is tested in "
-                    "test_cluster_layout.py::test_live_notices_go_to_present_owners_shard_channels")
 async def test_live_notices_go_once_to_each_hub_naming_its_present_owners(services):
     """Fan-out tells live owners: one message per hub per script call, present owners only."""
     import asyncio
