@@ -196,16 +196,24 @@ async def seed(n: int) -> tuple[str, list[str], list[int]]:
         await svc.close()
 
 
-async def all_present(user_ids: list[int], seconds: float, clear: bool = False) -> None:
-    """Every subscriber's presence is marked; `clear` first forgets an earlier round's."""
+async def forget_presence(user_ids: list[int]) -> None:
+    """An earlier round's marks, so that `all_present` waits for this round's sessions."""
     from runtime.container import redis_client
     from storage import keys
 
     redis = redis_client(os.environ["CHIRP_REDIS_URL"])
     try:
-        if clear:
-            await redis.delete(*(keys.presence(u) for u in user_ids))
-            return
+        await redis.delete(*(keys.presence(u) for u in user_ids))
+    finally:
+        await redis.aclose()
+
+
+async def all_present(user_ids: list[int], seconds: float) -> None:
+    from runtime.container import redis_client
+    from storage import keys
+
+    redis = redis_client(os.environ["CHIRP_REDIS_URL"])
+    try:
         deadline = time.monotonic() + seconds
         while True:
             async with redis.pipeline(transaction=False) as pipe:
@@ -241,7 +249,7 @@ async def run(args, ports: list[int], author_token: str, tokens: list[str],
     deadline = time.monotonic() + CONNECT_LIMIT_S
     rss0 = sum(a.memory_info().rss for a in apis)
     if worker is not None:  # an earlier round's sessions are gone; so must their marks be
-        await all_present(user_ids, 0, clear=True)
+        await forget_presence(user_ids)
     shards = [tokens[i::args.clients] for i in range(args.clients)]
     clients = []
     for i, shard in enumerate(shards):

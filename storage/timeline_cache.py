@@ -157,7 +157,7 @@ class TimelineCache:
         """Queue marking `hub` present for the owners and renewing their lists' TTL
         (storage/lua/present.lua): one call per batch, per slot on a cluster. Returns the
         batches; each one's reply says per owner whether its list exists."""
-        batches = self._batches(owners)
+        batches = self._batches(owners) if owners else []
         for batch in batches:
             names = [name for o in batch for name in (keys.presence(o), self.key(o))]
             self.call(pipe, "present", names, [hub, ttl_ms, self.ttl_seconds])

@@ -64,8 +64,8 @@ _DELETED_COUNT = metrics.LIVE_DELIVERED.labels(LiveKind.TWEET_DELETED)
 class Seen:
     """Tweet ids a session has sent, to drop a second copy (the backlog and the live stream
     overlap when a session starts). Keeps the newest `size` / 2 to `size` ids, sorted in an
-    array: 8 bytes an id, 16 KB at most however long the stream runs (a dict of 4,096 ids
-    was ~300 KB); past `size` it forgets the older half at once. Ids are Snowflakes, so the
+    array of 8 bytes an id, so its memory is bounded however long the stream runs; past
+    `size` it forgets the older half at once. Ids are Snowflakes, so the
     newest are the ones a duplicate can still be of; an id no newer than one forgotten is
     let through. Live ids mostly arrive newest last: that case is one comparison with `top`
     and an append, no search (docs/live.md, "Direct delivery")."""

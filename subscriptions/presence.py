@@ -63,7 +63,7 @@ class Presence:
 
         def build(pipe) -> None:
             # keeps the cached timeline alive as long as someone watches it
-            batches[:] = home.queue_present(pipe, viewers, hub_id, ttl_ms) if viewers else []
+            batches[:] = home.queue_present(pipe, viewers, hub_id, ttl_ms)
             for a in authors:
                 pipe.set(keys.author_presence(a), 1, ex=notices.PRESENCE_TTL_S)
 
